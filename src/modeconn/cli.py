@@ -1,0 +1,94 @@
+"""The command line: a thin layer over the Python API, one subcommand per task."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import ModeconnError
+
+
+def _train_config(args, defaults):
+    from .train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs or defaults.epochs, lr=args.lr or defaults.lr,
+                       momentum=defaults.momentum, wd=defaults.wd if args.wd is None else args.wd,
+                       batch_size=args.batch_size or defaults.batch_size, seed=args.seed)
+
+
+def cmd_train(args):
+    from .runs import TRAIN_DEFAULTS, train_run
+    from .train import TrainConfig
+
+    cfg = _train_config(args, TRAIN_DEFAULTS.get(args.dataset, TrainConfig()))
+    info = train_run(args.dataset, args.out, model=args.model, cfg=cfg, data_dir=args.data_dir,
+                     device=args.device, resume=args.resume, progress=not args.quiet)
+    print(f"{args.out}: test error {info['test_err']:.4f}, test loss {info['test_loss']:.4f} "
+          f"({info['seconds']:.1f} s)")
+
+
+def cmd_connect(args):
+    from .runs import CONNECT_DEFAULTS, network_info, connect_run
+    from .train import TrainConfig
+
+    dataset = args.dataset or network_info(args.start).get("dataset")
+    cfg = _train_config(args, CONNECT_DEFAULTS.get(dataset, TrainConfig()))
+    info = connect_run(args.start, args.end, args.out, kind=args.curve, bends=args.bends,
+                       free_endpoints=args.free_endpoints, cfg=cfg, dataset=args.dataset, model=args.model,
+                       data_dir=args.data_dir, device=args.device, resume=args.resume, progress=not args.quiet)
+    print(f"{args.out}: curve midpoint test error {info['midpoint_test_err']:.4f} "
+          f"(BN recomputed), length {info['length']:.3f} ({info['seconds']:.1f} s)")
+
+
+def _common(p, training=True):
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    p.add_argument("--data-dir", default=None, help="dataset folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if training:
+        p.add_argument("--epochs", type=int, default=None)
+        p.add_argument("--lr", type=float, default=None, help="initial learning rate")
+        p.add_argument("--wd", type=float, default=None, help="weight decay")
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modeconn", description="Mode connectivity and fast ensembling for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one endpoint network")
+    p.add_argument("--dataset", default="mnist1d", help="mnist1d (default) or fashion-mnist")
+    p.add_argument("--model", default=None, help="registry name (default: the dataset's default model)")
+    p.add_argument("--out", required=True)
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("connect", help="fit a low-loss curve between two trained networks")
+    p.add_argument("--start", required=True, help="run folder or weights file (.safetensors or .pt)")
+    p.add_argument("--end", required=True)
+    p.add_argument("--curve", default="bezier", choices=["bezier", "polychain"])
+    p.add_argument("--bends", type=int, default=1, help="free control points between the endpoints (0: the line)")
+    p.add_argument("--free-endpoints", action="store_true", help="train the endpoints too")
+    p.add_argument("--dataset", default=None, help="override the endpoints' dataset")
+    p.add_argument("--model", default=None, help="override the endpoints' model")
+    p.add_argument("--out", required=True)
+    _common(p)
+    p.set_defaults(func=cmd_connect)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ModeconnError as exc:
+        print(f"modeconn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"modeconn {args.command}: interrupted; rerun with --resume where the command offers it", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""A registry of models with one constructor: create_model(name, input_shape, num_classes, **kwargs)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import ModeconnError
+
+MODELS: dict[str, type] = {}
+DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn"}
+
+
+def register(name: str):
+    """Add a model class to the registry under `name`."""
+    def wrap(cls):
+        MODELS[name] = cls
+        return cls
+    return wrap
+
+
+def create_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered model for inputs of `input_shape` (no batch dim) and `num_classes`."""
+    if name not in MODELS:
+        raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](tuple(input_shape), num_classes, **kwargs)
+
+
+@register("mlp")
+class MLP(nn.Module):
+    """A ReLU multilayer perceptron on flattened inputs."""
+
+    def __init__(self, input_shape, num_classes, hidden: int = 256, depth: int = 2):
+        super().__init__()
+        layers, width = [nn.Flatten()], math.prod(input_shape)
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@register("conv1d")
+class Conv1dNet(nn.Module):
+    """Three strided 1D convolutions and a linear head: the MNIST-1D baseline convnet."""
+
+    def __init__(self, input_shape, num_classes, channels: int = 32):
+        super().__init__()
+        length = input_shape[-1]
+        self.features = nn.Sequential(
+            nn.Conv1d(1, channels, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        for _ in range(3):
+            length = (length + 1) // 2
+        self.head = nn.Linear(channels * length, num_classes)
+
+    def forward(self, x):
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        return self.head(self.features(x).flatten(1))
+
+
+@register("convbn")
+class ConvBNNet(nn.Module):
+    """Two conv-BatchNorm-ReLU-pool blocks and a two-layer head: the Fashion-MNIST default."""
+
+    def __init__(self, input_shape, num_classes, channels: int = 32, hidden: int = 128):
+        super().__init__()
+        c, h, w = input_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(c, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.BatchNorm2d(2 * channels), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * channels * (h // 4) * (w // 4), hidden), nn.ReLU(),
+                                  nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+VGG_CONFIGS = {
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """VGG in its CIFAR variant: conv stack, then a 512-512 classifier with dropout."""
+
+    def __init__(self, input_shape, num_classes, depth: int = 16, batch_norm: bool = False):
+        super().__init__()
+        layers, c = [], input_shape[0]
+        for v in VGG_CONFIGS[depth]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers.append(nn.Conv2d(c, v, 3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(v))
+                layers.append(nn.ReLU(inplace=True))
+                c = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(512, 512), nn.ReLU(True),
+            nn.Dropout(), nn.Linear(512, 512), nn.ReLU(True), nn.Linear(512, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.classifier(torch.flatten(nn.functional.adaptive_max_pool2d(x, 1), 1))
+
+
+@register("vgg16")
+class VGG16(VGG):
+    """VGG16, CIFAR variant."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(input_shape, num_classes, depth=16)
+
+
+@register("vgg16bn")
+class VGG16BN(VGG):
+    """VGG16 with BatchNorm, CIFAR variant."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(input_shape, num_classes, depth=16, batch_norm=True)
+
+
+@register("vgg19")
+class VGG19(VGG):
+    """VGG19, CIFAR variant."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(input_shape, num_classes, depth=19)
+
+
+@register("vgg19bn")
+class VGG19BN(VGG):
+    """VGG19 with BatchNorm, CIFAR variant."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(input_shape, num_classes, depth=19, batch_norm=True)

@@ -1,0 +1,163 @@
+"""Run folders: train a network or a curve into a folder, and load either back."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import (load_state_into, load_tensors, optimizer_tensors, prepare_out_dir, read_json,
+                         save_tensors, write_json)
+from .curve import Curve
+from .data import Dataset, load_dataset
+from .errors import ModeconnError
+from .evaluate import evaluate, recompute_bn
+from .models import DEFAULT_MODEL, create_model
+from .train import TrainConfig, train_curve, train_network
+
+# Defaults that give a good network in about a minute or less on 2 CPU cores.
+TRAIN_DEFAULTS = {
+    "mnist1d": TrainConfig(epochs=50, lr=0.1, wd=5e-4, batch_size=64),
+    "fashion-mnist": TrainConfig(epochs=10, lr=0.05, wd=5e-4, batch_size=128),
+}
+CONNECT_DEFAULTS = {
+    "mnist1d": TrainConfig(epochs=50, lr=0.05, wd=5e-4, batch_size=64),
+    "fashion-mnist": TrainConfig(epochs=10, lr=0.03, wd=5e-4, batch_size=128),
+}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModeconnError(f"--device {name} asked for a GPU but none is visible; use --device cpu")
+    return torch.device(name)
+
+
+def model_spec(name: str, data: Dataset, **kwargs) -> dict:
+    """Everything needed to rebuild a model: registry name, constructor arguments, shapes."""
+    return {"name": name, "kwargs": kwargs, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+
+
+def build(spec: dict) -> nn.Module:
+    """Rebuild a model from its spec."""
+    return create_model(spec["name"], spec["input_shape"], spec["num_classes"], **spec.get("kwargs", {}))
+
+
+def split_metrics(model, data: Dataset, bn_batch: int = 500) -> dict[str, float]:
+    """train_loss, train_err, test_loss, test_err (train split without augmentation)."""
+    tr = evaluate(model, data.train_batches(bn_batch, shuffle=False))
+    te = evaluate(model, data.test_batches(bn_batch))
+    return {"train_loss": tr["loss"], "train_err": tr["err"], "test_loss": te["loss"], "test_err": te["err"]}
+
+
+def weights_file(path: Path) -> Path:
+    """The weights inside a run folder, or the file itself."""
+    if path.is_dir():
+        for name in ("model.safetensors", "model.pt"):
+            if (path / name).exists():
+                return path / name
+        raise ModeconnError(f"{path} holds no model.safetensors: point at a folder written by `modeconn train`")
+    return path
+
+
+def network_info(path, dataset: str | None = None, model: str | None = None) -> dict:
+    """The run.json describing a network (folder or weights file), or one built from overrides."""
+    path = Path(path)
+    if not path.exists():
+        raise ModeconnError(f"{path} does not exist: pass a run folder or a weights file")
+    run_json = (path if path.is_dir() else path.parent) / "run.json"
+    info = read_json(run_json) if run_json.exists() else {}
+    if dataset:
+        info["dataset"] = dataset
+    if "dataset" not in info:
+        raise ModeconnError(f"{path} has no run.json beside it: pass --dataset (and --model) to say what it is")
+    if model or "model" not in info:
+        info["model"] = {"name": model or DEFAULT_MODEL.get(info["dataset"], "mlp"), "kwargs": {}}
+    return info
+
+
+def load_network(path, data: Dataset, spec: dict, device="cpu") -> nn.Module:
+    """Build the network described by `spec` and load its weights from `path` safely."""
+    spec = {**spec, "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+    model = build(spec)
+    file = weights_file(Path(path))
+    load_state_into(model, load_tensors(file), str(file))
+    return model.to(device)
+
+
+def train_run(dataset: str, out, model: str | None = None, cfg: TrainConfig | None = None,
+              data_dir: str | None = None, device="auto", resume: bool = False, progress: bool = True) -> dict:
+    """Train one network into `out`: model.safetensors, optimizer.safetensors and run.json."""
+    device = resolve_device(device)
+    cfg = cfg or TRAIN_DEFAULTS.get(dataset, TrainConfig())
+    data = load_dataset(dataset, data_dir).to(device)
+    name = model or DEFAULT_MODEL.get(dataset, "mlp")
+    spec = model_spec(name, data)
+    torch.manual_seed(cfg.seed)
+    net = build(spec).to(device)
+    out = prepare_out_dir(out, resume)
+    start = time.time()
+    history, optimizer = train_network(net, data, cfg, checkpoint=out / "checkpoint.safetensors",
+                                       progress=progress, desc=f"train {out.name}")
+    info = {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec, "config": cfg.to_dict(),
+            "seed": cfg.seed, "epoch_train_loss": history, "seconds": round(time.time() - start, 2),
+            **split_metrics(net, data)}
+    save_tensors(out / "model.safetensors", net.state_dict())
+    save_tensors(out / "optimizer.safetensors", optimizer_tensors(optimizer))
+    write_json(out / "run.json", info)
+    (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    return info
+
+
+def connect_run(start, end, out, kind: str = "bezier", bends: int = 1, free_endpoints: bool = False,
+                cfg: TrainConfig | None = None, dataset: str | None = None, model: str | None = None,
+                data_dir: str | None = None, device="auto", resume: bool = False, progress: bool = True) -> dict:
+    """Fit a curve between two trained networks into `out`: curve.safetensors and run.json."""
+    device = resolve_device(device)
+    info_a = network_info(start, dataset, model)
+    info_b = network_info(end, dataset, model)
+    if info_a["dataset"] != info_b["dataset"]:
+        raise ModeconnError(f"{start} was trained on {info_a['dataset']} but {end} on {info_b['dataset']}; "
+                            "pass --dataset to choose one")
+    ds = info_a["dataset"]
+    data = load_dataset(ds, data_dir or info_a.get("data_dir")).to(device)
+    net_a = load_network(start, data, info_a["model"], device)
+    net_b = load_network(end, data, info_b["model"], device)
+    curve = Curve(net_a, net_b, kind=kind, bends=bends, free_endpoints=free_endpoints).to(device)
+    cfg = cfg or CONNECT_DEFAULTS.get(ds, TrainConfig())
+    out = prepare_out_dir(out, resume)
+    began = time.time()
+    history, _ = train_curve(curve, data, cfg, checkpoint=out / "checkpoint.safetensors", progress=progress,
+                             desc=f"connect {out.name}")
+    mid = curve.model_at(0.5)
+    recompute_bn(mid, data.train_batches(500, shuffle=False))
+    spec = model_spec(info_a["model"]["name"], data, **info_a["model"].get("kwargs", {}))
+    info = {"kind": "curve", "dataset": ds, "data_dir": data_dir or info_a.get("data_dir"), "model": spec,
+            "curve": {"kind": kind, "bends": bends, "free_endpoints": free_endpoints},
+            "start": str(start), "end": str(end), "config": cfg.to_dict(), "seed": cfg.seed,
+            "epoch_train_loss": history, "seconds": round(time.time() - began, 2), "length": curve.length(),
+            **{f"midpoint_{k}": v for k, v in split_metrics(mid, data).items()}}
+    save_tensors(out / "curve.safetensors", curve.state_dict(),
+                 metadata={"kind": kind, "bends": str(bends), "names": ",".join(curve.param_space.names)})
+    write_json(out / "run.json", info)
+    (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    return info
+
+
+def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curve, dict, Dataset]:
+    """Load a curve run folder: the Curve, its run.json and its dataset (on `device`)."""
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / "run.json")
+    if info.get("kind") != "curve":
+        raise ModeconnError(f"{run_dir} is not a curve run (run.json kind is {info.get('kind')!r}); "
+                            "make one with `modeconn connect`")
+    data = load_dataset(info["dataset"], data_dir or info.get("data_dir")).to(device)
+    template = build(info["model"])
+    c = info["curve"]
+    curve = Curve(template, template, kind=c["kind"], bends=c["bends"], free_endpoints=c["free_endpoints"])
+    state = load_tensors(run_dir / "curve.safetensors")
+    load_state_into(curve, state, str(run_dir / "curve.safetensors"))
+    return curve.to(device), info, data

@@ -1,0 +1,119 @@
+"""Training loops for endpoint networks and curves, with the paper's schedule, resume and NaN guards."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.functional import cross_entropy
+from tqdm.auto import tqdm
+
+from .checkpoint import load_tensors, optimizer_tensors, restore_optimizer, save_tensors
+from .curve import Curve
+from .data import Dataset
+from .errors import ModeconnError
+from .schedule import paper_lr
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (SGD with momentum and the paper's schedule)."""
+
+    epochs: int = 30
+    lr: float = 0.05
+    momentum: float = 0.9
+    wd: float = 5e-4
+    batch_size: int = 128
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    # One seed per epoch: a run resumed at epoch e draws exactly what an uninterrupted run draws.
+    return cfg.seed * 100_003 + epoch
+
+
+def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, lr_at=None,
+        checkpoint: Path | None = None, progress: bool = True, desc: str = "train",
+        on_epoch_end=None, optimizer_state: dict | None = None, weight_decay: float = 0.0):
+    """The one SGD loop: `step_loss(x, y, t_generator)` returns the minibatch loss to minimise.
+
+    `lr_at(progress)` sets the learning rate per iteration (default: the paper's schedule).
+    With `checkpoint`, the state is saved atomically after every epoch and a run finds its place
+    again from it. Returns the mean training loss of each epoch and the optimizer.
+    """
+    lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
+    if optimizer_state:
+        restore_optimizer(optimizer, optimizer_state)
+    start_epoch, history = 0, []
+    if checkpoint is not None and checkpoint.exists():
+        saved = load_tensors(checkpoint)
+        module.load_state_dict({k[len("module."):]: v for k, v in saved.items() if k.startswith("module.")})
+        restore_optimizer(optimizer, saved)
+        start_epoch = int(saved["epoch"])
+        history = saved["history"].tolist()
+    batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = len(batches)
+    total = cfg.epochs * steps_per_epoch
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress,
+               dynamic_ncols=True, leave=False)
+    module.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(_epoch_seed(cfg, epoch))  # dropout and other global randomness
+        t_gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch) + 1)
+        batches.set_epoch(epoch)
+        loss_sum, n = 0.0, 0
+        for i, (x, y) in enumerate(batches):
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step / total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = step_loss(x, y, t_gen)
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                raise ModeconnError(f"loss became {value} at step {step} (epoch {epoch + 1}) with learning "
+                                    f"rate {lr:.4g}; lower --lr (the last good epoch is kept for --resume)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum, n = loss_sum + value, n + 1
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n:.4f}", lr=f"{lr:.3g}")
+        history.append(loss_sum / max(n, 1))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, optimizer)
+        if checkpoint is not None:
+            state = {f"module.{k}": v for k, v in module.state_dict().items()}
+            state.update(optimizer_tensors(optimizer))
+            state["epoch"] = torch.tensor(epoch + 1)
+            state["history"] = torch.tensor(history, dtype=torch.float64)
+            save_tensors(checkpoint, state)
+    bar.close()
+    return history, optimizer
+
+
+def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
+    """Train an ordinary network with SGD, weight decay and the paper's schedule."""
+    def step_loss(x, y, _gen):
+        return cross_entropy(model(x), y)
+
+    # SGD's weight_decay adds wd * w to the gradient: the gradient of 0.5 * wd * ||w||^2.
+    return fit(model, list(model.parameters()), step_loss, data, cfg, weight_decay=cfg.wd, **kwargs)
+
+
+def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
+    """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
+    def step_loss(x, y, gen):
+        t = float(torch.rand((), generator=gen))
+        w = curve.weights(t)
+        return cross_entropy(curve(x, t, weights=w), y) + 0.5 * cfg.wd * w.dot(w)
+
+    free = [p for p in curve.parameters() if p.requires_grad]
+    return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)
