@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .cpu_memory import keep_freed_memory
+
+    keep_freed_memory()
     try:
         args.func(args)
     except ModeconnError as exc:

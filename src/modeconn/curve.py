@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .errors import ModeconnError
-from .families import coefficients
+from .families import FAMILIES, check_family, coefficients
 from .flat import check_same_architecture, float_buffer_space, int_buffer_space, parameter_space
 
 
@@ -31,7 +31,7 @@ class Curve(nn.Module):
         if bends < 0:
             raise ModeconnError(f"bends must be >= 0, got {bends}")
         check_same_architecture(start.state_dict(), end.state_dict())
-        coefficients(kind, 0.0, bends + 2)  # validates kind
+        check_family(kind, bends + 2)
         self.kind, self.num_points = kind, bends + 2
         # The template runs the computation; it lives on the meta device and owns no data.
         object.__setattr__(self, "net", copy.deepcopy(start).to("meta"))
@@ -47,6 +47,7 @@ class Curve(nn.Module):
         if not free_endpoints:
             fixed[0] = fixed[-1] = True
         self.register_buffer("fixed_mask", fixed)
+        self._fixed_list = fixed.tolist()  # a Python copy: reading the mask on a GPU would sync every step
         self.register_buffer("fixed_points", points[fixed].clone())
         self.free_points = nn.Parameter(points[~fixed].clone())
 
@@ -69,31 +70,46 @@ class Curve(nn.Module):
         points[~self.fixed_mask] = self.free_points
         return points
 
-    def weights(self, t) -> torch.Tensor:
-        """The flat parameter vector phi(t); differentiable w.r.t. the free control points."""
-        c = self.coefficients(t)
-        w = c[~self.fixed_mask] @ self.free_points
-        if self.fixed_points.shape[0]:
-            w = w + c[self.fixed_mask] @ self.fixed_points
-        return w
+    def point(self, t: float, wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """phi(t) as a flat vector and as a full state dict of views into it (plus buffers).
 
-    def buffers_at(self, t) -> dict[str, torch.Tensor]:
-        """Buffers at t: float ones interpolated with c(t), integer ones from the start network."""
-        c = self.coefficients(t).to(self.buffer_points.dtype)
-        state = self.fbuf_space.unflatten(c @ self.buffer_points) if self.fbuf_space.size else {}
+        Differentiable w.r.t. the free control points. With `wd`, the gradient of
+        0.5 * wd * ||phi(t)||^2 is added in the backward pass, saving passes over the weights;
+        add that term's value to the loss yourself if you report it.
+        """
+        c = FAMILIES[self.kind](float(t), self.num_points)
+        c_free = [ci for ci, f in zip(c, self._fixed_list) if not f]
+        c_fixed = [ci for ci, f in zip(c, self._fixed_list) if f]
+        sizes = [s.numel for s in self.param_space.slots]
+        w, *pieces = _CurvePoint.apply(self.free_points, self.fixed_points, c_free, c_fixed, wd, sizes)
+        state = {s.name: p.view(s.shape) for s, p in zip(self.param_space.slots, pieces)}
+        state.update(self.buffers_at(c))
+        return w, state
+
+    def weights(self, t: float, wd: float = 0.0) -> torch.Tensor:
+        """The flat parameter vector phi(t)."""
+        return self.point(t, wd)[0]
+
+    def buffers_at(self, c) -> dict[str, torch.Tensor]:
+        """Buffers for coefficients c: float ones interpolated, integer ones from the start network."""
+        state = {}
+        if self.fbuf_space.size:
+            b = sum(ci * row for ci, row in zip(c, self.buffer_points))
+            state = self.fbuf_space.unflatten(b)
         state.update(self.ibuf_space.unflatten(self.int_buffers.clone()))
         return state
 
-    def state_at(self, t, weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def state_at(self, t: float, wd: float = 0.0) -> dict[str, torch.Tensor]:
         """A full state dict (parameters and buffers) for the network at phi(t)."""
-        w = self.weights(t) if weights is None else weights
-        state = self.param_space.unflatten(w)
-        state.update(self.buffers_at(t))
-        return state
+        return self.point(t, wd)[1]
 
-    def forward(self, x: torch.Tensor, t, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the network at phi(t) on x (pass `weights` to reuse an already built phi(t))."""
-        return functional_call(self.net, self.state_at(t, weights), (x,))
+    def forward(self, x: torch.Tensor, t: float, wd: float = 0.0) -> torch.Tensor:
+        """Run the network at phi(t) on x."""
+        return self.run(self.state_at(t, wd), x)
+
+    def run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Run the network with a state from `point` or `state_at` (to reuse one phi(t))."""
+        return functional_call(self.net, state, (x,))
 
     def model_at(self, t) -> nn.Module:
         """An ordinary `nn.Module` holding the weights and buffers at phi(t)."""
@@ -119,3 +135,50 @@ class Curve(nn.Module):
         super().train(mode)
         self.net.train(mode)
         return self
+
+
+class _CurvePoint(torch.autograd.Function):
+    """w = sum_k c_k theta_k with scalar coefficients, returned whole and split per parameter.
+
+    Written by hand because the generic route (a (1, K) @ (K, P) product, autograd's split and
+    cat, a separate weight-decay term) costs several extra full passes and allocations over the
+    P weights per step, which dominated large networks on CPU. Here the backward concatenates
+    the per-parameter gradients straight into the free points' gradient and adds the decay there.
+    """
+
+    @staticmethod
+    def forward(ctx, free, fixed, c_free, c_fixed, wd, sizes):
+        w = None
+        for rows, coeffs in ((free, c_free), (fixed, c_fixed)):
+            for row, ci in zip(rows, coeffs):
+                if w is None:
+                    w = row * ci
+                elif ci != 0.0:
+                    w.add_(row, alpha=ci)
+        ctx.c_free, ctx.wd, ctx.sizes = c_free, wd, sizes
+        ctx.set_materialize_grads(False)
+        if wd:
+            ctx.save_for_backward(w)
+        return (w, *torch.split(w, sizes))
+
+    @staticmethod
+    def backward(ctx, grad_w, *grad_pieces):
+        nothing = (None,) * 6
+        if not ctx.needs_input_grad[0] or not ctx.c_free:
+            return nothing
+        ref = grad_w if grad_w is not None else next((g for g in grad_pieces if g is not None), None)
+        if ref is None and not ctx.wd:
+            return nothing
+        if ref is None:
+            ref = ctx.saved_tensors[0]
+        grad_free = torch.empty((len(ctx.c_free), sum(ctx.sizes)), dtype=ref.dtype, device=ref.device)
+        base = grad_free[0]
+        parts = [g.reshape(-1) if g is not None else ref.new_zeros(n) for g, n in zip(grad_pieces, ctx.sizes)]
+        torch.cat(parts, out=base)
+        if grad_w is not None:
+            base.add_(grad_w)
+        if ctx.wd:  # d/dw of 0.5 wd ||w||^2 is wd w
+            base.add_(ctx.saved_tensors[0], alpha=ctx.wd)
+        for k in reversed(range(len(ctx.c_free))):  # row 0 last: it holds `base`
+            torch.mul(base, ctx.c_free[k], out=grad_free[k])
+        return (grad_free, None, None, None, None, None)

@@ -112,8 +112,8 @@ def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
     """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
     def step_loss(x, y, gen):
         t = float(torch.rand((), generator=gen))
-        w = curve.weights(t)
-        return cross_entropy(curve(x, t, weights=w), y) + 0.5 * cfg.wd * w.dot(w)
+        w, state = curve.point(t, wd=cfg.wd)  # the decay's gradient is applied inside; its value is added here
+        return cross_entropy(curve.run(state, x), y) + 0.5 * cfg.wd * w.detach().dot(w.detach())
 
     free = [p for p in curve.parameters() if p.requires_grad]
     return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)

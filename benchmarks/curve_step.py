@@ -1,0 +1,105 @@
+"""Curve-training step vs plain training step of the same network, measured in one run.
+
+Prints a table: median milliseconds per step (interleaved repeats) and the ratio curve / plain.
+Usage: python benchmarks/curve_step.py [--device cpu|cuda] [--repeats N] [--vgg-batch B]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch.nn.functional import cross_entropy
+
+from modeconn import Curve
+from modeconn.cpu_memory import keep_freed_memory
+from modeconn.models import create_model
+
+CASES = [  # name, model, input shape, classes, batch
+    ("mnist1d default", "conv1d", (40,), 10, 64),
+    ("fashion default", "convbn", (1, 28, 28), 10, 128),
+    ("mlp (fashion)", "mlp", (1, 28, 28), 10, 128),
+    ("vgg16 (cifar)", "vgg16", (3, 32, 32), 10, 128),
+]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(step, device, iters: int) -> float:
+    """Seconds per step, averaged over `iters` steps after a sync."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def bench(name, model_name, shape, classes, batch, device, repeats, iters):
+    torch.manual_seed(0)
+    a = create_model(model_name, shape, classes).to(device)
+    b = create_model(model_name, shape, classes).to(device)
+    plain = create_model(model_name, shape, classes).to(device).train()
+    curve = Curve(a, b, kind="bezier", bends=1).to(device).train()
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    wd = 5e-4
+    opt_plain = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=wd)
+    opt_curve = torch.optim.SGD([curve.free_points], lr=0.01, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+
+    def plain_step():
+        loss = cross_entropy(plain(x), y)
+        opt_plain.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_plain.step()
+
+    def curve_step():
+        t = float(torch.rand((), generator=gen))
+        w, state = curve.point(t, wd=wd)  # as modeconn.train.train_curve does
+        loss = cross_entropy(curve.run(state, x), y) + 0.5 * wd * w.detach().dot(w.detach())
+        opt_curve.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_curve.step()
+
+    for _ in range(max(2, iters // 2)):  # warm-up
+        plain_step()
+        curve_step()
+    p, c = [], []
+    for _ in range(repeats):  # interleave so machine noise hits both alike
+        p.append(time_steps(plain_step, device, iters))
+        c.append(time_steps(curve_step, device, iters))
+    pm, cm = statistics.median(p), statistics.median(c)
+    params = sum(q.numel() for q in plain.parameters())
+    return name, params, batch, pm * 1e3, cm * 1e3, cm / pm
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=0, help="steps per repeat (0: chosen per model)")
+    parser.add_argument("--vgg-batch", type=int, default=128)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    tuned = keep_freed_memory()  # as the CLI does; applies to plain and curve steps alike
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
+          f"glibc keeps freed memory: {tuned}")
+    print(f"{'model':18} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}")
+    for name, model, shape, classes, batch in CASES:
+        if model == "vgg16":
+            batch = args.vgg_batch
+        iters = args.iters or (3 if model == "vgg16" and device.type == "cpu" else 20)
+        row = bench(name, model, shape, classes, batch, device, args.repeats, iters)
+        print(f"{row[0]:18} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
