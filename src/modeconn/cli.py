@@ -39,6 +39,41 @@ def cmd_connect(args):
           f"(BN recomputed), length {info['length']:.3f} ({info['seconds']:.1f} s)")
 
 
+def cmd_eval_curve(args):
+    from .runs import eval_curve_run
+
+    r = eval_curve_run(args.run, points=args.points, out=args.out, bn_samples=args.bn_samples,
+                       train_samples=args.train_samples, batch_size=args.batch_size, device=args.device,
+                       force=args.force, progress=not args.quiet)
+    s = r["summary"]
+    print(f"test error max: curve {s['curve']['test_err']['max']:.4f}, line {s['line']['test_err']['max']:.4f}; "
+          f"test-error barrier: curve {s['barriers']['curve']['test_err']:.4f}, "
+          f"line {s['barriers']['line']['test_err']:.4f}\nwrote {args.out or args.run}/curve_eval.json and .png")
+
+
+def cmd_eval_line(args):
+    from .runs import eval_line_run
+
+    r = eval_line_run(args.start, args.end, out=args.out, points=args.points, bn_samples=args.bn_samples,
+                      train_samples=args.train_samples, batch_size=args.batch_size, dataset=args.dataset,
+                      model=args.model, device=args.device, force=args.force, progress=not args.quiet)
+    s = r["summary"]
+    print(f"line: test error max {s['line']['test_err']['max']:.4f}, test-error barrier "
+          f"{s['barriers']['line']['test_err']:.4f}, train-loss barrier {s['barriers']['line']['train_loss']:.4f}"
+          f"\nwrote {r['out']}/line_eval.json and .png")
+
+
+def _eval_options(p):
+    p.add_argument("--points", type=int, default=61, help="evenly spaced t in [0, 1] (paper: 61)")
+    p.add_argument("--bn-samples", type=int, default=None,
+                   help="recompute BatchNorm on a random subset of this many training examples "
+                        "(an approximation; default: the exact full pass)")
+    p.add_argument("--train-samples", type=int, default=None, help="train metrics on a random subset")
+    p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
+    p.add_argument("--out", default=None)
+    p.add_argument("--force", action="store_true", help="replace existing evaluation files")
+
+
 def _common(p, training=True):
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     p.add_argument("--data-dir", default=None, help="dataset folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist)")
@@ -74,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _common(p)
     p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("eval-curve", help="metrics along a curve and along the line between its endpoints")
+    p.add_argument("run", help="a curve run folder (from connect)")
+    _eval_options(p)
+    _common(p, training=False)
+    p.set_defaults(func=cmd_eval_curve)
+
+    p = sub.add_parser("eval-line", help="metrics along the straight line between two networks")
+    p.add_argument("start")
+    p.add_argument("end")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--model", default=None)
+    _eval_options(p)
+    _common(p, training=False)
+    p.set_defaults(func=cmd_eval_line)
     return parser
 
 

@@ -161,3 +161,70 @@ def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curv
     state = load_tensors(run_dir / "curve.safetensors")
     load_state_into(curve, state, str(run_dir / "curve.safetensors"))
     return curve.to(device), info, data
+
+
+def _settings_for(info: dict, points_wd: float | None, bn_samples, train_samples, batch_size) -> "EvalSettings":
+    from .pointwise import EvalSettings
+
+    wd = info.get("config", {}).get("wd", 0.0) if points_wd is None else points_wd
+    return EvalSettings(wd=wd, batch_size=batch_size, bn_samples=bn_samples, train_samples=train_samples)
+
+
+def _write_eval(out: Path, result: dict, stem: str, title: str, force: bool) -> None:
+    from .plots import plot_along
+
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / f"{stem}.json").exists() and not force:
+        raise ModeconnError(f"{out / (stem + '.json')} exists; pass --force to replace it or choose another --out")
+    plot_along(result, out / f"{stem}.png", title)
+    write_json(out / f"{stem}.json", result)
+
+
+def eval_curve_run(run_dir, points: int = 61, out=None, bn_samples: int | None = None,
+                   train_samples: int | None = None, batch_size: int = 1000, device="auto",
+                   force: bool = False, progress: bool = True) -> dict:
+    """Evaluate a curve run and the line between its endpoints: curve_eval.json and curve_eval.png."""
+    from .along import eval_path
+
+    _check_points(points)
+    device = resolve_device(device)
+    curve, info, data = load_curve(run_dir, device)
+    out = Path(out or run_dir)
+    if (out / "curve_eval.json").exists() and not force:
+        raise ModeconnError(f"{out / 'curve_eval.json'} exists; pass --force to replace it or choose another --out")
+    settings = _settings_for(info, None, bn_samples, train_samples, batch_size)
+    result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress)
+    result["run"] = str(run_dir)
+    _write_eval(out, result, "curve_eval", f"{info['curve']['kind']} curve vs line, {info['dataset']}", force)
+    return result
+
+
+def eval_line_run(start, end, out=None, points: int = 61, bn_samples: int | None = None,
+                  train_samples: int | None = None, batch_size: int = 1000, dataset: str | None = None,
+                  model: str | None = None, device="auto", force: bool = False, progress: bool = True) -> dict:
+    """Linear mode connectivity of two networks: line_eval.json and line_eval.png."""
+    from .along import eval_path
+
+    _check_points(points)
+    device = resolve_device(device)
+    info_a, info_b = network_info(start, dataset, model), network_info(end, dataset, model)
+    data = load_dataset(info_a["dataset"], info_a.get("data_dir")).to(device)
+    net_a = load_network(start, data, info_a["model"], device)
+    net_b = load_network(end, data, info_b["model"], device)
+    from .flat import check_same_architecture
+
+    check_same_architecture(net_a.state_dict(), net_b.state_dict(), what=(str(start), str(end)))
+    out = Path(out or Path(start).parent / f"{Path(start).stem}-{Path(end).stem}-line")
+    if (out / "line_eval.json").exists() and not force:
+        raise ModeconnError(f"{out / 'line_eval.json'} exists; pass --force to replace it or choose another --out")
+    settings = _settings_for(info_a, None, bn_samples, train_samples, batch_size)
+    result = eval_path(None, net_a, net_b, data, points, settings, progress)
+    result.update(start=str(start), end=str(end))
+    _write_eval(out, result, "line_eval", f"line between {start} and {end}, {info_a['dataset']}", force)
+    result["out"] = str(out)
+    return result
+
+
+def _check_points(points: int) -> None:
+    if points < 2:
+        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")

@@ -1,0 +1,72 @@
+"""Seconds to evaluate one curve point, next to the plain network's own passes, in one run.
+
+A point = BN recomputation (one pass over the training set) + train and test evaluation.
+Its floor is the plain network doing the same passes directly; the ratio shows the overhead.
+Usage: python benchmarks/eval_point.py [--dataset fashion-mnist|mnist1d] [--device cpu|cuda] [--repeats N]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from modeconn import Curve
+from modeconn.cpu_memory import keep_freed_memory
+from modeconn.data import load_dataset
+from modeconn.evaluate import evaluate, recompute_bn
+from modeconn.models import DEFAULT_MODEL, create_model
+from modeconn.pointwise import EvalSettings, PointEvaluator
+
+
+def timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    keep_freed_memory()
+    device = torch.device(args.device)
+    data = load_dataset(args.dataset).to(device)
+    name = DEFAULT_MODEL[args.dataset]
+    torch.manual_seed(0)
+    a, b = (create_model(name, data.input_shape, 10).to(device) for _ in range(2))
+    curve = Curve(a, b).to(device)
+    settings = EvalSettings(batch_size=1000)
+    evaluator = PointEvaluator(copy.deepcopy(a), data, settings)
+    plain = copy.deepcopy(a)
+    bn_b, tr_b, te_b = settings.bn_batches(data), settings.train_batches(data), data.test_batches(1000)
+
+    rows = {"plain BN pass": [], "plain train+test eval": [], "curve point (all)": []}
+    for i in range(args.repeats + 1):
+        bn = timed(lambda: recompute_bn(plain, bn_b), device)
+        ev = timed(lambda: (evaluate(plain, tr_b), evaluate(plain, te_b)), device)
+        pt = timed(lambda: evaluator(curve.weights(0.3).detach(), curve.state_at(0.3)), device)
+        if i:  # the first round warms up
+            rows["plain BN pass"].append(bn)
+            rows["plain train+test eval"].append(ev)
+            rows["curve point (all)"].append(pt)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    n_train, n_test = len(data.train_x), len(data.test_x)
+    print(f"{args.dataset}, model {name}, {n_train} train + {n_test} test, {device}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    for k, v in med.items():
+        print(f"{k:24} {v:8.2f} s")
+    floor = med["plain BN pass"] + med["plain train+test eval"]
+    print(f"{'point / (BN + eval)':24} {med['curve point (all)'] / floor:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
