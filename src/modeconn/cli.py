@@ -63,14 +63,27 @@ def cmd_eval_line(args):
           f"\nwrote {r['out']}/line_eval.json and .png")
 
 
-def _eval_options(p):
-    p.add_argument("--points", type=int, default=61, help="evenly spaced t in [0, 1] (paper: 61)")
+def cmd_plane(args):
+    from .plane_run import plane_run
+
+    r = plane_run(args.out, points=args.points, curve_run=args.curve, bend=args.bend, grid=args.grid,
+                  margin=args.margin, bn_samples=args.bn_samples, train_samples=args.train_samples,
+                  batch_size=args.batch_size, chunk=args.chunk, device=args.device, force=args.force,
+                  progress=not args.quiet)
+    a = r["arrays"]
+    print(f"plane {len(a['xs'])}x{len(a['ys'])}: train loss {a['train_loss'].min():.4g}..{a['train_loss'].max():.4g}, "
+          f"test error {a['test_err'].min():.4f}..{a['test_err'].max():.4f}\nwrote {args.out}/plane.npz, plane.json, plane.png")
+
+
+def _eval_options(p, along: bool = True):
+    if along:
+        p.add_argument("--points", type=int, default=61, help="evenly spaced t in [0, 1] (paper: 61)")
     p.add_argument("--bn-samples", type=int, default=None,
                    help="recompute BatchNorm on a random subset of this many training examples "
                         "(an approximation; default: the exact full pass)")
     p.add_argument("--train-samples", type=int, default=None, help="train metrics on a random subset")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, required=not along)
     p.add_argument("--force", action="store_true", help="replace existing evaluation files")
 
 
@@ -124,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(p)
     _common(p, training=False)
     p.set_defaults(func=cmd_eval_line)
+
+    p = sub.add_parser("plane", help="metrics over a grid in the plane through three networks or a curve")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--points", nargs=3, metavar="RUN", help="three networks: w1 w2 w3")
+    src.add_argument("--curve", help="a curve run: the plane through its start, end and a bend")
+    p.add_argument("--bend", type=int, default=None, help="which bend (1..bends) spans the plane; default the middle")
+    p.add_argument("--grid", type=int, default=21, help="grid points per side (paper: 21)")
+    p.add_argument("--margin", type=float, default=0.2, help="margin on each side, as a fraction of the span")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="grid points evaluated at once with torch.func.vmap (default 1; measured slower on CPU, may pay for small nets on a GPU)")
+    _eval_options(p, along=False)
+    _common(p, training=False)
+    p.set_defaults(func=cmd_plane)
     return parser
 
 

@@ -1,14 +1,18 @@
 """Metrics of one weight vector: BatchNorm recomputed for it, then train and test loss and error."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn.functional import cross_entropy
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .data import Dataset
-from .evaluate import evaluate, recompute_bn
-from .flat import load_parameters_vector
+from .evaluate import evaluate, has_batchnorm, recompute_bn
+from .flat import load_parameters_vector, parameter_space
 
 METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
 
@@ -31,10 +35,15 @@ class EvalSettings:
 
 
 class PointEvaluator:
-    """Measures many weight vectors with one working network (reused: nothing rebuilt per point)."""
+    """Measures weight vectors with one working network (reused: nothing rebuilt per point).
 
-    def __init__(self, template: nn.Module, data: Dataset, settings: EvalSettings):
-        self.net, self.data, self.settings = template, data, settings
+    `many` measures a stack of points `chunk` at a time with `torch.func.vmap` (BN statistics
+    batched too), which pays for small networks where one point cannot fill the machine.
+    """
+
+    def __init__(self, template: nn.Module, data: Dataset, settings: EvalSettings, chunk: int = 1):
+        self.net, self.data, self.settings, self.chunk = template, data, settings, max(1, chunk)
+        self.space = parameter_space(template)
         self.bn_batches = settings.bn_batches(data)
         self.train_batches = settings.train_batches(data)
         self.test_batches = data.test_batches(settings.batch_size)
@@ -55,3 +64,54 @@ class PointEvaluator:
         l2 = 0.5 * self.settings.wd * float(weights.double().pow(2).sum())
         return {"train_loss": tr["loss"], "train_err": tr["err"], "test_loss": te["loss"], "test_err": te["err"],
                 "train_objective": tr["loss"] + l2}
+
+    def many(self, weights: torch.Tensor, progress=None) -> list[dict[str, float]]:
+        """Metrics of each row of `weights` (n, P); `progress(k)` is called as k points finish."""
+        out = []
+        for start in range(0, len(weights), self.chunk):
+            block = weights[start:start + self.chunk]
+            out += [self(block[0])] if len(block) == 1 else self._batched(block)
+            if progress is not None:
+                progress(len(block))
+        return out
+
+    @torch.no_grad()
+    def _batched(self, block: torch.Tensor) -> list[dict[str, float]]:
+        m = len(block)
+        params = {s.name: block[:, s.offset:s.offset + s.numel].reshape(m, *s.shape) for s in self.space.slots}
+        net = copy.deepcopy(self.net)
+        bns = [mod for mod in net.modules() if isinstance(mod, _BatchNorm) and mod.track_running_stats]
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # exact cumulative average, as update_bn
+        fbufs = {n: b.unsqueeze(0).repeat(m, *([1] * b.dim())) for n, b in net.named_buffers() if b.is_floating_point()}
+        ibufs = {n: b for n, b in net.named_buffers() if not b.is_floating_point()}
+
+        def run(p, fb, ib, x):
+            return functional_call(net, {**p, **fb, **ib}, (x,))
+
+        if has_batchnorm(net):
+            net.train()
+            bn_run = vmap(run, in_dims=(0, 0, None, None), randomness="different")
+            for item in self.bn_batches:
+                bn_run(params, fbufs, ibufs, item[0])  # updates the batched running stats in place
+            self.bn_passes += m
+        net.eval()
+        ev_run = vmap(run, in_dims=(0, 0, None, None))
+        results = {}
+        for split, batches in (("train", self.train_batches), ("test", self.test_batches)):
+            loss = torch.zeros(m, dtype=torch.float64)
+            wrong = torch.zeros(m, dtype=torch.long)
+            count = 0
+            for x, y in batches:
+                logits = ev_run(params, fbufs, ibufs, x).float()
+                b = len(y)
+                ce = cross_entropy(logits.reshape(m * b, -1), y.repeat(m), reduction="none").view(m, b)
+                loss += ce.sum(1).double().cpu()
+                wrong += (logits.argmax(-1) != y).sum(1).cpu()
+                count += b
+            results[split] = (loss / count, wrong.double() / count)
+        l2 = 0.5 * self.settings.wd * block.double().pow(2).sum(1).cpu()
+        return [{"train_loss": float(results["train"][0][i]), "train_err": float(results["train"][1][i]),
+                 "test_loss": float(results["test"][0][i]), "test_err": float(results["test"][1][i]),
+                 "train_objective": float(results["train"][0][i] + l2[i])} for i in range(m)]
