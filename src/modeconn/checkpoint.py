@@ -53,6 +53,17 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     atomic_write(path, st_save(clean, metadata=metadata))
 
 
+def load_metadata(path) -> dict[str, str]:
+    """The string metadata stored in a .safetensors file's header."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return fh.metadata() or {}
+    except Exception as exc:
+        raise ModeconnError(f"{path} is truncated or corrupt ({exc}); re-create it") from None
+
+
 def load_tensors(path) -> dict[str, torch.Tensor]:
     """Load a .safetensors file, or a .pt state dict with weights_only=True (never unpickling code)."""
     path = Path(path)

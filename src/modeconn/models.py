@@ -68,9 +68,9 @@ class Conv1dNet(nn.Module):
 
 @register("convbn")
 class ConvBNNet(nn.Module):
-    """Two conv-BatchNorm-ReLU-pool blocks and a two-layer head: the Fashion-MNIST default."""
+    """Two conv-BatchNorm-ReLU-pool blocks and a two-layer head: the Fashion-MNIST default (~11 s/epoch on 2 cores)."""
 
-    def __init__(self, input_shape, num_classes, channels: int = 32, hidden: int = 128):
+    def __init__(self, input_shape, num_classes, channels: int = 16, hidden: int = 128):
         super().__init__()
         c, h, w = input_shape
         self.features = nn.Sequential(

@@ -75,3 +75,26 @@ def plot_plane(arrays: dict, path) -> None:
     axes[0].legend(loc="lower right", fontsize=8, framealpha=0.6)
     fig.suptitle("The plane through three networks (BatchNorm recomputed at every grid point)")
     save_figure(fig, path)
+
+
+def plot_fge(result: dict, path) -> None:
+    """Ensemble vs single-snapshot test error and NLL against snapshots taken (and epochs spent)."""
+    recs = result["snapshots"]
+    k = [r["snapshot"] for r in recs]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for ax, (own, ens, label, scale) in zip(axes, [("test_err", "ensemble_test_err", "test error (%)", 100),
+                                                   ("test_nll", "ensemble_test_nll", "test NLL", 1)]):
+        ax.plot(k, [r[own] * scale for r in recs], "o--", color="C7", label="single snapshot")
+        ax.plot(k, [r[ens] * scale for r in recs], "o-", color="C0", lw=2, label="FGE ensemble so far")
+        if result.get("swa"):
+            ax.axhline(result["swa"][own] * scale, color="C2", ls=":", label="SWA (weight average)")
+        ax.set_xlabel("snapshots taken")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        top = ax.secondary_xaxis("top", functions=(
+            lambda s: np.interp(s, k, [r["epoch"] for r in recs]) if len(k) > 1 else s,
+            lambda e: np.interp(e, [r["epoch"] for r in recs], k) if len(k) > 1 else e))
+        top.set_xlabel("epochs of FGE")
+        ax.legend()
+    fig.suptitle("Fast Geometric Ensembling")
+    save_figure(fig, path)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
-from .checkpoint import load_tensors, optimizer_tensors, restore_optimizer, save_tensors
+from .checkpoint import load_metadata, load_tensors, optimizer_tensors, restore_optimizer, save_tensors
 from .curve import Curve
 from .data import Dataset
 from .errors import ModeconnError
@@ -39,12 +39,15 @@ def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
 
 def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, lr_at=None,
         checkpoint: Path | None = None, progress: bool = True, desc: str = "train",
-        on_epoch_end=None, optimizer_state: dict | None = None, weight_decay: float = 0.0):
+        on_epoch_end=None, optimizer_state: dict | None = None, weight_decay: float = 0.0,
+        extra_state=None):
     """The one SGD loop: `step_loss(x, y, t_generator)` returns the minibatch loss to minimise.
 
     `lr_at(progress)` sets the learning rate per iteration (default: the paper's schedule).
     With `checkpoint`, the state is saved atomically after every epoch and a run finds its place
-    again from it. Returns the mean training loss of each epoch and the optimizer.
+    again from it; `extra_state` (with get_extra() -> (tensors, strings) and set_extra(tensors,
+    strings)) adds a caller's own state to it. Returns the mean training loss of each epoch and
+    the optimizer.
     """
     lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
@@ -57,6 +60,9 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
         restore_optimizer(optimizer, saved)
         start_epoch = int(saved["epoch"])
         history = saved["history"].tolist()
+        if extra_state is not None:
+            extra_state.set_extra({k[len("extra."):]: v for k, v in saved.items() if k.startswith("extra.")},
+                                  load_metadata(checkpoint))
     batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
     steps_per_epoch = len(batches)
     total = cfg.epochs * steps_per_epoch
@@ -94,7 +100,11 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
             state.update(optimizer_tensors(optimizer))
             state["epoch"] = torch.tensor(epoch + 1)
             state["history"] = torch.tensor(history, dtype=torch.float64)
-            save_tensors(checkpoint, state)
+            meta = None
+            if extra_state is not None:
+                tensors, meta = extra_state.get_extra()
+                state.update({f"extra.{k}": v for k, v in tensors.items()})
+            save_tensors(checkpoint, state, metadata=meta)
     bar.close()
     return history, optimizer
 

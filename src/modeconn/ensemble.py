@@ -1,0 +1,85 @@
+"""Ensembles as a running sum of member probabilities, streamed batch by batch; calibration error."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    conf, pred = probs.max(1)
+    correct = (pred == labels).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype, device=conf.device)
+    ece = torch.zeros((), dtype=torch.float64, device=conf.device)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.double().mean() * (correct[inside].mean() - conf[inside].double().mean()).abs()
+    return float(ece)
+
+
+class RunningEnsemble:
+    """Averages members' softmax probabilities on a fixed set of batches, keeping only their sum.
+
+    Memory is one (N, classes) tensor whatever the number of members; no model copies are kept.
+    """
+
+    def __init__(self, batches, num_examples: int, num_classes: int, device="cpu"):
+        self.batches = batches
+        self.prob_sum = torch.zeros(num_examples, num_classes, dtype=torch.float64, device=device)
+        self.labels = torch.full((num_examples,), -1, dtype=torch.long, device=device)
+        self.members = 0
+
+    @torch.no_grad()
+    def add(self, model: nn.Module) -> dict[str, float]:
+        """Add one member (evaluated in eval mode); return that member's own metrics."""
+        was_training = model.training
+        model.eval()
+        nll, wrong, offset = 0.0, 0, 0
+        for x, y in self.batches:
+            logp = torch.log_softmax(model(x).double(), 1)
+            n = len(y)
+            self.prob_sum[offset:offset + n] += logp.exp()
+            self.labels[offset:offset + n] = y
+            nll += float(-logp.gather(1, y[:, None]).sum())
+            wrong += int((logp.argmax(1) != y).sum())
+            offset += n
+        model.train(was_training)
+        self.members += 1
+        return {"err": wrong / offset, "nll": nll / offset}
+
+    def metrics(self) -> dict[str, float]:
+        """Error, NLL and 15-bin ECE of the average of the members so far."""
+        probs = self.prob_sum / self.members
+        nll = float(-torch.log(probs.gather(1, self.labels[:, None]).clamp_min(1e-300)).mean())
+        err = float((probs.argmax(1) != self.labels).double().mean())
+        return {"err": err, "nll": nll, "ece": expected_calibration_error(probs, self.labels)}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors that restore this ensemble (for resumable runs)."""
+        return {"prob_sum": self.prob_sum, "labels": self.labels, "members": torch.tensor(self.members)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.prob_sum.copy_(state["prob_sum"])
+        self.labels.copy_(state["labels"])
+        self.members = int(state["members"])
+
+
+def curve_ensemble(curve, data, points: int, batch_size: int = 1000, progress: bool = True) -> dict:
+    """Ensemble of networks at `points` evenly spaced t along a curve (BN recomputed for each)."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .evaluate import recompute_bn
+
+    ens = RunningEnsemble(data.test_batches(batch_size), len(data.test_y), data.num_classes, data.test_x.device)
+    bn_batches = data.train_batches(batch_size, shuffle=False)
+    records = []
+    for t in tqdm(np.linspace(0, 1, points), desc="ensemble", disable=not progress, leave=False):
+        member = curve.model_at(float(t))
+        recompute_bn(member, bn_batches)
+        own = ens.add(member)
+        m = ens.metrics()
+        records.append({"t": float(t), "test_err": own["err"], "test_nll": own["nll"], "ensemble_test_err": m["err"],
+                        "ensemble_test_nll": m["nll"], "ensemble_test_ece": m["ece"]})
+    return {"members": records, "ensemble": ens.metrics()}
