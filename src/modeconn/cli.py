@@ -22,7 +22,8 @@ def cmd_train(args):
 
     cfg = _train_config(args, TRAIN_DEFAULTS.get(args.dataset, TrainConfig()))
     info = train_run(args.dataset, args.out, model=args.model, cfg=cfg, data_dir=args.data_dir,
-                     device=args.device, resume=args.resume, progress=not args.quiet)
+                     device=args.device, resume=args.resume, progress=not args.quiet,
+                     keep_epochs=tuple(args.keep_epochs))
     print(f"{args.out}: test error {info['test_err']:.4f}, test loss {info['test_loss']:.4f} "
           f"({info['seconds']:.1f} s)")
 
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one endpoint network")
     p.add_argument("--dataset", default="mnist1d", help="mnist1d (default) or fashion-mnist")
     p.add_argument("--model", default=None, help="registry name (default: the dataset's default model)")
+    p.add_argument("--keep-epochs", type=int, nargs="*", default=[],
+                   help="also keep the state after these epochs as run folders OUT/epochN (e.g. FGE's start at 0.8B)")
     p.add_argument("--out", required=True)
     _common(p)
     p.set_defaults(func=cmd_train)

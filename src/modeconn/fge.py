@@ -139,7 +139,7 @@ def fge_run(start, out, cfg: FGEConfig, save_snapshots: bool = True, device="aut
     swa_state = result.pop("swa_state", None)
     if swa_state is not None:
         save_tensors(out / "swa.safetensors", swa_state)
-    result.update(start=str(start), dataset=info["dataset"], model=info["model"],
+    result.update(start=str(start), start_resolved=str(Path(start).resolve()), dataset=info["dataset"], model=info["model"],
                   optimizer_state_restored=optimizer_state is not None,
                   start_test_err=info.get("test_err"), start_test_loss=info.get("test_loss"))
     plot_fge(result, out / "fge.png")

@@ -107,6 +107,16 @@ def _fge(root: Path) -> str:
                     f"{r['config']['epochs']} epochs and kept a snapshot at each cycle's low point. Averaging the "
                     f"{len(r['snapshots'])} snapshots' predicted probabilities gives test error "
                     f"<b>{_pct(last['ensemble_test_err'])}</b> and NLL <b>{last['ensemble_test_nll']:.4f}</b>.")
+            start = Path(r.get("start_resolved", r["start"]))
+            full = start.parent / "run.json"
+            if full.exists() and start.name.startswith("epoch") and start.name[5:].isdigit():
+                net = json.loads(full.read_text())
+                spent = int(start.name[5:]) + r["config"]["epochs"]
+                verdict = "beats" if (last["ensemble_test_err"] <= net["test_err"]
+                                      and last["ensemble_test_nll"] < net["test_loss"]) else "does not beat"
+                text += (f" For the same {spent} epochs of training, the single network "
+                         f"<code>{html.escape(full.parent.name)}</code> reaches test error {_pct(net['test_err'])} and "
+                         f"NLL {net['test_loss']:.4f}: here FGE {verdict} it on both.")
             if r.get("swa"):
                 text += f" Averaging their weights instead (SWA) gives {_pct(r['swa']['test_err'])}, NLL {r['swa']['test_nll']:.4f}."
             text += "</p>"

@@ -89,8 +89,13 @@ def load_network(path, data: Dataset, spec: dict, device="cpu") -> nn.Module:
 
 
 def train_run(dataset: str, out, model: str | None = None, cfg: TrainConfig | None = None,
-              data_dir: str | None = None, device="auto", resume: bool = False, progress: bool = True) -> dict:
-    """Train one network into `out`: model.safetensors, optimizer.safetensors and run.json."""
+              data_dir: str | None = None, device="auto", resume: bool = False, progress: bool = True,
+              keep_epochs: tuple[int, ...] = ()) -> dict:
+    """Train one network into `out`: model.safetensors, optimizer.safetensors and run.json.
+
+    Each epoch in `keep_epochs` is also kept as a run folder `out/epochN` (weights, optimizer
+    state, run.json), e.g. the 0.8B state that FGE starts from in the paper.
+    """
     device = resolve_device(device)
     cfg = cfg or TRAIN_DEFAULTS.get(dataset, TrainConfig())
     data = load_dataset(dataset, data_dir).to(device)
@@ -98,16 +103,29 @@ def train_run(dataset: str, out, model: str | None = None, cfg: TrainConfig | No
     spec = model_spec(name, data)
     torch.manual_seed(cfg.seed)
     net = build(spec).to(device)
+    for k in keep_epochs:
+        if not 1 <= k <= cfg.epochs:
+            raise ModeconnError(f"--keep-epochs {k} is outside 1..{cfg.epochs}")
     out = prepare_out_dir(out, resume)
     start = time.time()
+    base = {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec, "config": cfg.to_dict(),
+            "seed": cfg.seed}
+
+    def save(folder: Path, optimizer, extra: dict) -> dict:
+        info = {**base, **extra, **split_metrics(net, data)}
+        save_tensors(folder / "model.safetensors", net.state_dict())
+        save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
+        write_json(folder / "run.json", info)  # last: a folder with run.json is complete
+        net.train()
+        return info
+
+    def keep(epoch: int, optimizer) -> None:
+        if epoch + 1 in keep_epochs:
+            save(out / f"epoch{epoch + 1}", optimizer, {"epochs_trained": epoch + 1})
+
     history, optimizer = train_network(net, data, cfg, checkpoint=out / "checkpoint.safetensors",
-                                       progress=progress, desc=f"train {out.name}")
-    info = {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec, "config": cfg.to_dict(),
-            "seed": cfg.seed, "epoch_train_loss": history, "seconds": round(time.time() - start, 2),
-            **split_metrics(net, data)}
-    save_tensors(out / "model.safetensors", net.state_dict())
-    save_tensors(out / "optimizer.safetensors", optimizer_tensors(optimizer))
-    write_json(out / "run.json", info)
+                                       progress=progress, desc=f"train {out.name}", on_epoch_end=keep)
+    info = save(out, optimizer, {"epoch_train_loss": history, "seconds": round(time.time() - start, 2)})
     (out / "checkpoint.safetensors").unlink(missing_ok=True)
     return info
 
