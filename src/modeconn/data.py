@@ -25,6 +25,7 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    train_transform: object = None  # applied to shuffled training batches only (augmentation)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -33,11 +34,12 @@ class Dataset:
     def to(self, device) -> "Dataset":
         """The same dataset with every tensor on `device`."""
         return Dataset(self.name, self.train_x.to(device), self.train_y.to(device),
-                       self.test_x.to(device), self.test_y.to(device), self.num_classes)
+                       self.test_x.to(device), self.test_y.to(device), self.num_classes, self.train_transform)
 
     def train_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, limit: int | None = None):
-        """Batches of the training split (shuffled with `seed`, first `limit` examples if given)."""
-        return Batches(self.train_x, self.train_y, batch_size, shuffle, seed, limit)
+        """Batches of the training split; shuffled ones (training) are augmented, in-order ones (evaluation) not."""
+        return Batches(self.train_x, self.train_y, batch_size, shuffle, seed, limit,
+                       transform=self.train_transform if shuffle else None)
 
     def test_batches(self, batch_size: int = 1000):
         """Batches of the test split, in order."""
@@ -51,13 +53,15 @@ class Batches:
     `limit` keeps a fixed random subset of that many examples (drawn with `seed`).
     """
 
-    def __init__(self, x, y, batch_size: int, shuffle: bool = False, seed: int = 0, limit: int | None = None):
+    def __init__(self, x, y, batch_size: int, shuffle: bool = False, seed: int = 0, limit: int | None = None,
+                 transform=None):
         if batch_size < 1:
             raise ModeconnError(f"batch size must be >= 1, got {batch_size}")
         if limit is not None and limit < len(x):
             keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 10_007))[:limit]
             x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.transform = transform
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -70,12 +74,13 @@ class Batches:
     def __iter__(self):
         n = len(self.x)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-            order = order.to(self.x.device)
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=gen).to(self.x.device)
             self.epoch += 1
             for i in range(0, n, self.batch_size):
                 idx = order[i:i + self.batch_size]
-                yield self.x[idx], self.y[idx]
+                x = self.x[idx]
+                yield (self.transform(x, gen) if self.transform is not None else x), self.y[idx]
         else:
             for i in range(0, n, self.batch_size):
                 yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
@@ -161,11 +166,20 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     return Dataset("fashion-mnist", img(parts[0]), lab(parts[1]), img(parts[2]), lab(parts[3]), 10)
 
 
-LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fashion_mnist}
+def _cifar(name):
+    def load(data_dir):
+        from .cifar import load_cifar
+
+        return load_cifar(name, data_dir)
+    return load
+
+
+LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fashion_mnist,
+           "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100")}
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Load a dataset by name: 'mnist1d' (generated) or 'fashion-mnist' (IDX files)."""
+    """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist' (IDX files), 'cifar10'/'cifar100'."""
     if name not in LOADERS:
         raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
     return LOADERS[name](data_dir)

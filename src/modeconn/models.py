@@ -9,7 +9,7 @@ from torch import nn
 from .errors import ModeconnError
 
 MODELS: dict[str, type] = {}
-DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn"}
+DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn", "cifar10": "vgg16", "cifar100": "vgg16"}
 
 
 def register(name: str):
@@ -149,3 +149,136 @@ class VGG19BN(VGG):
 
     def __init__(self, input_shape, num_classes):
         super().__init__(input_shape, num_classes, depth=19, batch_norm=True)
+
+
+@register("convfc")
+class ConvFC(nn.Module):
+    """The paper's small conv net: three 5x5 conv-ReLU-pool blocks and a 1000-1000 head."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        c, h, w = input_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2))
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, c, h, w)).numel()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, 1000), nn.ReLU(True), nn.Linear(1000, 1000),
+                                        nn.ReLU(True), nn.Linear(1000, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class _PreActBasic(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(inplanes), nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(planes), nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.downsample = (nn.Conv2d(inplanes, planes, 1, stride, bias=False)
+                           if stride != 1 or inplanes != planes else None)
+
+    def forward(self, x):
+        out = self.conv1(torch.relu(self.bn1(x)))
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class _PreActBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(inplanes), nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(planes), nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn3, self.conv3 = nn.BatchNorm2d(planes), nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.downsample = (nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False)
+                           if stride != 1 or inplanes != planes * 4 else None)
+
+    def forward(self, x):
+        out = self.conv1(torch.relu(self.bn1(x)))
+        out = self.conv2(torch.relu(self.bn2(out)))
+        out = self.conv3(torch.relu(self.bn3(out)))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class PreResNet(nn.Module):
+    """Pre-activation ResNet for CIFAR (He et al. 2016); bottleneck blocks for depth >= 44."""
+
+    def __init__(self, input_shape, num_classes, depth: int = 164):
+        super().__init__()
+        bottleneck = depth >= 44
+        block = _PreActBottleneck if bottleneck else _PreActBasic
+        per_stage = (depth - 2) // (9 if bottleneck else 6)
+        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, padding=1, bias=False)
+        layers, inplanes = [], 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(per_stage):
+                layers.append(block(inplanes, planes, stride if i == 0 else 1))
+                inplanes = planes * block.expansion
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(inplanes)
+        self.fc = nn.Linear(inplanes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.layers(self.conv1(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@register("preresnet110")
+class PreResNet110(PreResNet):
+    """PreResNet-110 (basic blocks)."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(input_shape, num_classes, depth=110)
+
+
+@register("preresnet164")
+class PreResNet164(PreResNet):
+    """PreResNet-164 (bottleneck blocks)."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(input_shape, num_classes, depth=164)
+
+
+class _WideBasic(nn.Module):
+    def __init__(self, inplanes, planes, stride, dropout):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(inplanes), nn.Conv2d(inplanes, planes, 3, 1, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.bn2, self.conv2 = nn.BatchNorm2d(planes), nn.Conv2d(planes, planes, 3, stride, 1)
+        self.shortcut = (nn.Conv2d(inplanes, planes, 1, stride) if stride != 1 or inplanes != planes else None)
+
+    def forward(self, x):
+        out = self.dropout(self.conv1(torch.relu(self.bn1(x))))
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+@register("wrn28x10")
+class WideResNet28x10(nn.Module):
+    """Wide ResNet 28-10 (Zagoruyko and Komodakis 2016), CIFAR variant."""
+
+    def __init__(self, input_shape, num_classes, depth: int = 28, widen: int = 10, dropout: float = 0.0):
+        super().__init__()
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        self.conv1 = nn.Conv2d(input_shape[0], widths[0], 3, padding=1)
+        layers, inplanes = [], widths[0]
+        for planes, stride in zip(widths[1:], (1, 2, 2)):
+            for i in range(n):
+                layers.append(_WideBasic(inplanes, planes, stride if i == 0 else 1, dropout))
+                inplanes = planes
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(inplanes)
+        self.fc = nn.Linear(inplanes, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.layers(self.conv1(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
