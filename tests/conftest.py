@@ -17,3 +17,25 @@ def mnist1d_runs(tmp_path_factory):
     train_run("mnist1d", b, cfg=replace(TRAIN_DEFAULTS["mnist1d"], seed=2), device="cpu", progress=False)
     connect_run(a, b, root / "ab", kind="bezier", bends=1, device="cpu", progress=False)
     return {"a": a, "b": b, "ab": root / "ab", "root": root}
+
+
+@pytest.fixture
+def kill_after_checkpoints(monkeypatch):
+    """Make the training loop die (KeyboardInterrupt) right after its n-th checkpoint; returns the undo."""
+    import modeconn.train as train_mod
+
+    real = train_mod.save_tensors
+
+    def arm(n: int):
+        calls = {"n": 0}
+
+        def dying(path, tensors, metadata=None):
+            real(path, tensors, metadata)
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(train_mod, "save_tensors", dying)
+        return lambda: monkeypatch.setattr(train_mod, "save_tensors", real)
+
+    return arm

@@ -84,27 +84,16 @@ def test_ece_of_a_calibrated_and_an_overconfident_predictor():
     assert expected_calibration_error(overconfident, labels) == pytest.approx(0.24)
 
 
-def test_fge_resumes_to_the_same_records(tmp_path, mnist1d_runs, monkeypatch):
+def test_fge_resumes_to_the_same_records(tmp_path, mnist1d_runs, kill_after_checkpoints):
     data = load_mnist1d()
     cfg = FGEConfig(epochs=4, cycle=2, lr1=0.05, lr2=0.0005, batch_size=128)
     whole = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data, {"name": "conv1d"}), data, cfg,
                                     checkpoint=tmp_path / "w.safetensors", progress=False)
-    import modeconn.train as train_mod
-
-    real = train_mod.save_tensors
-    calls = {"n": 0}
-
-    def dying(path, tensors, metadata=None):
-        real(path, tensors, metadata)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_mod, "save_tensors", dying)
+    undo = kill_after_checkpoints(2)
     with pytest.raises(KeyboardInterrupt):
         fast_geometric_ensemble(load_network(mnist1d_runs["a"], data, {"name": "conv1d"}), data, cfg,
                                 checkpoint=tmp_path / "c.safetensors", progress=False)
-    monkeypatch.setattr(train_mod, "save_tensors", real)
+    undo()
     resumed = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data, {"name": "conv1d"}), data, cfg,
                                       checkpoint=tmp_path / "c.safetensors", progress=False)
     assert resumed["snapshots"] == whole["snapshots"]

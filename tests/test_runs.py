@@ -52,24 +52,13 @@ def test_same_seed_gives_same_weights(tmp_path):
     assert all(torch.equal(wx[k], wy[k]) for k in wx)
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_checkpoints):
     cfg = replace(QUICK, epochs=3)
     train_run("mnist1d", tmp_path / "whole", cfg=cfg, device="cpu", progress=False)
-    import modeconn.train as train_mod
-
-    real_save = train_mod.save_tensors
-    calls = {"n": 0}
-
-    def dying_save(path, tensors, metadata=None):
-        real_save(path, tensors, metadata)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed after two epochs were checkpointed
-
-    monkeypatch.setattr(train_mod, "save_tensors", dying_save)
+    undo = kill_after_checkpoints(2)  # killed after two epochs were checkpointed
     with pytest.raises(KeyboardInterrupt):
         train_run("mnist1d", tmp_path / "cut", cfg=cfg, device="cpu", progress=False)
-    monkeypatch.setattr(train_mod, "save_tensors", real_save)
+    undo()
     assert not (tmp_path / "cut/run.json").exists()
     with pytest.raises(ModeconnError, match="--resume"):
         train_run("mnist1d", tmp_path / "cut", cfg=cfg, device="cpu", progress=False)
