@@ -22,7 +22,9 @@ CASES = [  # name, model, input shape, classes, batch
     ("fashion default", "convbn", (1, 28, 28), 10, 128),
     ("mlp (fashion)", "mlp", (1, 28, 28), 10, 128),
     ("vgg16 (cifar)", "vgg16", (3, 32, 32), 10, 128),
+    ("preresnet164 (cifar)", "preresnet164", (3, 32, 32), 10, 128),
 ]
+BIG = {"vgg16", "preresnet164"}
 
 
 def _sync(device):
@@ -84,7 +86,8 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iters", type=int, default=0, help="steps per repeat (0: chosen per model)")
-    parser.add_argument("--vgg-batch", type=int, default=128)
+    parser.add_argument("--vgg-batch", type=int, default=128, help="batch for the CIFAR-shaped models")
+    parser.add_argument("--models", nargs="+", default=None, help="registry names to run (default: all)")
     args = parser.parse_args()
     device = torch.device(args.device)
     tuned = keep_freed_memory()  # as the CLI does; applies to plain and curve steps alike
@@ -92,13 +95,15 @@ def main():
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
           f"glibc keeps freed memory: {tuned}")
-    print(f"{'model':18} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}")
+    print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}")
     for name, model, shape, classes, batch in CASES:
-        if model == "vgg16":
+        if args.models and model not in args.models:
+            continue
+        if model in BIG:
             batch = args.vgg_batch
-        iters = args.iters or (3 if model == "vgg16" and device.type == "cpu" else 20)
+        iters = args.iters or (3 if model in BIG and device.type == "cpu" else 20)
         row = bench(name, model, shape, classes, batch, device, args.repeats, iters)
-        print(f"{row[0]:18} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}", flush=True)
+        print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}", flush=True)
 
 
 if __name__ == "__main__":
