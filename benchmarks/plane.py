@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from modeconn.cpu_memory import keep_freed_memory
-from modeconn.data import Dataset, load_dataset
+from modeconn.data import load_dataset
 from modeconn.flat import parameters_vector
 from modeconn.models import DEFAULT_MODEL, create_model
 from modeconn.plane import plane_basis
@@ -55,9 +55,8 @@ def main():
     print(f"{'dataset':14} {'model':7} {'train':>6} {'points':>6} {'chunk':>5} {'points/s':>9} {'vs chunk 1':>10}")
     for ds, n in (("mnist1d", args.points), ("fashion-mnist", args.fashion_points)):
         data = load_dataset(ds)
-        if ds == "fashion-mnist" and args.fashion_train < len(data.train_x):
-            data = Dataset(ds, data.train_x[:args.fashion_train], data.train_y[:args.fashion_train],
-                           data.test_x, data.test_y, 10)
+        if ds == "fashion-mnist":
+            data = data.subset(train=args.fashion_train)
         data = data.to(device)
         name = DEFAULT_MODEL[ds]
         template, weights = grid_weights(name, data, n, device)

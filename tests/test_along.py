@@ -10,7 +10,7 @@ import torch
 
 from modeconn import Curve, TrainConfig, evaluate, recompute_bn, train_network
 from modeconn.along import barrier, eval_path, line_between, metrics_along
-from modeconn.data import Dataset, load_dataset
+from modeconn.data import load_dataset
 from modeconn.models import create_model
 from modeconn.pointwise import METRICS, EvalSettings, PointEvaluator
 
@@ -19,7 +19,7 @@ from modeconn.pointwise import METRICS, EvalSettings, PointEvaluator
 def fashion_small():
     """2000/500 real Fashion-MNIST images and two convbn nets (BatchNorm) trained for one epoch."""
     full = load_dataset("fashion-mnist")
-    data = Dataset("fashion-small", full.train_x[:2000], full.train_y[:2000], full.test_x[:500], full.test_y[:500], 10)
+    data = full.subset(train=2000, test=500)
     nets = []
     for seed in (1, 2):
         torch.manual_seed(seed)

@@ -1,5 +1,4 @@
 """FGE: the cyclic schedule, snapshot timing, the running ensemble, and FGE against a single network."""
-import copy
 import json
 import subprocess
 import sys
@@ -109,11 +108,11 @@ def test_fge_beats_a_single_network_at_equal_budget_on_fashion_mnist():
     vs 11.22, 11.13, 10.90%. With lr1 = 0.05 the snapshots barely leave the minimum (NLL 0.518 vs 0.525).
     """
     from modeconn.budget import budget_seed
-    from modeconn.data import Dataset, load_dataset
+    from modeconn.data import load_dataset
     from modeconn.train import TrainConfig
 
     full = load_dataset("fashion-mnist")
-    data = Dataset("fashion-10k", full.train_x[:10000], full.train_y[:10000], full.test_x, full.test_y, 10)
+    data = full.subset(train=10000)
     cfg = TrainConfig(epochs=40, lr=0.05, wd=5e-4, batch_size=128)
     rows = [budget_seed(lambda: create_model("convbn", data.input_shape, 10), data, cfg, cycle=2, lr1=0.1,
                         lr2=0.0005, seed=seed, progress=False, two_budgets=False) for seed in (0, 1, 2)]

@@ -55,8 +55,16 @@ def test_cifar_reader_on_a_folder_in_the_real_format(tmp_path):
     mean, std = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2023, 0.1994, 0.2010])
     torch.testing.assert_close(d.train_x[0], (first - mean[:, None, None]) / std[:, None, None])
     assert d.train_y[0] == raw[b"labels"][0]
-    val = load_cifar("cifar10", tmp_path, validation=True)  # too small for 5000, so everything is validation
-    assert len(val.train_x) + len(val.test_x) == 30
+
+
+
+def test_cifar_validation_split_holds_out_the_last_5000_training_images(tmp_path):
+    _write_cifar10(tmp_path, n_per_batch=1001)
+    full = load_cifar("cifar10", tmp_path)
+    val = load_cifar("cifar10", tmp_path, validation=True)
+    assert len(val.train_x) == 5 and len(val.test_x) == 5000
+    assert torch.equal(val.train_x, full.train_x[:5]) and torch.equal(val.test_x, full.train_x[5:])
+    assert torch.equal(val.test_y, full.train_y[5:])
 
 
 def test_cifar_reader_refuses_wrong_folders_and_code_pickles(tmp_path):

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from modeconn import ModeconnError, TrainConfig, evaluate, train_network
-from modeconn.data import Dataset, load_dataset
+from modeconn.data import load_dataset
 from modeconn.flat import parameters_vector
 from modeconn.models import create_model
 from modeconn.plane import grid_axes, plane_basis
-from modeconn.plane_run import load_plane, plane_run
+from modeconn.plane_run import plane_run
 from modeconn.pointwise import EvalSettings, PointEvaluator
 from modeconn.runs import load_network
 
@@ -88,11 +88,11 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
     real_many = PointEvaluator.many
     calls = {"n": 0}
 
-    def dying_many(self, weights, progress=None):
+    def dying_many(self, weights):
         calls["n"] += 1
         if calls["n"] > 7:
             raise KeyboardInterrupt
-        return real_many(self, weights, progress)
+        return real_many(self, weights)
 
     monkeypatch.setattr(PointEvaluator, "many", dying_many)
     with pytest.raises(KeyboardInterrupt):
@@ -100,9 +100,9 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
     assert (tmp_path / "cut/plane.partial.npz").exists() and not (tmp_path / "cut/plane.json").exists()
     counted = {"n": 0}
 
-    def counting_many(self, weights, progress=None):
+    def counting_many(self, weights):
         counted["n"] += len(weights)
-        return real_many(self, weights, progress)
+        return real_many(self, weights)
 
     monkeypatch.setattr(PointEvaluator, "many", counting_many)
     resumed = plane_run(tmp_path / "cut", **kw)["arrays"]
@@ -116,7 +116,7 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
 
 def test_batched_and_one_at_a_time_agree_with_batchnorm():
     full = load_dataset("fashion-mnist")
-    data = Dataset("f", full.train_x[:1500], full.train_y[:1500], full.test_x[:500], full.test_y[:500], 10)
+    data = full.subset(train=1500, test=500)
     torch.manual_seed(0)
     nets = []
     for seed in (1, 2, 3):

@@ -122,7 +122,7 @@ def test_pt_endpoint_without_run_json_needs_dataset(tmp_path, mnist1d_runs):
     assert r.returncode == 2 and "pass --dataset" in r.stderr
 
 
-def test_bn_recompute_pass_restores_curve_endpoint(mnist1d_runs):
+def test_bn_recompute_is_skipped_for_a_network_without_batchnorm(mnist1d_runs):
     # conv1d has no BatchNorm: the BN pass must be skipped, not silently run.
     curve, _, data = load_curve(mnist1d_runs["ab"])
     assert recompute_bn(curve.model_at(0.0), data.train_batches(500, shuffle=False)) is False

@@ -1,7 +1,6 @@
 """Metrics along a curve and along the straight line between its endpoints, with barriers."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import torch
@@ -10,7 +9,6 @@ from tqdm.auto import tqdm
 
 from .curve import Curve
 from .data import Dataset
-from .flat import parameters_vector
 from .pointwise import METRICS, EvalSettings, PointEvaluator
 
 

@@ -112,10 +112,7 @@ def budget_run(dataset: str, out, epochs: int, seeds=(0, 1, 2), cycle: int = 2, 
                             f"snapshot with --cycle {cycle}; raise --epochs or shorten --cycle")
     device = resolve_device(device)
     data = load_dataset(dataset, data_dir)
-    if train_samples and train_samples < len(data.train_x):
-        data = Dataset(data.name, data.train_x[:train_samples], data.train_y[:train_samples], data.test_x,
-                       data.test_y, data.num_classes)
-    data = data.to(device)
+    data = data.subset(train=train_samples).to(device)
     spec = model_spec(model or DEFAULT_MODEL.get(dataset, "mlp"), data)
     base = TRAIN_DEFAULTS.get(dataset, TrainConfig())
     train_cfg = replace(base, epochs=epochs, lr=lr or base.lr)

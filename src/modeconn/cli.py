@@ -92,27 +92,19 @@ def cmd_fge(args):
 
 
 def cmd_ensemble(args):
-    from .checkpoint import write_json
-    from .ensemble import curve_ensemble
-    from .runs import load_curve, resolve_device
+    from .runs import ensemble_curve_run
 
-    if args.points < 1:
-        raise ModeconnError(f"--points must be >= 1, got {args.points}")
-    out = Path(args.out or Path(args.curve) / "ensemble.json")
-    if out.exists() and not args.force:
-        raise ModeconnError(f"{out} exists; pass --force to replace it or choose another --out")
-    curve, info, data = load_curve(args.curve, resolve_device(args.device))
-    r = curve_ensemble(curve, data, args.points, progress=not args.quiet)
-    r.update(curve=str(args.curve), points=args.points)
-    write_json(out, r)
+    r = ensemble_curve_run(args.curve, args.points, out=args.out, device=args.device, force=args.force,
+                           progress=not args.quiet)
     e = r["ensemble"]
-    print(f"curve ensemble of {args.points}: test error {e['err']:.4f}, NLL {e['nll']:.4f}, ECE {e['ece']:.4f}\nwrote {out}")
+    print(f"curve ensemble of {args.points}: test error {e['err']:.4f}, NLL {e['nll']:.4f}, ECE {e['ece']:.4f}"
+          f"\nwrote {r['out']}")
 
 
 def cmd_budget(args):
     from .budget import budget_run
 
-    state = budget_run(args.dataset, args.out, args.epochs, seeds=args.seeds, cycle=args.cycle, lr1=args.lr1,
+    budget_run(args.dataset, args.out, args.epochs, seeds=args.seeds, cycle=args.cycle, lr1=args.lr1,
                        lr2=args.lr2, lr=args.lr, model=args.model, train_samples=args.train_samples,
                        data_dir=args.data_dir, device=args.device, progress=not args.quiet)
     print((Path(args.out) / "budget.md").read_text())

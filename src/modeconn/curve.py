@@ -38,6 +38,7 @@ class Curve(nn.Module):
         self.param_space = parameter_space(start)
         self.fbuf_space = float_buffer_space(start)
         self.ibuf_space = int_buffer_space(start)
+        self._sizes = [s.numel for s in self.param_space.slots]
 
         w_start = self.param_space.flatten(dict(start.named_parameters()))
         w_end = self.param_space.flatten(dict(end.named_parameters()))
@@ -57,11 +58,6 @@ class Curve(nn.Module):
         self.register_buffer("int_buffers", self.ibuf_space.flatten(dict(start.named_buffers())))
 
     # --- points on the curve -------------------------------------------------------------------
-    def coefficients(self, t) -> torch.Tensor:
-        """c(t) for scalar or 1-D t, in the control points' dtype and device."""
-        return coefficients(self.kind, t, self.num_points).to(self.free_points.dtype).to(
-            self.fixed_points.device, non_blocking=True)
-
     def control_points(self) -> torch.Tensor:
         """All K control points in order, as one (K, P) tensor."""
         points = torch.empty(self.num_points, self.param_space.size, dtype=self.free_points.dtype,
@@ -80,8 +76,7 @@ class Curve(nn.Module):
         c = FAMILIES[self.kind](float(t), self.num_points)
         c_free = [ci for ci, f in zip(c, self._fixed_list) if not f]
         c_fixed = [ci for ci, f in zip(c, self._fixed_list) if f]
-        sizes = [s.numel for s in self.param_space.slots]
-        w, *pieces = _CurvePoint.apply(self.free_points, self.fixed_points, c_free, c_fixed, wd, sizes)
+        w, *pieces = _CurvePoint.apply(self.free_points, self.fixed_points, c_free, c_fixed, wd, self._sizes)
         state = {s.name: p.view(s.shape) for s, p in zip(self.param_space.slots, pieces)}
         state.update(self.buffers_at(c))
         return w, state

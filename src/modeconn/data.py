@@ -36,6 +36,11 @@ class Dataset:
         return Dataset(self.name, self.train_x.to(device), self.train_y.to(device),
                        self.test_x.to(device), self.test_y.to(device), self.num_classes, self.train_transform)
 
+    def subset(self, train: int | None = None, test: int | None = None) -> "Dataset":
+        """The first `train` training and first `test` test examples (all when None)."""
+        return Dataset(self.name, self.train_x[:train], self.train_y[:train], self.test_x[:test], self.test_y[:test],
+                       self.num_classes, self.train_transform)
+
     def train_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, limit: int | None = None):
         """Batches of the training split; shuffled ones (training) are augmented, in-order ones (evaluation) not."""
         return Batches(self.train_x, self.train_y, batch_size, shuffle, seed, limit,

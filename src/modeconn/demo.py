@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .fge import FGEConfig
 from .report import render_report
-from .runs import TRAIN_DEFAULTS, connect_run, eval_curve_run, train_run
+from .runs import TRAIN_DEFAULTS, connect_run, ensemble_curve_run, eval_curve_run, train_run
 
 # FGE over the last 0.2B = 10 epochs of the budget: 5 cycles of 2 epochs. lr1 = 0.15 was picked from
 # {0.05, 0.1, 0.15, 0.2, 0.4} on this demo (0.05 and 0.1 leave the snapshots nearly identical).
@@ -55,12 +55,6 @@ def run_demo(out, device="auto", progress: bool = True) -> Path:
                 resume=(out / "fge" / "checkpoint.safetensors").exists(), progress=progress)
     _step(7, total, "ensembling 5 networks along the Bezier curve")
     if not (out / "bezier" / "ensemble.json").exists():
-        from .checkpoint import write_json
-        from .ensemble import curve_ensemble
-        from .runs import load_curve, resolve_device
-
-        curve, _, data = load_curve(out / "bezier", resolve_device(device))
-        r = curve_ensemble(curve, data, 5, progress=progress)
-        write_json(out / "bezier" / "ensemble.json", r)
+        ensemble_curve_run(out / "bezier", points=5, device=device, progress=progress)
     _step(8, total, "writing the report")
     return render_report(out)

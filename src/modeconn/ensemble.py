@@ -36,17 +36,17 @@ class RunningEnsemble:
         was_training = model.training
         model.eval()
         nll, wrong, offset = 0.0, 0, 0
-        for x, y in self.batches:
+        for x, y in self.batches:  # sums stay on the device: one host sync per member
             logp = torch.log_softmax(model(x).double(), 1)
             n = len(y)
             self.prob_sum[offset:offset + n] += logp.exp()
             self.labels[offset:offset + n] = y
-            nll += float(-logp.gather(1, y[:, None]).sum())
-            wrong += int((logp.argmax(1) != y).sum())
+            nll = nll - logp.gather(1, y[:, None]).sum()
+            wrong = wrong + (logp.argmax(1) != y).sum()
             offset += n
         model.train(was_training)
         self.members += 1
-        return {"err": wrong / offset, "nll": nll / offset}
+        return {"err": float(wrong) / offset, "nll": float(nll) / offset}
 
     def metrics(self) -> dict[str, float]:
         """Error, NLL and 15-bin ECE of the average of the members so far."""

@@ -31,19 +31,13 @@ def evaluate(model, batches) -> dict[str, float]:
     if isinstance(model, nn.Module):
         was_training = model.training
         model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    wrong = torch.zeros((), dtype=torch.long)
-    count = 0
-    for x, y in batches:
+    loss_sum, wrong, count = 0.0, 0, 0
+    for x, y in batches:  # sums stay on the data's device: one host sync at the end, not per batch
         logits = model(x)
-        loss_sum = loss_sum + cross_entropy(logits.float(), y, reduction="sum").double().cpu()
-        wrong = wrong + (logits.argmax(1) != y).sum().cpu()
+        loss_sum = loss_sum + cross_entropy(logits.float(), y, reduction="sum").double()
+        wrong = wrong + (logits.argmax(1) != y).sum()
         count += len(y)
     if isinstance(model, nn.Module):
         model.train(was_training)
     return {"loss": float(loss_sum) / count, "err": float(wrong) / count}
 
-
-def l2_term(weights: torch.Tensor, wd: float) -> float:
-    """The weight-decay term training minimised: 0.5 * wd * ||w||^2."""
-    return 0.5 * wd * float(weights.double().pow(2).sum())

@@ -12,14 +12,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .checkpoint import save_tensors
 from .data import Dataset
 from .ensemble import RunningEnsemble
-from .evaluate import recompute_bn
+from .evaluate import evaluate, recompute_bn
 from .schedule import check_cycle, fge_lr
 from .train import TrainConfig, fit
 
@@ -109,10 +108,8 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
     if state.records:
         swa_model = state.swa.module
         recompute_bn(swa_model, bn_batches)
-        probe = RunningEnsemble(data.test_batches(cfg.eval_batch), len(data.test_y), data.num_classes,
-                                data.test_x.device)
-        own = probe.add(swa_model)
-        result["swa"] = {"test_err": own["err"], "test_nll": own["nll"], "snapshots_averaged": len(state.records)}
+        own = evaluate(swa_model, data.test_batches(cfg.eval_batch))
+        result["swa"] = {"test_err": own["err"], "test_nll": own["loss"], "snapshots_averaged": len(state.records)}
         result["swa_state"] = swa_model.state_dict()
     return result
 

@@ -1,6 +1,7 @@
 """A registry of models with one constructor: create_model(name, input_shape, num_classes, **kwargs)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 
 from .errors import ModeconnError
 
-MODELS: dict[str, type] = {}
+MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
 DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn", "cifar10": "vgg16", "cifar100": "vgg16"}
 
 
@@ -119,36 +120,9 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(nn.functional.adaptive_max_pool2d(x, 1), 1))
 
 
-@register("vgg16")
-class VGG16(VGG):
-    """VGG16, CIFAR variant."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__(input_shape, num_classes, depth=16)
-
-
-@register("vgg16bn")
-class VGG16BN(VGG):
-    """VGG16 with BatchNorm, CIFAR variant."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__(input_shape, num_classes, depth=16, batch_norm=True)
-
-
-@register("vgg19")
-class VGG19(VGG):
-    """VGG19, CIFAR variant."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__(input_shape, num_classes, depth=19)
-
-
-@register("vgg19bn")
-class VGG19BN(VGG):
-    """VGG19 with BatchNorm, CIFAR variant."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__(input_shape, num_classes, depth=19, batch_norm=True)
+for _depth in (16, 19):  # the CIFAR VGGs differ only in depth and BatchNorm
+    MODELS[f"vgg{_depth}"] = functools.partial(VGG, depth=_depth, batch_norm=False)
+    MODELS[f"vgg{_depth}bn"] = functools.partial(VGG, depth=_depth, batch_norm=True)
 
 
 @register("convfc")
@@ -231,20 +205,8 @@ class PreResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-@register("preresnet110")
-class PreResNet110(PreResNet):
-    """PreResNet-110 (basic blocks)."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__(input_shape, num_classes, depth=110)
-
-
-@register("preresnet164")
-class PreResNet164(PreResNet):
-    """PreResNet-164 (bottleneck blocks)."""
-
-    def __init__(self, input_shape, num_classes):
-        super().__init__(input_shape, num_classes, depth=164)
+MODELS["preresnet110"] = functools.partial(PreResNet, depth=110)
+MODELS["preresnet164"] = functools.partial(PreResNet, depth=164)
 
 
 class _WideBasic(nn.Module):

@@ -61,29 +61,39 @@ class PointEvaluator:
             self.bn_passes += 1
         tr = evaluate(self.net, self.train_batches)
         te = evaluate(self.net, self.test_batches)
-        l2 = 0.5 * self.settings.wd * float(weights.double().pow(2).sum())
+        l2 = float(self._l2(weights[None])[0])
         return {"train_loss": tr["loss"], "train_err": tr["err"], "test_loss": te["loss"], "test_err": te["err"],
                 "train_objective": tr["loss"] + l2}
 
-    def many(self, weights: torch.Tensor, progress=None) -> list[dict[str, float]]:
-        """Metrics of each row of `weights` (n, P); `progress(k)` is called as k points finish."""
+    def _l2(self, block: torch.Tensor) -> torch.Tensor:
+        """The decay term training minimised, 0.5 * wd * ||w||^2, for each row of `block`."""
+        return 0.5 * self.settings.wd * block.double().pow(2).sum(1).cpu()
+
+    def many(self, weights: torch.Tensor) -> list[dict[str, float]]:
+        """Metrics of each row of `weights` (n, P), `chunk` rows at a time."""
         out = []
         for start in range(0, len(weights), self.chunk):
             block = weights[start:start + self.chunk]
             out += [self(block[0])] if len(block) == 1 else self._batched(block)
-            if progress is not None:
-                progress(len(block))
         return out
+
+    def _vmap_net(self) -> nn.Module:
+        """A copy of the template whose BN layers average exactly; made once, reused for every chunk."""
+        if not hasattr(self, "_vnet"):
+            self._vnet = copy.deepcopy(self.net)
+            for mod in self._vnet.modules():
+                if isinstance(mod, _BatchNorm) and mod.track_running_stats:
+                    mod.momentum = None  # exact cumulative average, as update_bn
+        return self._vnet
 
     @torch.no_grad()
     def _batched(self, block: torch.Tensor) -> list[dict[str, float]]:
         m = len(block)
         params = {s.name: block[:, s.offset:s.offset + s.numel].reshape(m, *s.shape) for s in self.space.slots}
-        net = copy.deepcopy(self.net)
-        bns = [mod for mod in net.modules() if isinstance(mod, _BatchNorm) and mod.track_running_stats]
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # exact cumulative average, as update_bn
+        net = self._vmap_net()
+        for mod in net.modules():
+            if isinstance(mod, _BatchNorm) and mod.track_running_stats:
+                mod.reset_running_stats()
         fbufs = {n: b.unsqueeze(0).repeat(m, *([1] * b.dim())) for n, b in net.named_buffers() if b.is_floating_point()}
         ibufs = {n: b for n, b in net.named_buffers() if not b.is_floating_point()}
 
@@ -100,18 +110,16 @@ class PointEvaluator:
         ev_run = vmap(run, in_dims=(0, 0, None, None))
         results = {}
         for split, batches in (("train", self.train_batches), ("test", self.test_batches)):
-            loss = torch.zeros(m, dtype=torch.float64)
-            wrong = torch.zeros(m, dtype=torch.long)
-            count = 0
-            for x, y in batches:
+            loss, wrong, count = 0.0, 0, 0
+            for x, y in batches:  # sums stay on the device: one host sync per split
                 logits = ev_run(params, fbufs, ibufs, x).float()
                 b = len(y)
                 ce = cross_entropy(logits.reshape(m * b, -1), y.repeat(m), reduction="none").view(m, b)
-                loss += ce.sum(1).double().cpu()
-                wrong += (logits.argmax(-1) != y).sum(1).cpu()
+                loss = loss + ce.sum(1).double()
+                wrong = wrong + (logits.argmax(-1) != y).sum(1)
                 count += b
-            results[split] = (loss / count, wrong.double() / count)
-        l2 = 0.5 * self.settings.wd * block.double().pow(2).sum(1).cpu()
+            results[split] = ((loss / count).cpu(), (wrong.double() / count).cpu())
+        l2 = self._l2(block)
         return [{"train_loss": float(results["train"][0][i]), "train_err": float(results["train"][1][i]),
                  "test_loss": float(results["test"][0][i]), "test_err": float(results["test"][1][i]),
                  "train_objective": float(results["train"][0][i] + l2[i])} for i in range(m)]

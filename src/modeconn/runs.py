@@ -14,6 +14,7 @@ from .data import Dataset, load_dataset
 from .errors import ModeconnError
 from .evaluate import evaluate, recompute_bn
 from .models import DEFAULT_MODEL, create_model
+from .pointwise import EvalSettings
 from .train import TrainConfig, train_curve, train_network
 
 # Defaults that give a good network in about a minute or less on 2 CPU cores.
@@ -116,7 +117,6 @@ def train_run(dataset: str, out, model: str | None = None, cfg: TrainConfig | No
         save_tensors(folder / "model.safetensors", net.state_dict())
         save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
         write_json(folder / "run.json", info)  # last: a folder with run.json is complete
-        net.train()
         return info
 
     def keep(epoch: int, optimizer) -> None:
@@ -181,19 +181,21 @@ def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curv
     return curve.to(device), info, data
 
 
-def _settings_for(info: dict, points_wd: float | None, bn_samples, train_samples, batch_size) -> "EvalSettings":
-    from .pointwise import EvalSettings
-
-    wd = info.get("config", {}).get("wd", 0.0) if points_wd is None else points_wd
+def _settings_for(info: dict, bn_samples, train_samples, batch_size) -> EvalSettings:
+    """Evaluation settings, with the weight decay the run was trained with (for train_objective)."""
+    wd = info.get("config", {}).get("wd", 0.0)
     return EvalSettings(wd=wd, batch_size=batch_size, bn_samples=bn_samples, train_samples=train_samples)
 
 
-def _write_eval(out: Path, result: dict, stem: str, title: str, force: bool) -> None:
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise ModeconnError(f"{path} exists; pass --force to replace it or choose another --out")
+
+
+def _write_eval(out: Path, result: dict, stem: str, title: str) -> None:
     from .plots import plot_along
 
     out.mkdir(parents=True, exist_ok=True)
-    if (out / f"{stem}.json").exists() and not force:
-        raise ModeconnError(f"{out / (stem + '.json')} exists; pass --force to replace it or choose another --out")
     plot_along(result, out / f"{stem}.png", title)
     write_json(out / f"{stem}.json", result)
 
@@ -208,12 +210,11 @@ def eval_curve_run(run_dir, points: int = 61, out=None, bn_samples: int | None =
     device = resolve_device(device)
     curve, info, data = load_curve(run_dir, device)
     out = Path(out or run_dir)
-    if (out / "curve_eval.json").exists() and not force:
-        raise ModeconnError(f"{out / 'curve_eval.json'} exists; pass --force to replace it or choose another --out")
-    settings = _settings_for(info, None, bn_samples, train_samples, batch_size)
+    _refuse_existing(out / "curve_eval.json", force)
+    settings = _settings_for(info, bn_samples, train_samples, batch_size)
     result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress)
     result["run"] = str(run_dir)
-    _write_eval(out, result, "curve_eval", f"{info['curve']['kind']} curve vs line, {info['dataset']}", force)
+    _write_eval(out, result, "curve_eval", f"{info['curve']['kind']} curve vs line, {info['dataset']}")
     return result
 
 
@@ -233,13 +234,28 @@ def eval_line_run(start, end, out=None, points: int = 61, bn_samples: int | None
 
     check_same_architecture(net_a.state_dict(), net_b.state_dict(), what=(str(start), str(end)))
     out = Path(out or Path(start).parent / f"{Path(start).stem}-{Path(end).stem}-line")
-    if (out / "line_eval.json").exists() and not force:
-        raise ModeconnError(f"{out / 'line_eval.json'} exists; pass --force to replace it or choose another --out")
-    settings = _settings_for(info_a, None, bn_samples, train_samples, batch_size)
+    _refuse_existing(out / "line_eval.json", force)
+    settings = _settings_for(info_a, bn_samples, train_samples, batch_size)
     result = eval_path(None, net_a, net_b, data, points, settings, progress)
     result.update(start=str(start), end=str(end))
-    _write_eval(out, result, "line_eval", f"line between {start} and {end}, {info_a['dataset']}", force)
+    _write_eval(out, result, "line_eval", f"line between {start} and {end}, {info_a['dataset']}")
     result["out"] = str(out)
+    return result
+
+
+def ensemble_curve_run(run_dir, points: int = 5, out=None, device="auto", force: bool = False,
+                       progress: bool = True) -> dict:
+    """Ensemble of `points` networks along a curve run: ensemble.json (default in the run folder)."""
+    from .ensemble import curve_ensemble
+
+    if points < 1:
+        raise ModeconnError(f"--points must be >= 1, got {points}")
+    out = Path(out or Path(run_dir) / "ensemble.json")
+    _refuse_existing(out, force)
+    curve, _, data = load_curve(run_dir, resolve_device(device))
+    result = curve_ensemble(curve, data, points, progress=progress)
+    result.update(curve=str(run_dir), points=points, out=str(out))
+    write_json(out, result)
     return result
 
 
