@@ -41,7 +41,7 @@ def test_endpoints_match_direct_evaluation_with_bn(fashion_small):
     with torch.no_grad():
         curve.free_points.add_(0.05 * torch.randn_like(curve.free_points))  # a real bend
     settings = EvalSettings(wd=5e-4, batch_size=250)
-    arrays, _ = metrics_along(curve, [0.0, 0.5, 1.0], data, settings, progress=False)
+    arrays = metrics_along(curve, [0.0, 0.5, 1.0], data, settings, progress=False)
     for i, net in ((0, a), (2, b)):
         d = _direct(net, data, settings)
         assert arrays["train_loss"][i] == pytest.approx(d["train"]["loss"], abs=1e-5)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .curve import Curve
 from .data import Dataset
 from .pointwise import METRICS, EvalSettings, PointEvaluator
@@ -19,35 +20,43 @@ def barrier(values, t) -> float:
     return float(np.max(values - chord))
 
 
-def arc_weighted_mean(values, points: torch.Tensor) -> float:
+def arc_weighted_mean(values, chords) -> float:
     """Mean of values over arc length, trapezoid rule on the chords between consecutive points."""
-    values = np.asarray(values, dtype=float)
-    chords = (points[1:] - points[:-1]).double().norm(dim=1).cpu().numpy()
+    values, chords = np.asarray(values, dtype=float), np.asarray(chords, dtype=float)
     if chords.sum() == 0:
         return float(values.mean())
     return float(np.sum(chords * (values[1:] + values[:-1]) / 2) / chords.sum())
 
 
-def summarize(arrays: dict[str, list[float]], t, points: torch.Tensor) -> dict:
+def summarize(arrays: dict[str, list[float]], t, chords) -> dict:
     """min, max, mean, arc-length-weighted mean and barrier of each metric."""
     return {m: {"min": float(np.min(v)), "max": float(np.max(v)), "mean": float(np.mean(v)),
-                "arc_mean": arc_weighted_mean(v, points), "barrier": barrier(v, t)} for m, v in arrays.items()}
+                "arc_mean": arc_weighted_mean(v, chords), "barrier": barrier(v, t)} for m, v in arrays.items()}
+
+
+@torch.no_grad()
+def chord_lengths(path: Curve, ts) -> list[float]:
+    """Distances between consecutive points phi(t_i), phi(t_i+1), holding two points at a time."""
+    prev, out = None, []
+    for t in ts:
+        w = path.weights(float(t))
+        if prev is not None:
+            out.append(float((w - prev).double().norm()))
+        prev = w
+    return out
 
 
 @torch.no_grad()
 def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progress: bool = True,
-                  desc: str = "eval") -> tuple[dict[str, list[float]], torch.Tensor]:
-    """Metrics at each t of `path` (BN recomputed per point), and the flat points phi(t)."""
+                  desc: str = "eval") -> dict[str, list[float]]:
+    """Metrics at each t of `path` (BN recomputed per point); under torchrun each rank takes whole points."""
     evaluator = PointEvaluator(path.model_at(0.0), data, settings)
-    arrays = {m: [] for m in METRICS}
-    points = []
-    for t in tqdm(ts, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        w, state = path.point(float(t))
-        result = evaluator(w, state)
-        for m in METRICS:
-            arrays[m].append(result[m])
-        points.append(w.detach().cpu())
-    return arrays, torch.stack(points)
+    rows = torch.zeros(len(ts), len(METRICS), dtype=torch.float64, device=data.test_x.device)
+    for i in tqdm(distributed.my_indices(len(ts)), desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        result = evaluator(*path.point(float(ts[i])))
+        rows[i] = torch.tensor([result[m] for m in METRICS], dtype=torch.float64)
+    rows = distributed.combine_rows(rows).cpu()
+    return {m: rows[:, j].tolist() for j, m in enumerate(METRICS)}
 
 
 def line_between(start: nn.Module, end: nn.Module) -> Curve:
@@ -64,9 +73,9 @@ def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Datas
     summary: dict = {"length": {}}
     paths = ([("curve", curve)] if curve is not None else []) + [("line", line_between(start, end))]
     for name, path in paths:
-        arrays, pts = metrics_along(path, ts, data, settings, progress, desc=f"eval {name}")
+        arrays = metrics_along(path, ts, data, settings, progress, desc=f"eval {name}")
         result[name] = arrays
-        summary[name] = summarize(arrays, ts, pts)
+        summary[name] = summarize(arrays, ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
     summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in METRICS} for name, _ in paths}
     result["summary"] = summary

@@ -10,13 +10,35 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from . import distributed
 from .errors import ModeconnError
 from .flat import check_same_architecture
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to `path` so that readers see either the old file or the whole new one."""
-    path = Path(path)
+    """Write bytes to `path` so that readers see either the old file or the whole new one.
+
+    Every file modeconn writes goes through here. Under torchrun only rank 0 writes, and every
+    rank waits until the file is on disk, so a rank may read it right after.
+    """
+    _on_rank0(lambda: _write_replace(Path(path), data))
+
+
+def remove_file(path) -> None:
+    """Delete a file if present (rank 0 only under torchrun; the others wait)."""
+    _on_rank0(lambda: Path(path).unlink(missing_ok=True))
+
+
+def _on_rank0(action) -> None:
+    """Do a filesystem change on rank 0 only; every rank leaves once it is done."""
+    try:
+        if distributed.is_main():
+            action()
+    finally:
+        distributed.barrier()
+
+
+def _write_replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -121,5 +143,12 @@ def prepare_out_dir(out, resume: bool, finished_file: str = "run.json") -> Path:
         raise ModeconnError(f"{out} already holds a finished run ({finished_file}); choose another --out")
     if (out / "checkpoint.safetensors").exists() and not resume:
         raise ModeconnError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     return out
+
+
+def make_dir(path) -> Path:
+    """Create a folder and its parents (rank 0 only under torchrun; the others wait)."""
+    path = Path(path)
+    _on_rank0(lambda: path.mkdir(parents=True, exist_ok=True))
+    return path

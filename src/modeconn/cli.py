@@ -254,18 +254,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # `torchrun -m modeconn -- connect --start ...`: the `--` keeps torchrun off our options
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
+    import contextlib
+    import os
+
+    from . import distributed
     from .cpu_memory import keep_freed_memory
 
     keep_freed_memory()
+    quiet_rank = not distributed.is_main()  # under torchrun, rank 0 alone reports
+    if quiet_rank and hasattr(args, "quiet"):
+        args.quiet = True
+    where = f" (rank {distributed.rank()})" if distributed.launched() else ""
     try:
-        args.func(args)
+        sink = open(os.devnull, "w") if quiet_rank else contextlib.nullcontext(sys.stdout)
+        with sink as out, contextlib.redirect_stdout(out):
+            args.func(args)
     except ModeconnError as exc:
-        print(f"modeconn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"modeconn {args.command}: error{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"modeconn {args.command}: interrupted; rerun with --resume where the command offers it", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
     return 0
 
 

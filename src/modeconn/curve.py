@@ -98,9 +98,11 @@ class Curve(nn.Module):
         """A full state dict (parameters and buffers) for the network at phi(t)."""
         return self.point(t, wd)[1]
 
-    def forward(self, x: torch.Tensor, t: float, wd: float = 0.0) -> torch.Tensor:
-        """Run the network at phi(t) on x."""
-        return self.run(self.state_at(t, wd), x)
+    def forward(self, x: torch.Tensor, t: float, wd: float = 0.0, with_weights: bool = False):
+        """Run the network at phi(t) on x; with `with_weights`, return (logits, detached phi(t))."""
+        w, state = self.point(t, wd)
+        logits = self.run(state, x)
+        return (logits, w.detach()) if with_weights else logits
 
     def run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Run the network with a state from `point` or `state_at` (to reuse one phi(t))."""

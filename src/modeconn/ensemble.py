@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import distributed
+
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
@@ -27,26 +29,30 @@ class RunningEnsemble:
     def __init__(self, batches, num_examples: int, num_classes: int, device="cpu"):
         self.batches = batches
         self.prob_sum = torch.zeros(num_examples, num_classes, dtype=torch.float64, device=device)
-        self.labels = torch.full((num_examples,), -1, dtype=torch.long, device=device)
+        self.labels = torch.cat([y for _, y in batches]).to(device)
         self.members = 0
 
     @torch.no_grad()
-    def add(self, model: nn.Module) -> dict[str, float]:
-        """Add one member (evaluated in eval mode); return that member's own metrics."""
+    def log_probs(self, model: nn.Module) -> torch.Tensor:
+        """One member's log-probabilities on every example, (N, classes) in float64 (eval mode)."""
         was_training = model.training
         model.eval()
-        nll, wrong, offset = 0.0, 0, 0
-        for x, y in self.batches:  # sums stay on the device: one host sync per member
-            logp = torch.log_softmax(model(x).double(), 1)
-            n = len(y)
-            self.prob_sum[offset:offset + n] += logp.exp()
-            self.labels[offset:offset + n] = y
-            nll = nll - logp.gather(1, y[:, None]).sum()
-            wrong = wrong + (logp.argmax(1) != y).sum()
-            offset += n
+        out = torch.cat([torch.log_softmax(model(x).double(), 1) for x, _ in self.batches])
         model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def add_log_probs(self, logp: torch.Tensor) -> dict[str, float]:
+        """Add one member from its log-probabilities; return that member's own metrics."""
+        self.prob_sum += logp.exp()
         self.members += 1
-        return {"err": float(wrong) / offset, "nll": float(nll) / offset}
+        nll = -logp.gather(1, self.labels[:, None]).mean()
+        err = (logp.argmax(1) != self.labels).double().mean()
+        return {"err": float(err), "nll": float(nll)}
+
+    def add(self, model: nn.Module) -> dict[str, float]:
+        """Add one member (evaluated in eval mode); return that member's own metrics."""
+        return self.add_log_probs(self.log_probs(model))
 
     def metrics(self) -> dict[str, float]:
         """Error, NLL and 15-bin ECE of the average of the members so far."""
@@ -57,16 +63,19 @@ class RunningEnsemble:
 
     def state(self) -> dict[str, torch.Tensor]:
         """Tensors that restore this ensemble (for resumable runs)."""
-        return {"prob_sum": self.prob_sum, "labels": self.labels, "members": torch.tensor(self.members)}
+        return {"prob_sum": self.prob_sum, "members": torch.tensor(self.members)}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         self.prob_sum.copy_(state["prob_sum"])
-        self.labels.copy_(state["labels"])
         self.members = int(state["members"])
 
 
 def curve_ensemble(curve, data, points: int, batch_size: int = 1000, progress: bool = True) -> dict:
-    """Ensemble of networks at `points` evenly spaced t along a curve (BN recomputed for each)."""
+    """Ensemble of networks at `points` evenly spaced t along a curve (BN recomputed for each).
+
+    Under torchrun each rank computes whole members, a round of one per rank at a time; every
+    rank then adds the round's members in t order, so the running metrics match one process.
+    """
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -74,12 +83,22 @@ def curve_ensemble(curve, data, points: int, batch_size: int = 1000, progress: b
 
     ens = RunningEnsemble(data.test_batches(batch_size), len(data.test_y), data.num_classes, data.test_x.device)
     bn_batches = data.train_batches(batch_size, shuffle=False)
+    ts, width = np.linspace(0, 1, points), distributed.world_size()
     records = []
-    for t in tqdm(np.linspace(0, 1, points), desc="ensemble", disable=not progress, leave=False):
-        member = curve.model_at(float(t))
-        recompute_bn(member, bn_batches)
-        own = ens.add(member)
-        m = ens.metrics()
-        records.append({"t": float(t), "test_err": own["err"], "test_nll": own["nll"], "ensemble_test_err": m["err"],
-                        "ensemble_test_nll": m["nll"], "ensemble_test_ece": m["ece"]})
+    bar = tqdm(total=points, desc="ensemble", disable=not progress, leave=False)
+    for start in range(0, points, width):
+        block = ts[start:start + width]
+        logps = torch.zeros(len(block), *ens.prob_sum.shape, dtype=torch.float64, device=ens.prob_sum.device)
+        for i in distributed.my_indices(len(block)):
+            member = curve.model_at(float(block[i]))
+            recompute_bn(member, bn_batches)
+            logps[i] = ens.log_probs(member)
+        logps = distributed.combine_rows(logps)
+        for t, logp in zip(block, logps):
+            own = ens.add_log_probs(logp)
+            m = ens.metrics()
+            records.append({"t": float(t), "test_err": own["err"], "test_nll": own["nll"],
+                            "ensemble_test_err": m["err"], "ensemble_test_nll": m["nll"], "ensemble_test_ece": m["ece"]})
+        bar.update(len(block))
+    bar.close()
     return {"members": records, "ensemble": ens.metrics()}

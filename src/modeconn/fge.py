@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from .checkpoint import save_tensors
+from .checkpoint import remove_file, save_tensors
 from .data import Dataset
 from .ensemble import RunningEnsemble
 from .evaluate import evaluate, recompute_bn
@@ -101,7 +101,7 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
         if snapshot_dir is not None:
             save_tensors(snapshot_dir / f"snapshot_{k:03d}.safetensors", snap.state_dict())
 
-    fit(model, list(model.parameters()), lambda x, y, _g: nn.functional.cross_entropy(model(x), y), data,
+    fit(model, list(model.parameters()), lambda forward, x, y, _g: nn.functional.cross_entropy(forward(x), y), data,
         cfg.train_config(), lr_at=lr_at, checkpoint=checkpoint, progress=progress, desc="fge",
         on_epoch_end=on_epoch_end, optimizer_state=optimizer_state, weight_decay=cfg.wd, extra_state=state)
     result = {"config": asdict(cfg), "snapshots": state.records}
@@ -141,5 +141,5 @@ def fge_run(start, out, cfg: FGEConfig, save_snapshots: bool = True, device="aut
                   start_test_err=info.get("test_err"), start_test_loss=info.get("test_loss"))
     plot_fge(result, out / "fge.png")
     write_json(out / "fge.json", result)
-    (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    remove_file(out / "checkpoint.safetensors")
     return result

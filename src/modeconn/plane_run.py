@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write, read_json, write_json
+from . import distributed
+from .checkpoint import atomic_write, make_dir, read_json, remove_file, write_json
 from .data import load_dataset
 from .errors import ModeconnError
 from .flat import check_same_architecture, parameters_vector
@@ -81,7 +82,7 @@ def plane_run(out, points=None, curve_run=None, bend: int | None = None, grid: i
                               "grid": grid, "margin": margin, "bn_samples": bn_samples, "train_samples": train_samples,
                               "u_norm": round(basis.u_norm, 6), "v_norm": round(basis.v_norm, 6)}, sort_keys=True)
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     done = np.zeros(len(coords), dtype=bool)
     values = {m: np.full(len(coords), np.nan) for m in METRICS}
     if (out / PARTIAL).exists():
@@ -96,13 +97,19 @@ def plane_run(out, points=None, curve_run=None, bend: int | None = None, grid: i
     evaluator = PointEvaluator(template, data, settings, chunk=chunk)
     todo = np.flatnonzero(~done)
     bar = tqdm(total=len(coords), initial=int(done.sum()), desc="plane", disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(todo), chunk):
-        idx = todo[start:start + chunk]
-        results = evaluator.many(basis.points(coords[idx]))
-        for i, r in zip(idx, results):
-            for m in METRICS:
-                values[m][i] = r[m]
-            done[i] = True
+    step = chunk * distributed.world_size()  # under torchrun each rank takes `chunk` whole points a round
+    for start in range(0, len(todo), step):
+        idx = todo[start:start + step]
+        local = distributed.my_indices(len(idx))
+        rows = torch.zeros(len(idx), len(METRICS), dtype=torch.float64, device=data.test_x.device)
+        if local:
+            results = evaluator.many(basis.points(coords[idx[local]]))
+            for i, r in zip(local, results):
+                rows[i] = torch.tensor([r[m] for m in METRICS], dtype=torch.float64)
+        rows = distributed.combine_rows(rows).cpu().numpy()
+        for j, m in enumerate(METRICS):
+            values[m][idx] = rows[:, j]
+        done[idx] = True
         _save_npz(out / PARTIAL, {"done": done, "fingerprint": np.array(fingerprint), **values})
         bar.update(len(idx))
     bar.close()
@@ -136,7 +143,7 @@ def _finish(out, basis: PlaneBasis, xs, ys, anchors_xy, values, curve, bend, set
 
     plot_plane(arrays, out / "plane.png")
     write_json(out / "plane.json", summary)
-    (out / PARTIAL).unlink(missing_ok=True)
+    remove_file(out / PARTIAL)
     return {"arrays": arrays, "summary": summary}
 
 

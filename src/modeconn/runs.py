@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import (load_state_into, load_tensors, optimizer_tensors, prepare_out_dir, read_json,
-                         save_tensors, write_json)
+from .checkpoint import (load_state_into, load_tensors, make_dir, optimizer_tensors, prepare_out_dir, read_json,
+                         remove_file, save_tensors, write_json)
+from . import distributed
 from .curve import Curve
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
@@ -29,12 +30,14 @@ CONNECT_DEFAULTS = {
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else the CPU."""
+    """'auto' picks CUDA when present, else the CPU; under torchrun, joins the process group too."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ModeconnError(f"--device {name} asked for a GPU but none is visible; use --device cpu")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    return distributed.setup(device)
 
 
 def model_spec(name: str, data: Dataset, **kwargs) -> dict:
@@ -126,7 +129,7 @@ def train_run(dataset: str, out, model: str | None = None, cfg: TrainConfig | No
     history, optimizer = train_network(net, data, cfg, checkpoint=out / "checkpoint.safetensors",
                                        progress=progress, desc=f"train {out.name}", on_epoch_end=keep)
     info = save(out, optimizer, {"epoch_train_loss": history, "seconds": round(time.time() - start, 2)})
-    (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    remove_file(out / "checkpoint.safetensors")
     return info
 
 
@@ -161,7 +164,7 @@ def connect_run(start, end, out, kind: str = "bezier", bends: int = 1, free_endp
     save_tensors(out / "curve.safetensors", curve.state_dict(),
                  metadata={"kind": kind, "bends": str(bends), "names": ",".join(curve.param_space.names)})
     write_json(out / "run.json", info)
-    (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    remove_file(out / "checkpoint.safetensors")
     return info
 
 
@@ -195,7 +198,7 @@ def _refuse_existing(path: Path, force: bool) -> None:
 def _write_eval(out: Path, result: dict, stem: str, title: str) -> None:
     from .plots import plot_along
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     plot_along(result, out / f"{stem}.png", title)
     write_json(out / f"{stem}.json", result)
 

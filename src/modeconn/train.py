@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_metadata, load_tensors, optimizer_tensors, restore_optimizer, save_tensors
 from .curve import Curve
 from .data import Dataset
@@ -41,7 +42,11 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
         checkpoint: Path | None = None, progress: bool = True, desc: str = "train",
         on_epoch_end=None, optimizer_state: dict | None = None, weight_decay: float = 0.0,
         extra_state=None):
-    """The one SGD loop: `step_loss(x, y, t_generator)` returns the minibatch loss to minimise.
+    """The one SGD loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise.
+
+    `forward` is the module to call: the module itself, or under torchrun its
+    DistributedDataParallel wrapper, where each rank takes its share of every batch (drawn the
+    same on all ranks, so t is the same too) and only rank 0 writes checkpoints.
 
     `lr_at(progress)` sets the learning rate per iteration (default: the paper's schedule).
     With `checkpoint`, the state is saved atomically after every epoch and a run finds its place
@@ -63,14 +68,16 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
         if extra_state is not None:
             extra_state.set_extra({k[len("extra."):]: v for k, v in saved.items() if k.startswith("extra.")},
                                   load_metadata(checkpoint))
+    forward = _data_parallel(module)
     batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
     steps_per_epoch = len(batches)
     total = cfg.epochs * steps_per_epoch
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress,
                dynamic_ncols=True, leave=False)
+    rank_seed = 1_000_003 * distributed.rank()  # ranks draw different dropout masks, as one process would
     module.train()
     for epoch in range(start_epoch, cfg.epochs):
-        torch.manual_seed(_epoch_seed(cfg, epoch))  # dropout and other global randomness
+        torch.manual_seed(_epoch_seed(cfg, epoch) + rank_seed)  # dropout and other global randomness
         t_gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch) + 1)
         batches.set_epoch(epoch)
         loss_sum, n = 0.0, 0
@@ -79,8 +86,11 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
             lr = lr_at(step / total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = step_loss(x, y, t_gen)
-            value = loss.item()
+            x, y, share = distributed.shard_batch(x, y)
+            loss = step_loss(forward, x, y, t_gen)
+            if share != 1.0:  # DDP averages gradients over ranks; weight each rank's mean by its share
+                loss = loss * share
+            value = distributed.all_mean(loss.detach().clone()).item()
             if not math.isfinite(value):
                 bar.close()
                 raise ModeconnError(f"loss became {value} at step {step} (epoch {epoch + 1}) with learning "
@@ -109,10 +119,18 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
     return history, optimizer
 
 
+def _data_parallel(module: nn.Module):
+    """The module wrapped in DistributedDataParallel under torchrun, else the module itself."""
+    if not distributed.active():
+        return module
+    device = next(module.parameters()).device
+    return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
     """Train an ordinary network with SGD, weight decay and the paper's schedule."""
-    def step_loss(x, y, _gen):
-        return cross_entropy(model(x), y)
+    def step_loss(forward, x, y, _gen):
+        return cross_entropy(forward(x), y)
 
     # SGD's weight_decay adds wd * w to the gradient: the gradient of 0.5 * wd * ||w||^2.
     return fit(model, list(model.parameters()), step_loss, data, cfg, weight_decay=cfg.wd, **kwargs)
@@ -120,10 +138,11 @@ def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
 
 def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
     """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
-    def step_loss(x, y, gen):
-        t = float(torch.rand((), generator=gen))
-        w, state = curve.point(t, wd=cfg.wd)  # the decay's gradient is applied inside; its value is added here
-        return cross_entropy(curve.run(state, x), y) + 0.5 * cfg.wd * w.detach().dot(w.detach())
+    def step_loss(forward, x, y, gen):
+        t = float(torch.rand((), generator=gen))  # the same t on every rank: same generator, same draws
+        # The decay's gradient is applied inside the curve's backward; its value is added here.
+        logits, w = forward(x, t, wd=cfg.wd, with_weights=True)
+        return cross_entropy(logits, y) + 0.5 * cfg.wd * w.dot(w)
 
     free = [p for p in curve.parameters() if p.requires_grad]
     return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)
