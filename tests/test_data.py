@@ -23,6 +23,23 @@ def test_fashion_mnist_reads_the_debian_files():
     assert abs(float(d.train_x.mean())) < 0.05 and abs(float(d.train_x.std()) - 1) < 0.05
 
 
+def test_fashion_32_pads_with_black_and_augments_training_batches():
+    d = load_dataset("fashion-mnist-32")
+    plain = load_dataset("fashion-mnist")
+    assert d.train_x.shape == (60000, 1, 32, 32) and d.test_x.shape == (10000, 1, 32, 32)
+    torch.testing.assert_close(d.test_x[:, :, 2:30, 2:30], plain.test_x)
+    black = float(plain.train_x.min())  # the darkest pixel is a raw 0
+    assert torch.all(d.train_x[:, :, :2] == black) and torch.all(d.train_x[:, :, :, 30:] == black)
+    x, _ = next(iter(d.train_batches(256, shuffle=True)))
+    x_eval, _ = next(iter(d.train_batches(256, shuffle=False)))
+    assert x.shape == (256, 1, 32, 32)
+    assert torch.equal(x_eval, d.train_x[:256])  # evaluation batches are not augmented
+    from modeconn.models import DEFAULT_MODEL, create_model
+
+    net = create_model(DEFAULT_MODEL["fashion-mnist-32"], d.input_shape, 10).eval()  # VGG16BN needs 32x32
+    assert net(x[:8]).shape == (8, 10)
+
+
 def _write_idx(path, data: bytes, dims, gz=False):
     header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
     (gzip.open if gz else open)(path, "wb").write(header + data)

@@ -160,13 +160,13 @@ def test_killed_rank_restarts_and_resumes(ddp_curve, mnist1d_runs, tmp_path):
 
     # A grid: killed after its first round of points, restarted, finished from plane.partial.npz.
     curve = mnist1d_runs["ab"]
-    proc = torchrun(["-m", "modeconn", "plane", "--curve", curve, "--grid", 9, "--out", tmp_path / "p2", "--quiet"],
+    proc = torchrun(["-m", "modeconn", "plane", "--curve", curve, "--grid", 15, "--out", tmp_path / "p2", "--quiet"],
                     tmp_path, restarts=1, wait=False)
     _kill_rank1_when(proc, tmp_path / "p2" / "plane.partial.npz", tmp_path / "p2" / "plane.json")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     with one_thread():
-        plane_run(tmp_path / "p1", curve_run=curve, grid=9, device="cpu", progress=False)
+        plane_run(tmp_path / "p1", curve_run=curve, grid=15, device="cpu", progress=False)
     p1, p2 = np.load(tmp_path / "p1" / "plane.npz"), np.load(tmp_path / "p2" / "plane.npz")
     for key in p1.files:
         np.testing.assert_allclose(p2[key], p1[key], rtol=1e-5, atol=1e-7, err_msg=key)

@@ -12,7 +12,7 @@ from modeconn.data import load_dataset
 from modeconn.flat import parameters_vector
 from modeconn.models import create_model
 from modeconn.plane import grid_axes, plane_basis
-from modeconn.plane_run import plane_run
+from modeconn.plane_run import ROUND_POINTS, plane_run
 from modeconn.pointwise import EvalSettings, PointEvaluator
 from modeconn.runs import load_network
 
@@ -90,7 +90,7 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
 
     def dying_many(self, weights):
         calls["n"] += 1
-        if calls["n"] > 7:
+        if calls["n"] > 2:  # killed in the third round: two rounds of points were saved
             raise KeyboardInterrupt
         return real_many(self, weights)
 
@@ -106,7 +106,7 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
 
     monkeypatch.setattr(PointEvaluator, "many", counting_many)
     resumed = plane_run(tmp_path / "cut", **kw)["arrays"]
-    assert counted["n"] == 25 - 7  # only the missing points
+    assert counted["n"] == 25 - 2 * ROUND_POINTS  # only the missing points
     for k in ("train_loss", "train_err", "test_loss", "test_err", "train_objective", "xs", "ys"):
         np.testing.assert_array_equal(resumed[k], whole[k])
     assert not (tmp_path / "cut/plane.partial.npz").exists()

@@ -142,6 +142,9 @@ def _common(p, training=True):
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     p.add_argument("--data-dir", default=None, help="dataset folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--amp", choices=["bf16"], default=None, help="bf16 autocast for training and evaluation")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for image batches and conv weights")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network in training steps")
     if training:
         p.add_argument("--epochs", type=int, default=None)
         p.add_argument("--lr", type=float, default=None, help="initial learning rate")
@@ -261,8 +264,9 @@ def main(argv=None) -> int:
     import contextlib
     import os
 
-    from . import distributed
+    from . import distributed, speed
     from .cpu_memory import keep_freed_memory
+    from .speed import Speed
 
     keep_freed_memory()
     quiet_rank = not distributed.is_main()  # under torchrun, rank 0 alone reports
@@ -271,7 +275,8 @@ def main(argv=None) -> int:
     where = f" (rank {distributed.rank()})" if distributed.launched() else ""
     try:
         sink = open(os.devnull, "w") if quiet_rank else contextlib.nullcontext(sys.stdout)
-        with sink as out, contextlib.redirect_stdout(out):
+        settings = Speed(getattr(args, "amp", None), getattr(args, "channels_last", False), getattr(args, "compile", False))
+        with sink as out, contextlib.redirect_stdout(out), speed.using(settings):
             args.func(args)
     except ModeconnError as exc:
         print(f"modeconn {args.command}: error{where}: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from . import speed
 from .errors import ModeconnError
 from .families import FAMILIES, check_family, coefficients
 from .flat import check_same_architecture, float_buffer_space, int_buffer_space, parameter_space
@@ -106,6 +107,13 @@ class Curve(nn.Module):
 
     def run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Run the network with a state from `point` or `state_at` (to reuse one phi(t))."""
+        if speed.current().compile:  # only the network is compiled: t and phi(t) stay outside the graph
+            if not hasattr(self, "_compiled_run"):
+                object.__setattr__(self, "_compiled_run", torch.compile(self._run_net))
+            return self._compiled_run(state, x)
+        return self._run_net(state, x)
+
+    def _run_net(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.net, state, (x,))
 
     def model_at(self, t) -> nn.Module:

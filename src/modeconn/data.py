@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import speed
 from .errors import ModeconnError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -85,10 +86,11 @@ class Batches:
             for i in range(0, n, self.batch_size):
                 idx = order[i:i + self.batch_size]
                 x = self.x[idx]
-                yield (self.transform(x, gen) if self.transform is not None else x), self.y[idx]
+                x = self.transform(x, gen) if self.transform is not None else x
+                yield speed.prepare_input(x), self.y[idx]
         else:
             for i in range(0, n, self.batch_size):
-                yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+                yield speed.prepare_input(self.x[i:i + self.batch_size]), self.y[i:i + self.batch_size]
 
 
 def tensors_from(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +173,18 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     return Dataset("fashion-mnist", img(parts[0]), lab(parts[1]), img(parts[2]), lab(parts[3]), 10)
 
 
+def load_fashion_mnist_32(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Fashion-MNIST padded to 32x32 with the paper's crop-and-flip augmentation: CIFAR-sized inputs
+    for VGG/PreResNet, the scaled-down stand-in for the paper's CIFAR experiments."""
+    from .cifar import CropFlip
+
+    d = load_fashion_mnist(data_dir)
+    background = float((torch.zeros(1) - FASHION_MEAN) / FASHION_STD)  # a black pixel, normalised as the images
+    pad = lambda x: torch.nn.functional.pad(x, (2, 2, 2, 2), value=background)  # noqa: E731
+    return Dataset("fashion-mnist-32", pad(d.train_x), d.train_y, pad(d.test_x), d.test_y, 10,
+                   train_transform=CropFlip(pad_value=torch.tensor([background])))
+
+
 def _cifar(name):
     def load(data_dir):
         from .cifar import load_cifar
@@ -180,11 +194,12 @@ def _cifar(name):
 
 
 LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fashion_mnist,
+           "fashion-mnist-32": load_fashion_mnist_32,
            "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100")}
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist' (IDX files), 'cifar10'/'cifar100'."""
+    """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files), 'cifar10'/'cifar100'."""
     if name not in LOADERS:
         raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
     return LOADERS[name](data_dir)

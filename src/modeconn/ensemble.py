@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, speed
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
@@ -37,7 +37,8 @@ class RunningEnsemble:
         """One member's log-probabilities on every example, (N, classes) in float64 (eval mode)."""
         was_training = model.training
         model.eval()
-        out = torch.cat([torch.log_softmax(model(x).double(), 1) for x, _ in self.batches])
+        with speed.autocast(self.prob_sum.device):
+            out = torch.cat([torch.log_softmax(model(x).double(), 1) for x, _ in self.batches])
         model.train(was_training)
         return out
 

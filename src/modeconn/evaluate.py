@@ -7,6 +7,8 @@ from torch.nn.functional import cross_entropy
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
 
+from . import speed
+
 
 def has_batchnorm(module: nn.Module) -> bool:
     """Whether the module has BatchNorm layers that track running statistics."""
@@ -21,7 +23,8 @@ def recompute_bn(model: nn.Module, batches) -> bool:
     """
     if not has_batchnorm(model):
         return False
-    update_bn(batches, model)  # momentum=None: the exact average over all batches, as the paper does
+    with speed.autocast(next(model.parameters()).device):
+        update_bn(batches, model)  # momentum=None: the exact average over all batches, as the paper does
     return True
 
 
@@ -33,7 +36,8 @@ def evaluate(model, batches) -> dict[str, float]:
         model.eval()
     loss_sum, wrong, count = 0.0, 0, 0
     for x, y in batches:  # sums stay on the data's device: one host sync at the end, not per batch
-        logits = model(x)
+        with speed.autocast(x.device):
+            logits = model(x)
         loss_sum = loss_sum + cross_entropy(logits.float(), y, reduction="sum").double()
         wrong = wrong + (logits.argmax(1) != y).sum()
         count += len(y)

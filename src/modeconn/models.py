@@ -10,7 +10,8 @@ from torch import nn
 from .errors import ModeconnError
 
 MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
-DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn", "cifar10": "vgg16", "cifar100": "vgg16"}
+DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn", "fashion-mnist-32": "vgg16bn", "cifar10": "vgg16",
+                 "cifar100": "vgg16"}
 
 
 def register(name: str):

@@ -10,6 +10,7 @@ from torch.func import functional_call, vmap
 from torch.nn.functional import cross_entropy
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import speed
 from .data import Dataset
 from .evaluate import evaluate, has_batchnorm, recompute_bn
 from .flat import load_parameters_vector, parameter_space
@@ -42,7 +43,7 @@ class PointEvaluator:
     """
 
     def __init__(self, template: nn.Module, data: Dataset, settings: EvalSettings, chunk: int = 1):
-        self.net, self.data, self.settings, self.chunk = template, data, settings, max(1, chunk)
+        self.net, self.data, self.settings, self.chunk = speed.prepare_module(template), data, settings, max(1, chunk)
         self.space = parameter_space(template)
         self.bn_batches = settings.bn_batches(data)
         self.train_batches = settings.train_batches(data)
@@ -104,7 +105,8 @@ class PointEvaluator:
             net.train()
             bn_run = vmap(run, in_dims=(0, 0, None, None), randomness="different")
             for item in self.bn_batches:
-                bn_run(params, fbufs, ibufs, item[0])  # updates the batched running stats in place
+                with speed.autocast(block.device):
+                    bn_run(params, fbufs, ibufs, item[0])  # updates the batched running stats in place
             self.bn_passes += m
         net.eval()
         ev_run = vmap(run, in_dims=(0, 0, None, None))
@@ -112,7 +114,8 @@ class PointEvaluator:
         for split, batches in (("train", self.train_batches), ("test", self.test_batches)):
             loss, wrong, count = 0.0, 0, 0
             for x, y in batches:  # sums stay on the device: one host sync per split
-                logits = ev_run(params, fbufs, ibufs, x).float()
+                with speed.autocast(block.device):
+                    logits = ev_run(params, fbufs, ibufs, x).float()
                 b = len(y)
                 ce = cross_entropy(logits.reshape(m * b, -1), y.repeat(m), reduction="none").view(m, b)
                 loss = loss + ce.sum(1).double()

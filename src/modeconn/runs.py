@@ -9,7 +9,7 @@ from torch import nn
 
 from .checkpoint import (load_state_into, load_tensors, make_dir, optimizer_tensors, prepare_out_dir, read_json,
                          remove_file, save_tensors, write_json)
-from . import distributed
+from . import distributed, speed
 from .curve import Curve
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
@@ -113,7 +113,7 @@ def train_run(dataset: str, out, model: str | None = None, cfg: TrainConfig | No
     out = prepare_out_dir(out, resume)
     start = time.time()
     base = {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec, "config": cfg.to_dict(),
-            "seed": cfg.seed}
+            "seed": cfg.seed, "speed": speed.current().to_dict(), "processes": distributed.world_size()}
 
     def save(folder: Path, optimizer, extra: dict) -> dict:
         info = {**base, **extra, **split_metrics(net, data)}
@@ -159,6 +159,7 @@ def connect_run(start, end, out, kind: str = "bezier", bends: int = 1, free_endp
     info = {"kind": "curve", "dataset": ds, "data_dir": data_dir or info_a.get("data_dir"), "model": spec,
             "curve": {"kind": kind, "bends": bends, "free_endpoints": free_endpoints},
             "start": str(start), "end": str(end), "config": cfg.to_dict(), "seed": cfg.seed,
+            "speed": speed.current().to_dict(), "processes": distributed.world_size(),
             "epoch_train_loss": history, "seconds": round(time.time() - began, 2), "length": curve.length(),
             **{f"midpoint_{k}": v for k, v in split_metrics(mid, data).items()}}
     save_tensors(out / "curve.safetensors", curve.state_dict(),

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, speed
 from .checkpoint import load_metadata, load_tensors, optimizer_tensors, restore_optimizer, save_tensors
 from .curve import Curve
 from .data import Dataset
@@ -68,7 +68,12 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
         if extra_state is not None:
             extra_state.set_extra({k[len("extra."):]: v for k, v in saved.items() if k.startswith("extra.")},
                                   load_metadata(checkpoint))
+    if not isinstance(module, Curve):  # a curve's weights are views of flat vectors: NCHW as they are
+        speed.prepare_module(module)
+    device = next(module.parameters()).device
     forward = _data_parallel(module)
+    if not isinstance(module, Curve):
+        forward = speed.maybe_compile(forward)  # a curve compiles its network run instead (Curve.run)
     batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
     steps_per_epoch = len(batches)
     total = cfg.epochs * steps_per_epoch
@@ -87,7 +92,8 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y, share = distributed.shard_batch(x, y)
-            loss = step_loss(forward, x, y, t_gen)
+            with speed.autocast(device):
+                loss = step_loss(forward, x, y, t_gen)
             if share != 1.0:  # DDP averages gradients over ranks; weight each rank's mean by its share
                 loss = loss * share
             value = distributed.all_mean(loss.detach().clone()).item()

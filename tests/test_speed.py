@@ -1,0 +1,88 @@
+"""Speed settings (bf16 autocast, channels_last, torch.compile) give the same science on the CPU."""
+import copy
+
+import pytest
+import torch
+
+from modeconn import speed
+from modeconn.curve import Curve
+from modeconn.data import Dataset, load_mnist1d
+from modeconn.errors import ModeconnError
+from modeconn.evaluate import evaluate, recompute_bn
+from modeconn.models import create_model
+from modeconn.speed import Speed
+from modeconn.train import TrainConfig, train_curve, train_network
+
+
+def _images(n=512, seed=0):
+    """A small image dataset whose classes a conv net learns in one epoch (class = brightest quadrant)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 16, 16, generator=g) * 0.5
+    y = torch.randint(0, 4, (n,), generator=g)
+    for k in range(4):
+        r, c = divmod(k, 2)
+        x[y == k, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 1.0
+    return Dataset("quadrants", x[: n - 128], y[: n - 128], x[n - 128:], y[n - 128:], 4)
+
+
+def test_bad_amp_is_refused():
+    with pytest.raises(ModeconnError, match="--amp"):
+        Speed(amp="fp8")
+
+
+def test_channels_last_gives_the_same_metrics_and_training():
+    data = _images()
+    torch.manual_seed(0)
+    net = create_model("convbn", data.input_shape, 4)
+    cfg = TrainConfig(epochs=1, lr=0.05, batch_size=64)
+    plain = copy.deepcopy(net)
+    history_plain, _ = train_network(plain, data, cfg, progress=False)
+    nhwc = copy.deepcopy(net)
+    with speed.using(Speed(channels_last=True)):
+        history_nhwc, _ = train_network(nhwc, data, cfg, progress=False)
+        assert nhwc.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+        x, _ = next(iter(data.test_batches(64)))
+        assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        recompute_bn(nhwc, data.train_batches(128, shuffle=False))
+        got = evaluate(nhwc, data.test_batches(64))
+    recompute_bn(plain, data.train_batches(128, shuffle=False))
+    want = evaluate(plain, data.test_batches(64))
+    assert history_nhwc == pytest.approx(history_plain, rel=1e-4)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+
+
+def test_bf16_autocast_trains_a_curve_to_nearly_the_same_loss():
+    data = load_mnist1d().subset(1000, 500)
+    torch.manual_seed(0)
+    a = create_model("conv1d", data.input_shape, 10)
+    b = create_model("conv1d", data.input_shape, 10)
+    cfg = TrainConfig(epochs=3, lr=0.05, batch_size=64)
+    full = Curve(a, b)
+    history_fp32, _ = train_curve(full, data, cfg, progress=False)
+    half = Curve(a, b)
+    with speed.using(Speed(amp="bf16")):
+        history_bf16, _ = train_curve(half, data, cfg, progress=False)
+        mid_bf16 = evaluate(half.model_at(0.5), data.test_batches(250))
+        x, _ = next(iter(data.test_batches(250)))
+        with speed.autocast(x.device):
+            assert half.model_at(0.5)(x).dtype == torch.bfloat16  # autocast really ran in bf16
+    mid_fp32 = evaluate(full.model_at(0.5), data.test_batches(250))
+    # bf16 has an 8-bit mantissa: the same training lands close, not bit-equal.
+    assert history_bf16[-1] == pytest.approx(history_fp32[-1], rel=0.05)
+    assert abs(mid_bf16["err"] - mid_fp32["err"]) < 0.03
+    assert history_bf16 != history_fp32
+
+
+def test_compile_trains_like_eager():
+    data = load_mnist1d().subset(512, 256)
+    torch.manual_seed(0)
+    net = create_model("mlp", data.input_shape, 10)
+    cfg = TrainConfig(epochs=1, lr=0.05, batch_size=128)
+    eager = copy.deepcopy(net)
+    history_eager, _ = train_network(eager, data, cfg, progress=False)
+    compiled = copy.deepcopy(net)
+    with speed.using(Speed(compile=True)):
+        history_compiled, _ = train_network(compiled, data, cfg, progress=False)
+    assert history_compiled == pytest.approx(history_eager, rel=1e-4)
+    for p, q in zip(compiled.parameters(), eager.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
