@@ -2,6 +2,8 @@
 
 Prints a table: median milliseconds per step (interleaved repeats) and the ratio curve / plain.
 Usage: python benchmarks/curve_step.py [--device cpu|cuda] [--repeats N] [--vgg-batch B]
+       [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile]
+The speed settings apply to both steps alike, as modeconn's training loop applies them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from torch.nn.functional import cross_entropy
 from modeconn import Curve
 from modeconn.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
+from modeconn import speed
+from modeconn.speed import Speed
 
 CASES = [  # name, model, input shape, classes, batch
     ("mnist1d default", "conv1d", (40,), 10, 64),
@@ -46,9 +50,10 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters):
     torch.manual_seed(0)
     a = create_model(model_name, shape, classes).to(device)
     b = create_model(model_name, shape, classes).to(device)
-    plain = create_model(model_name, shape, classes).to(device).train()
+    plain = speed.prepare_module(create_model(model_name, shape, classes).to(device).train())
+    plain_forward = speed.maybe_compile(plain)
     curve = Curve(a, b, kind="bezier", bends=1).to(device).train()
-    x = torch.randn(batch, *shape, device=device)
+    x = speed.prepare_input(torch.randn(batch, *shape, device=device))
     y = torch.randint(0, classes, (batch,), device=device)
     wd = 5e-4
     opt_plain = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=wd)
@@ -56,15 +61,17 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters):
     gen = torch.Generator().manual_seed(0)
 
     def plain_step():
-        loss = cross_entropy(plain(x), y)
+        with speed.autocast(device):
+            loss = cross_entropy(plain_forward(x), y)
         opt_plain.zero_grad(set_to_none=True)
         loss.backward()
         opt_plain.step()
 
     def curve_step():
         t = float(torch.rand((), generator=gen))
-        w, state = curve.point(t, wd=wd)  # as modeconn.train.train_curve does
-        loss = cross_entropy(curve.run(state, x), y) + 0.5 * wd * w.detach().dot(w.detach())
+        with speed.autocast(device):  # as modeconn.train.train_curve does
+            logits, w = curve(x, t, wd=wd, with_weights=True)
+            loss = cross_entropy(logits, y) + 0.5 * wd * w.dot(w)
         opt_curve.zero_grad(set_to_none=True)
         loss.backward()
         opt_curve.step()
@@ -88,13 +95,21 @@ def main():
     parser.add_argument("--iters", type=int, default=0, help="steps per repeat (0: chosen per model)")
     parser.add_argument("--vgg-batch", type=int, default=128, help="batch for the CIFAR-shaped models")
     parser.add_argument("--models", nargs="+", default=None, help="registry names to run (default: all)")
+    parser.add_argument("--amp", choices=["bf16"], default=None)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
+    with speed.using(Speed(args.amp, args.channels_last, args.compile)):
+        run(args)
+
+
+def run(args):
     device = torch.device(args.device)
     tuned = keep_freed_memory()  # as the CLI does; applies to plain and curve steps alike
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
-          f"glibc keeps freed memory: {tuned}")
+          f"glibc keeps freed memory: {tuned}, speed settings: {speed.current().to_dict()}")
     print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}")
     for name, model, shape, classes, batch in CASES:
         if args.models and model not in args.models:
