@@ -1,4 +1,5 @@
 """Run folders, checkpoints and bad input: what train and connect write, and what they refuse."""
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -126,3 +127,13 @@ def test_bn_recompute_is_skipped_for_a_network_without_batchnorm(mnist1d_runs):
     # conv1d has no BatchNorm: the BN pass must be skipped, not silently run.
     curve, _, data = load_curve(mnist1d_runs["ab"])
     assert recompute_bn(curve.model_at(0.0), data.train_batches(500, shuffle=False)) is False
+
+
+def test_cli_speed_settings_reach_the_run_and_are_recorded(tmp_path):
+    r = cli("train", "--out", tmp_path / "a", "--epochs", "1", "--amp", "bf16", "--channels-last", "--quiet")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert info["speed"] == {"amp": "bf16", "channels_last": True, "compile": False}
+    assert info["processes"] == 1 and info["test_err"] < 0.9  # bf16 training still learns
+    bad = cli("train", "--out", tmp_path / "b", "--amp", "fp8")
+    assert bad.returncode == 2 and "--amp" in bad.stderr and not (tmp_path / "b").exists()
