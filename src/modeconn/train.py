@@ -68,12 +68,8 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
         if extra_state is not None:
             extra_state.set_extra({k[len("extra."):]: v for k, v in saved.items() if k.startswith("extra.")},
                                   load_metadata(checkpoint))
-    if not isinstance(module, Curve):  # a curve's weights are views of flat vectors: NCHW as they are
-        speed.prepare_module(module)
     device = next(module.parameters()).device
-    forward = _data_parallel(module)
-    if not isinstance(module, Curve):
-        forward = speed.maybe_compile(forward)  # a curve compiles its network run instead (Curve.run)
+    forward = _step_forward(module)
     batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
     steps_per_epoch = len(batches)
     total = cfg.epochs * steps_per_epoch
@@ -123,6 +119,13 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
             save_tensors(checkpoint, state, metadata=meta)
     bar.close()
     return history, optimizer
+
+
+def _step_forward(module: nn.Module):
+    """What a training step calls: the module, made channels_last, DDP and compiled as asked."""
+    if isinstance(module, Curve):  # its weights are views of flat vectors; it compiles its network run itself
+        return _data_parallel(module)
+    return speed.maybe_compile(_data_parallel(speed.prepare_module(module)))
 
 
 def _data_parallel(module: nn.Module):
