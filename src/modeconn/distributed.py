@@ -25,8 +25,10 @@ def active() -> bool:
 
 
 def rank() -> int:
-    """This process's global rank (from the environment before the group is joined)."""
-    return dist.get_rank() if active() else int(os.environ.get("RANK", "0"))
+    """This process's global rank (from torchrun's environment before the group is joined)."""
+    if active():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched() else 0
 
 
 def world_size() -> int:
