@@ -1,6 +1,7 @@
 """Training loops for endpoint networks and curves, with the paper's schedule, resume and NaN guards."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,7 +134,13 @@ def _data_parallel(module: nn.Module):
     if not distributed.active():
         return module
     device = next(module.parameters()).device
-    return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp = nn.parallel.DistributedDataParallel
+    # A curve's buffers (fixed endpoints, BN statistics at the control points) never change while it
+    # trains: broadcasting them from rank 0 before every step would send two networks' worth each time.
+    # (torch >= 2.13 names the option forward_sync_buffers; older releases broadcast_buffers.)
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None,
+               **{sync: not isinstance(module, Curve)})
 
 
 def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
