@@ -15,10 +15,9 @@ import time
 import torch
 from torch.nn.functional import cross_entropy
 
-from modeconn import Curve
+from modeconn import Curve, speed
 from modeconn.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
-from modeconn import speed
 from modeconn.speed import Speed
 
 CASES = [  # name, model, input shape, classes, batch

@@ -1,6 +1,7 @@
 """torchrun with 2 gloo processes on the CPU: results equal one process, only rank 0 writes, resume."""
 import contextlib
 import json
+from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -62,8 +63,7 @@ def ddp_curve(mnist1d_runs, tmp_path_factory):
               *CONNECT_ARGS], cwd=root)
     with one_thread():
         connect_run(a, b, root / "c1", cfg=CONNECT, device="cpu", progress=False)
-        connect_run(a, b, root / "c1-seed1", cfg=TrainConfig(**{**CONNECT.to_dict(), "seed": 1}), device="cpu",
-                    progress=False)
+        connect_run(a, b, root / "c1-seed1", cfg=replace(CONNECT, seed=1), device="cpu", progress=False)
     return {"two": root / "work" / "c2", "one": root / "c1", "other_seed": root / "c1-seed1", "logs": logs,
             "root": root}
 

@@ -64,7 +64,7 @@ def test_ensemble_of_one_equals_the_member_and_nll_never_exceeds_mean(mnist1d_ru
     data = load_mnist1d()
     a = load_network(mnist1d_runs["a"], data, {"name": "conv1d"})
     b = load_network(mnist1d_runs["b"], data, {"name": "conv1d"})
-    ens = RunningEnsemble(data.test_batches(300), len(data.test_y), 10)
+    ens = RunningEnsemble(data.test_batches(300), 10)
     own_a = ens.add(a)
     direct = evaluate(a, data.test_batches(1000))
     assert own_a["nll"] == pytest.approx(direct["loss"], abs=1e-5) and own_a["err"] == pytest.approx(direct["err"])

@@ -25,6 +25,20 @@ def _images(n=512, seed=0):
     return Dataset("quadrants", x[: n - 128], y[: n - 128], x[n - 128:], y[n - 128:], 4)
 
 
+def _train_without_and_with(settings, make, train, data, cfg):
+    """Train two fresh copies of one start (`make()`), plain and under `settings`: (plain, its history, fast, its history)."""
+    plain, fast = make(), make()
+    history_plain, _ = train(plain, data, cfg, progress=False)
+    with speed.using(settings):
+        history_fast, _ = train(fast, data, cfg, progress=False)
+    return plain, history_plain, fast, history_fast
+
+
+def _two_conv1d(data):
+    torch.manual_seed(0)
+    return create_model("conv1d", data.input_shape, 10), create_model("conv1d", data.input_shape, 10)
+
+
 def test_bad_amp_is_refused():
     with pytest.raises(ModeconnError, match="--amp"):
         Speed(amp="fp8")
@@ -35,11 +49,9 @@ def test_channels_last_gives_the_same_metrics_and_training():
     torch.manual_seed(0)
     net = create_model("convbn", data.input_shape, 4)
     cfg = TrainConfig(epochs=1, lr=0.05, batch_size=64)
-    plain = copy.deepcopy(net)
-    history_plain, _ = train_network(plain, data, cfg, progress=False)
-    nhwc = copy.deepcopy(net)
+    plain, history_plain, nhwc, history_nhwc = _train_without_and_with(
+        Speed(channels_last=True), lambda: copy.deepcopy(net), train_network, data, cfg)
     with speed.using(Speed(channels_last=True)):
-        history_nhwc, _ = train_network(nhwc, data, cfg, progress=False)
         assert nhwc.features[0].weight.is_contiguous(memory_format=torch.channels_last)
         x, _ = next(iter(data.test_batches(64)))
         assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -53,15 +65,11 @@ def test_channels_last_gives_the_same_metrics_and_training():
 
 def test_bf16_autocast_trains_a_curve_to_nearly_the_same_loss():
     data = load_mnist1d().subset(1000, 500)
-    torch.manual_seed(0)
-    a = create_model("conv1d", data.input_shape, 10)
-    b = create_model("conv1d", data.input_shape, 10)
+    a, b = _two_conv1d(data)
     cfg = TrainConfig(epochs=3, lr=0.05, batch_size=64)
-    full = Curve(a, b)
-    history_fp32, _ = train_curve(full, data, cfg, progress=False)
-    half = Curve(a, b)
+    full, history_fp32, half, history_bf16 = _train_without_and_with(
+        Speed(amp="bf16"), lambda: Curve(a, b), train_curve, data, cfg)
     with speed.using(Speed(amp="bf16")):
-        history_bf16, _ = train_curve(half, data, cfg, progress=False)
         mid_bf16 = evaluate(half.model_at(0.5), data.test_batches(250))
         x, _ = next(iter(data.test_batches(250)))
         with speed.autocast(x.device):
@@ -73,16 +81,16 @@ def test_bf16_autocast_trains_a_curve_to_nearly_the_same_loss():
     assert history_bf16 != history_fp32
 
 
-def test_compile_trains_like_eager():
+def test_compile_trains_like_eager(monkeypatch):
     data = load_mnist1d().subset(512, 256)
     torch.manual_seed(0)
     net = create_model("mlp", data.input_shape, 10)
     cfg = TrainConfig(epochs=1, lr=0.05, batch_size=128)
-    eager = copy.deepcopy(net)
-    history_eager, _ = train_network(eager, data, cfg, progress=False)
-    compiled = copy.deepcopy(net)
-    with speed.using(Speed(compile=True)):
-        history_compiled, _ = train_network(compiled, data, cfg, progress=False)
+    compiled_fns, real_compile = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled_fns.append(fn) or real_compile(fn, **kw))
+    eager, history_eager, compiled, history_compiled = _train_without_and_with(
+        Speed(compile=True), lambda: copy.deepcopy(net), train_network, data, cfg)
+    assert compiled_fns == [compiled]  # the training step really called the compiled network
     assert history_compiled == pytest.approx(history_eager, rel=1e-4)
     for p, q in zip(compiled.parameters(), eager.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
@@ -90,14 +98,10 @@ def test_compile_trains_like_eager():
 
 def test_compiled_curve_network_trains_like_eager():
     data = load_mnist1d().subset(512, 256)
-    torch.manual_seed(0)
-    a, b = create_model("conv1d", data.input_shape, 10), create_model("conv1d", data.input_shape, 10)
+    a, b = _two_conv1d(data)
     cfg = TrainConfig(epochs=2, lr=0.05, batch_size=128)
-    eager = Curve(a, b)
-    history_eager, _ = train_curve(eager, data, cfg, progress=False)
-    compiled = Curve(a, b)
-    with speed.using(Speed(compile=True)):
-        history_compiled, _ = train_curve(compiled, data, cfg, progress=False)
+    eager, history_eager, compiled, history_compiled = _train_without_and_with(
+        Speed(compile=True), lambda: Curve(a, b), train_curve, data, cfg)
     assert hasattr(compiled, "_compiled_run")  # the network run really went through torch.compile
     assert history_compiled == pytest.approx(history_eager, rel=1e-4)
     torch.testing.assert_close(compiled.free_points.detach(), eager.free_points.detach(), rtol=1e-4, atol=1e-5)

@@ -7,10 +7,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
 from .curve import Curve
 from .data import Dataset
-from .pointwise import METRICS, EvalSettings, PointEvaluator
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 
 
 def barrier(values, t) -> float:
@@ -51,11 +50,12 @@ def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progre
                   desc: str = "eval") -> dict[str, list[float]]:
     """Metrics at each t of `path` (BN recomputed per point); under torchrun each rank takes whole points."""
     evaluator = PointEvaluator(path.model_at(0.0), data, settings)
-    rows = torch.zeros(len(ts), len(METRICS), dtype=torch.float64, device=data.test_x.device)
-    for i in tqdm(distributed.my_indices(len(ts)), desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        result = evaluator(*path.point(float(ts[i])))
-        rows[i] = torch.tensor([result[m] for m in METRICS], dtype=torch.float64)
-    rows = distributed.combine_rows(rows).cpu()
+
+    def measure(indices):
+        bar = tqdm(indices, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+        return [evaluator(*path.point(float(ts[i]))) for i in bar]
+
+    rows = measure_shared(len(ts), measure, data.test_x.device)
     return {m: rows[:, j].tolist() for j, m in enumerate(METRICS)}
 
 

@@ -24,7 +24,7 @@ from .train import TrainConfig, train_network
 
 
 def _members_metrics(models, data: Dataset, batch: int = 1000) -> dict:
-    ens = RunningEnsemble(data.test_batches(batch), len(data.test_y), data.num_classes, data.test_x.device)
+    ens = RunningEnsemble(data.test_batches(batch), data.num_classes)
     for m in models:
         m = copy.deepcopy(m)
         recompute_bn(m, data.train_batches(batch, shuffle=False))

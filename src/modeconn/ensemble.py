@@ -26,10 +26,10 @@ class RunningEnsemble:
     Memory is one (N, classes) tensor whatever the number of members; no model copies are kept.
     """
 
-    def __init__(self, batches, num_examples: int, num_classes: int, device="cpu"):
+    def __init__(self, batches, num_classes: int):
         self.batches = batches
-        self.prob_sum = torch.zeros(num_examples, num_classes, dtype=torch.float64, device=device)
-        self.labels = torch.cat([y for _, y in batches]).to(device)
+        self.labels = torch.cat([y for _, y in batches])  # on the data's device, in batch order
+        self.prob_sum = torch.zeros(len(self.labels), num_classes, dtype=torch.float64, device=self.labels.device)
         self.members = 0
 
     @torch.no_grad()
@@ -82,7 +82,7 @@ def curve_ensemble(curve, data, points: int, batch_size: int = 1000, progress: b
 
     from .evaluate import recompute_bn
 
-    ens = RunningEnsemble(data.test_batches(batch_size), len(data.test_y), data.num_classes, data.test_x.device)
+    ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes)
     bn_batches = data.train_batches(batch_size, shuffle=False)
     ts, width = np.linspace(0, 1, points), distributed.world_size()
     records = []

@@ -52,8 +52,7 @@ class _FGEState:
     """What FGE accumulates: the running ensemble, the SWA average, one record per snapshot."""
 
     def __init__(self, model: nn.Module, data: Dataset, cfg: FGEConfig):
-        self.ensemble = RunningEnsemble(data.test_batches(cfg.eval_batch), len(data.test_y), data.num_classes,
-                                        data.test_x.device)
+        self.ensemble = RunningEnsemble(data.test_batches(cfg.eval_batch), data.num_classes)
         self.swa = AveragedModel(model)
         self.records: list[dict] = []
 

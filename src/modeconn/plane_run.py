@@ -15,7 +15,7 @@ from .data import load_dataset
 from .errors import ModeconnError
 from .flat import check_same_architecture, parameters_vector
 from .plane import PlaneBasis, grid_axes, plane_basis
-from .pointwise import METRICS, EvalSettings, PointEvaluator
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 from .runs import load_curve, load_network, network_info, resolve_device
 
 CURVE_POINTS = 61
@@ -103,13 +103,8 @@ def plane_run(out, points=None, curve_run=None, bend: int | None = None, grid: i
     step = max(chunk, ROUND_POINTS) * distributed.world_size()
     for start in range(0, len(todo), step):
         idx = todo[start:start + step]
-        local = distributed.my_indices(len(idx))
-        rows = torch.zeros(len(idx), len(METRICS), dtype=torch.float64, device=data.test_x.device)
-        if local:
-            results = evaluator.many(basis.points(coords[idx[local]]))
-            for i, r in zip(local, results):
-                rows[i] = torch.tensor([r[m] for m in METRICS], dtype=torch.float64)
-        rows = distributed.combine_rows(rows).cpu().numpy()
+        rows = measure_shared(len(idx), lambda local: evaluator.many(basis.points(coords[idx[local]])),
+                              data.test_x.device)
         for j, m in enumerate(METRICS):
             values[m][idx] = rows[:, j]
         done[idx] = True

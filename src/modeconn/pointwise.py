@@ -4,18 +4,32 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.functional import cross_entropy
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import speed
+from . import distributed, speed
 from .data import Dataset
 from .evaluate import evaluate, has_batchnorm, recompute_bn
 from .flat import load_parameters_vector, parameter_space
 
 METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
+
+
+def measure_shared(n: int, measure, device) -> np.ndarray:
+    """Metrics of items 0..n-1 as an (n, len(METRICS)) array; under torchrun each rank measures whole items.
+
+    `measure(indices)` returns one metrics dict per index; every rank gets the whole table.
+    """
+    local = distributed.my_indices(n)
+    rows = torch.zeros(n, len(METRICS), dtype=torch.float64, device=device)
+    if local:
+        for i, result in zip(local, measure(local)):
+            rows[i] = torch.tensor([result[m] for m in METRICS], dtype=torch.float64)
+    return distributed.combine_rows(rows).cpu().numpy()
 
 
 @dataclass
