@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench clean
+.PHONY: setup system-deps test demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -14,8 +14,14 @@ $(VENV)/.installed: pyproject.toml requirements-cpu.txt
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: setup
-	$(PY) -m pytest -q
+# What the tests need beyond Python: Fashion-MNIST (real-data tests) and chromium (the report
+# rendered in a real browser), from Debian's packages. Installed only where missing and only
+# as root with apt; elsewhere the tests that need them are skipped with a printed reason.
+system-deps:
+	@sh scripts/system_deps.sh
+
+test: setup system-deps
+	$(PY) -m pytest -q -rs
 
 demo: setup
 	$(PY) -m modeconn demo --out runs/demo

@@ -1,6 +1,25 @@
 """Shared fixtures: real MNIST-1D endpoints and a trained curve, built once per test session."""
+import os
+
 import pytest
 import torch
+
+from modeconn.data import FASHION_MNIST_DIR
+
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """Real Fashion-MNIST, or a skip whose reason pytest prints (-rs) where it is not installed.
+
+    `make test` installs Debian's dataset-fashion-mnist where it can (root with apt-get).
+    """
+    if not os.path.isdir(FASHION_MNIST_DIR):
+        pytest.skip(f"Fashion-MNIST is not at {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist "
+                    "(make test does, as root)")
+    from modeconn.data import load_dataset
+
+    return load_dataset("fashion-mnist")
 
 from modeconn.runs import connect_run, train_run
 

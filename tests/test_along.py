@@ -16,9 +16,9 @@ from modeconn.pointwise import METRICS, EvalSettings, PointEvaluator
 
 
 @pytest.fixture(scope="module")
-def fashion_small():
+def fashion_small(fashion_mnist):
     """2000/500 real Fashion-MNIST images and two convbn nets (BatchNorm) trained for one epoch."""
-    full = load_dataset("fashion-mnist")
+    full = fashion_mnist
     data = full.subset(train=2000, test=500)
     nets = []
     for seed in (1, 2):

@@ -15,17 +15,16 @@ def test_mnist1d_standard_split_is_deterministic():
     assert torch.equal(d.train_x, load_mnist1d().train_x)
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason="apt-get install dataset-fashion-mnist (.ci/run does)")
-def test_fashion_mnist_reads_the_debian_files():
-    d = load_dataset("fashion-mnist")
+def test_fashion_mnist_reads_the_debian_files(fashion_mnist):
+    d = fashion_mnist
     assert d.train_x.shape == (60000, 1, 28, 28) and d.test_x.shape == (10000, 1, 28, 28)
     assert torch.bincount(d.test_y).tolist() == [1000] * 10
     assert abs(float(d.train_x.mean())) < 0.05 and abs(float(d.train_x.std()) - 1) < 0.05
 
 
-def test_fashion_32_pads_with_black_and_augments_training_batches():
+def test_fashion_32_pads_with_black_and_augments_training_batches(fashion_mnist):
     d = load_dataset("fashion-mnist-32")
-    plain = load_dataset("fashion-mnist")
+    plain = fashion_mnist
     assert d.train_x.shape == (60000, 1, 32, 32) and d.test_x.shape == (10000, 1, 32, 32)
     torch.testing.assert_close(d.test_x[:, :, 2:30, 2:30], plain.test_x)
     black = float(plain.train_x.min())  # the darkest pixel is a raw 0

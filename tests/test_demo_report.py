@@ -43,7 +43,7 @@ def test_report_refuses_an_empty_folder(tmp_path):
     assert r.returncode == 2 and "holds no modeconn results" in r.stderr
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it, as root)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     # A copy with a probe script: the page itself carries no script.
     probe = tmp_path / "probe.html"

@@ -99,7 +99,7 @@ def test_fge_resumes_to_the_same_records(tmp_path, mnist1d_runs, kill_after_chec
 
 
 @pytest.mark.slow
-def test_fge_beats_a_single_network_at_equal_budget_on_fashion_mnist():
+def test_fge_beats_a_single_network_at_equal_budget_on_fashion_mnist(fashion_mnist):
     """The paper's claim in miniature, on real data: FGE at 1B beats one network trained for 1B.
 
     Default Fashion-MNIST model on the first 10k training images (all 10k test images), B = 40 epochs,
@@ -111,7 +111,7 @@ def test_fge_beats_a_single_network_at_equal_budget_on_fashion_mnist():
     from modeconn.data import load_dataset
     from modeconn.train import TrainConfig
 
-    full = load_dataset("fashion-mnist")
+    full = fashion_mnist
     data = full.subset(train=10000)
     cfg = TrainConfig(epochs=40, lr=0.05, wd=5e-4, batch_size=128)
     rows = [budget_seed(lambda: create_model("convbn", data.input_shape, 10), data, cfg, cycle=2, lr1=0.1,

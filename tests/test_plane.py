@@ -114,8 +114,8 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
         plane_run(tmp_path / "cut", **kw)
 
 
-def test_batched_and_one_at_a_time_agree_with_batchnorm():
-    full = load_dataset("fashion-mnist")
+def test_batched_and_one_at_a_time_agree_with_batchnorm(fashion_mnist):
+    full = fashion_mnist
     data = full.subset(train=1500, test=500)
     torch.manual_seed(0)
     nets = []

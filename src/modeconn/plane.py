@@ -42,6 +42,11 @@ class PlaneBasis:
         resid = d - x[:, None] * self.u_hat.double() - y[:, None] * self.v_hat.double()
         return torch.stack([x, y], 1).cpu().numpy(), resid.norm(dim=1).cpu().numpy()
 
+    def anchor_coords(self, w3: torch.Tensor) -> np.ndarray:
+        """Plane coordinates of w1, w2, w3: (0, 0) and (|u|, 0) exactly by construction, w3 projected."""
+        x3 = float((w3.double() - self.origin.double()) @ self.u_hat.double())
+        return np.array([[0.0, 0.0], [self.u_norm, 0.0], [x3, self.v_norm]])
+
     def orthogonality_error(self) -> float:
         """max(|<u,v>|, ||u|-1|, ||v|-1|): zero for an exact orthonormal basis."""
         u, v = self.u_hat.double(), self.v_hat.double()

@@ -76,7 +76,7 @@ def plane_run(out, points=None, curve_run=None, bend: int | None = None, grid: i
     grid_axes(np.zeros((1, 2)), grid, margin)  # validate before any work
     (w1, w2, w3), template, data, wd, curve, bend = _anchors(points, curve_run, bend, device, data_dir)
     basis = plane_basis(w1, w2, w3)
-    anchors_xy, _ = basis.project(torch.stack([w1, w2, w3]))
+    anchors_xy = basis.anchor_coords(w3)
     xs, ys = grid_axes(anchors_xy, grid, margin)
     coords = np.array([(x, y) for x in xs for y in ys])
     settings = EvalSettings(wd=wd, batch_size=batch_size, bn_samples=bn_samples, train_samples=train_samples)
