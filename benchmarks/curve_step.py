@@ -15,10 +15,10 @@ import time
 import torch
 from torch.nn.functional import cross_entropy
 
-from modeconn import Curve, speed
-from modeconn.cpu_memory import keep_freed_memory
+from modeconn import Curve
+from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
-from modeconn.speed import Speed
+from modeconn.runtime.speed import Speed
 
 CASES = [  # name, model, input shape, classes, batch
     ("mnist1d default", "conv1d", (40,), 10, 64),
@@ -45,14 +45,16 @@ def time_steps(step, device, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def bench(name, model_name, shape, classes, batch, device, repeats, iters):
+def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed):
     torch.manual_seed(0)
     a = create_model(model_name, shape, classes).to(device)
     b = create_model(model_name, shape, classes).to(device)
-    plain = speed.prepare_module(create_model(model_name, shape, classes).to(device).train())
-    plain_forward = speed.maybe_compile(plain)
+    plain = speed.module(create_model(model_name, shape, classes).to(device).train())
+    plain_forward = speed.compiled(plain)
     curve = Curve(a, b, kind="bezier", bends=1).to(device).train()
-    x = speed.prepare_input(torch.randn(batch, *shape, device=device))
+    if speed.compile:  # as modeconn.training.train.fit does for a curve
+        curve.compile_network()
+    x = speed.input(torch.randn(batch, *shape, device=device))
     y = torch.randint(0, classes, (batch,), device=device)
     wd = 5e-4
     opt_plain = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=wd)
@@ -68,7 +70,7 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters):
 
     def curve_step():
         t = float(torch.rand((), generator=gen))
-        with speed.autocast(device):  # as modeconn.train.train_curve does
+        with speed.autocast(device):  # as modeconn.training.train.train_curve does
             logits, w = curve(x, t, wd=wd, with_weights=True)
             loss = cross_entropy(logits, y) + 0.5 * wd * w.dot(w)
         opt_curve.zero_grad(set_to_none=True)
@@ -98,17 +100,16 @@ def main():
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
-    with speed.using(Speed(args.amp, args.channels_last, args.compile)):
-        run(args)
+    run(args, Speed(args.amp, args.channels_last, args.compile))
 
 
-def run(args):
+def run(args, speed: Speed):
     device = torch.device(args.device)
     tuned = keep_freed_memory()  # as the CLI does; applies to plain and curve steps alike
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
-          f"glibc keeps freed memory: {tuned}, speed settings: {speed.current().to_dict()}")
+          f"glibc keeps freed memory: {tuned}, speed settings: {speed.to_dict()}")
     print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}")
     for name, model, shape, classes, batch in CASES:
         if args.models and model not in args.models:
@@ -116,7 +117,7 @@ def run(args):
         if model in BIG:
             batch = args.vgg_batch
         iters = args.iters or (3 if model in BIG and device.type == "cpu" else 20)
-        row = bench(name, model, shape, classes, batch, device, args.repeats, iters)
+        row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed)
         print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}", flush=True)
 
 

@@ -15,8 +15,8 @@ import time
 import torch
 from torch.nn.functional import cross_entropy
 
-from modeconn.cifar import CropFlip
-from modeconn.cpu_memory import keep_freed_memory
+from modeconn.data.augment import CropFlip
+from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import Dataset
 from modeconn.models import create_model
 

@@ -18,11 +18,11 @@ import time
 import torch
 
 from modeconn import Curve
-from modeconn.cpu_memory import keep_freed_memory
+from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import Dataset, load_dataset
-from modeconn.evaluate import evaluate, has_batchnorm, recompute_bn
+from modeconn.evaluation.evaluate import evaluate, has_batchnorm, recompute_bn
 from modeconn.models import DEFAULT_MODEL, create_model
-from modeconn.pointwise import EvalSettings, PointEvaluator
+from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 
 
 def timed(fn, device) -> float:

@@ -12,12 +12,12 @@ import time
 import numpy as np
 import torch
 
-from modeconn.cpu_memory import keep_freed_memory
+from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import load_dataset
-from modeconn.flat import parameters_vector
+from modeconn.core.flat import parameters_vector
 from modeconn.models import DEFAULT_MODEL, create_model
-from modeconn.plane import plane_basis
-from modeconn.pointwise import EvalSettings, PointEvaluator
+from modeconn.core.plane import plane_basis
+from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 
 
 def grid_weights(name, data, n, device):

@@ -4,6 +4,7 @@ import os
 import pytest
 import torch
 
+from modeconn.commands import connect, train
 from modeconn.data import FASHION_MNIST_DIR
 
 
@@ -21,7 +22,6 @@ def fashion_mnist():
 
     return load_dataset("fashion-mnist")
 
-from modeconn.runs import connect_run, train_run
 
 
 @pytest.fixture(scope="session")
@@ -29,32 +29,30 @@ def mnist1d_runs(tmp_path_factory):
     """Two MNIST-1D networks from different seeds and a Bezier curve between them (CLI defaults)."""
     root = tmp_path_factory.mktemp("mnist1d")
     torch.set_num_threads(2)
-    a = train_run("mnist1d", root / "a", cfg=None, device="cpu", progress=False) and root / "a"
-    b = root / "b"
-    from modeconn.runs import TRAIN_DEFAULTS
-    from dataclasses import replace
-    train_run("mnist1d", b, cfg=replace(TRAIN_DEFAULTS["mnist1d"], seed=2), device="cpu", progress=False)
-    connect_run(a, b, root / "ab", kind="bezier", bends=1, device="cpu", progress=False)
+    a, b = root / "a", root / "b"
+    train(a, "mnist1d", device="cpu", progress=False)
+    train(b, "mnist1d", seed=2, device="cpu", progress=False)
+    connect(a, b, root / "ab", curve="bezier", bends=1, device="cpu", progress=False)
     return {"a": a, "b": b, "ab": root / "ab", "root": root}
 
 
 @pytest.fixture
 def kill_after_checkpoints(monkeypatch):
     """Make the training loop die (KeyboardInterrupt) right after its n-th checkpoint; returns the undo."""
-    import modeconn.train as train_mod
+    import modeconn.training.train as train_mod
 
-    real = train_mod.save_tensors
+    real = train_mod.save_checkpoint
 
     def arm(n: int):
         calls = {"n": 0}
 
-        def dying(path, tensors, metadata=None):
-            real(path, tensors, metadata)
+        def dying(path, ckpt):
+            real(path, ckpt)
             calls["n"] += 1
             if calls["n"] == n:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(train_mod, "save_tensors", dying)
-        return lambda: monkeypatch.setattr(train_mod, "save_tensors", real)
+        monkeypatch.setattr(train_mod, "save_checkpoint", dying)
+        return lambda: monkeypatch.setattr(train_mod, "save_checkpoint", real)
 
     return arm

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from modeconn import Curve, TrainConfig, evaluate, recompute_bn, train_network
-from modeconn.along import barrier, eval_path, line_between, metrics_along
+from modeconn.evaluation.along import barrier, eval_path, line_between, metrics_along
 from modeconn.data import load_dataset
 from modeconn.models import create_model
-from modeconn.pointwise import METRICS, EvalSettings, PointEvaluator
+from modeconn.evaluation.pointwise import METRICS, EvalSettings, PointEvaluator
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,10 @@ def test_endpoints_match_direct_evaluation_with_bn(fashion_small):
     arrays = metrics_along(curve, [0.0, 0.5, 1.0], data, settings, progress=False)
     for i, net in ((0, a), (2, b)):
         d = _direct(net, data, settings)
-        assert arrays["train_loss"][i] == pytest.approx(d["train"]["loss"], abs=1e-5)
-        assert arrays["train_err"][i] == pytest.approx(d["train"]["err"], abs=1e-5)
-        assert arrays["test_loss"][i] == pytest.approx(d["test"]["loss"], abs=1e-5)
-        assert arrays["test_err"][i] == pytest.approx(d["test"]["err"], abs=1e-5)
+        assert arrays["train_loss"][i] == pytest.approx(d["train"].loss, abs=1e-5)
+        assert arrays["train_err"][i] == pytest.approx(d["train"].err, abs=1e-5)
+        assert arrays["test_loss"][i] == pytest.approx(d["test"].loss, abs=1e-5)
+        assert arrays["test_err"][i] == pytest.approx(d["test"].err, abs=1e-5)
 
 
 def test_bn_pass_runs_per_point_only_for_bn_networks(fashion_small, mnist1d_runs):
@@ -79,8 +79,8 @@ def test_line_from_a_model_to_itself_has_zero_barrier(fashion_small):
     data, (a, _) = fashion_small
     result = eval_path(None, a, a, data, points=5, settings=EvalSettings(batch_size=500), progress=False)
     for m in METRICS:
-        assert result["summary"]["barriers"]["line"][m] == pytest.approx(0.0, abs=1e-9)
-    assert result["summary"]["length"]["line"] == 0.0
+        assert result.stat("line", m, "barrier") == pytest.approx(0.0, abs=1e-9)
+    assert result.summary["length"]["line"] == 0.0
 
 
 def test_barrier_definition():

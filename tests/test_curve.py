@@ -80,7 +80,7 @@ def test_bends_start_on_the_segment_and_line_is_zero_bends():
 
 def test_line_length_is_endpoint_distance():
     a, b = _pair(MODELS["mlp"][0])
-    from modeconn.flat import parameters_vector
+    from modeconn.core.flat import parameters_vector
 
     dist = float((parameters_vector(a) - parameters_vector(b)).norm())
     for kind in ("bezier", "polychain"):

@@ -1,10 +1,9 @@
 import gzip
-import os
 
 import pytest
 import torch
 
-from modeconn.data import FASHION_MNIST_DIR, Batches, from_torch, load_dataset, load_fashion_mnist, load_mnist1d
+from modeconn.data import Batches, from_torch, load_dataset, load_fashion_mnist, load_mnist1d
 from modeconn.errors import ModeconnError
 
 

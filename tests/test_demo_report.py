@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from modeconn.report import render_report
-from modeconn.runs import eval_curve_run
+from modeconn.reporting.report import render_report
+from modeconn.commands import eval_curve, plane
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -18,11 +18,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def report(mnist1d_runs, tmp_path_factory):
     root = mnist1d_runs["root"]
     if not (root / "ab" / "curve_eval.json").exists():
-        eval_curve_run(root / "ab", points=11, device="cpu", progress=False)
-    from modeconn.plane_run import plane_run
-
+        eval_curve(root / "ab", points=11, device="cpu", progress=False)
     if not (root / "plane" / "plane.json").exists():
-        plane_run(root / "plane", curve_run=root / "ab", grid=5, device="cpu", progress=False)
+        plane(root / "plane", curve=root / "ab", grid=5, device="cpu", progress=False)
     r = subprocess.run([sys.executable, "-m", "modeconn", "fge", "--start", str(root / "a"), "--epochs", "4",
                         "--cycle", "2", "--out", str(root / "fge"), "--quiet", "--no-snapshots"],
                        capture_output=True, text=True)

@@ -1,7 +1,6 @@
 """torchrun with 2 gloo processes on the CPU: results equal one process, only rank 0 writes, resume."""
 import contextlib
 import json
-from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -14,13 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeconn.plane_run import plane_run
-from modeconn.runs import connect_run, ensemble_curve_run, eval_curve_run
-from modeconn.train import TrainConfig
+from modeconn.commands import connect, ensemble, eval_curve, plane
 
 PROBE = Path(__file__).parent / "helpers" / "rank_probe.py"
 # The curve each test trains: short, so that a 2-process run takes seconds.
-CONNECT = TrainConfig(epochs=4, lr=0.05, wd=5e-4, batch_size=64)
+CONNECT = dict(epochs=4, lr=0.05, wd=5e-4, batch_size=64, device="cpu", progress=False)
 CONNECT_ARGS = ["--epochs", "4", "--lr", "0.05", "--wd", "5e-4", "--batch-size", "64", "--quiet"]
 
 
@@ -62,8 +59,8 @@ def ddp_curve(mnist1d_runs, tmp_path_factory):
     torchrun([PROBE, root / "work", logs, "--", "connect", "--start", a, "--end", b, "--out", root / "work" / "c2",
               *CONNECT_ARGS], cwd=root)
     with one_thread():
-        connect_run(a, b, root / "c1", cfg=CONNECT, device="cpu", progress=False)
-        connect_run(a, b, root / "c1-seed1", cfg=replace(CONNECT, seed=1), device="cpu", progress=False)
+        connect(a, b, root / "c1", **CONNECT)
+        connect(a, b, root / "c1-seed1", **CONNECT, seed=1)
     return {"two": root / "work" / "c2", "one": root / "c1", "other_seed": root / "c1-seed1", "logs": logs,
             "root": root}
 
@@ -98,19 +95,19 @@ def test_sharded_evaluation_equals_single_process(mnist1d_runs, tmp_path):
     torchrun(["-m", "modeconn", "ensemble", "--curve", curve, "--points", 3, "--out", tmp_path / "ens2.json",
               "--quiet"], tmp_path)
     with one_thread():
-        e1 = eval_curve_run(curve, points=7, out=tmp_path / "e1", device="cpu", progress=False)
-        plane_run(tmp_path / "p1", curve_run=curve, grid=5, device="cpu", progress=False)
-        ens1 = ensemble_curve_run(curve, 3, out=tmp_path / "ens1.json", device="cpu", progress=False)
+        e1 = eval_curve(curve, points=7, out=tmp_path / "e1", device="cpu", progress=False)
+        plane(tmp_path / "p1", curve=curve, grid=5, device="cpu", progress=False)
+        ens1 = ensemble(curve, 3, out=tmp_path / "ens1.json", device="cpu", progress=False)
     e2 = json.loads((tmp_path / "e2" / "curve_eval.json").read_text())
     for path in ("curve", "line"):
-        for metric, values in e1[path].items():
+        for metric, values in getattr(e1, path).items():
             np.testing.assert_allclose(e2[path][metric], values, rtol=1e-5, atol=1e-7, err_msg=f"{path} {metric}")
     p1, p2 = np.load(tmp_path / "p1" / "plane.npz"), np.load(tmp_path / "p2" / "plane.npz")
     assert sorted(p1.files) == sorted(p2.files)
     for key in p1.files:
         np.testing.assert_allclose(p2[key], p1[key], rtol=1e-5, atol=1e-7, err_msg=key)
     ens2 = json.loads((tmp_path / "ens2.json").read_text())
-    for r1, r2 in zip(ens1["members"], ens2["members"]):
+    for r1, r2 in zip(ens1.members, ens2["members"]):
         for key, value in r1.items():
             assert r2[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
@@ -166,7 +163,7 @@ def test_killed_rank_restarts_and_resumes(ddp_curve, mnist1d_runs, tmp_path):
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     with one_thread():
-        plane_run(tmp_path / "p1", curve_run=curve, grid=15, device="cpu", progress=False)
+        plane(tmp_path / "p1", curve=curve, grid=15, device="cpu", progress=False)
     p1, p2 = np.load(tmp_path / "p1" / "plane.npz"), np.load(tmp_path / "p2" / "plane.npz")
     for key in p1.files:
         np.testing.assert_allclose(p2[key], p1[key], rtol=1e-5, atol=1e-7, err_msg=key)

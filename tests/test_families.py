@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modeconn.errors import ModeconnError
-from modeconn.families import coefficients
+from modeconn.core.families import coefficients
 
 TS = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.7, 1.0])
 

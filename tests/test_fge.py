@@ -8,11 +8,11 @@ import torch
 
 from modeconn import ModeconnError, evaluate
 from modeconn.data import load_mnist1d
-from modeconn.ensemble import RunningEnsemble, expected_calibration_error
-from modeconn.fge import FGEConfig, fast_geometric_ensemble, snapshot_epochs
+from modeconn.evaluation.ensemble import RunningEnsemble, expected_calibration_error
+from modeconn.training.fge import FGEConfig, fast_geometric_ensemble, snapshot_epochs
 from modeconn.models import create_model
-from modeconn.runs import load_network
-from modeconn.schedule import check_cycle, fge_lr
+from modeconn.storage.runfolder import load_network
+from modeconn.training.schedule import check_cycle, fge_lr
 
 
 def test_cyclic_schedule_at_start_quarter_middle_and_end():
@@ -62,17 +62,17 @@ def test_fge_run_snapshot_count_timing_and_learning_rate(tmp_path, mnist1d_runs)
 
 def test_ensemble_of_one_equals_the_member_and_nll_never_exceeds_mean(mnist1d_runs):
     data = load_mnist1d()
-    a = load_network(mnist1d_runs["a"], data, {"name": "conv1d"})
-    b = load_network(mnist1d_runs["b"], data, {"name": "conv1d"})
+    a = load_network(mnist1d_runs["a"], data)
+    b = load_network(mnist1d_runs["b"], data)
     ens = RunningEnsemble(data.test_batches(300), 10)
     own_a = ens.add(a)
     direct = evaluate(a, data.test_batches(1000))
-    assert own_a["nll"] == pytest.approx(direct["loss"], abs=1e-5) and own_a["err"] == pytest.approx(direct["err"])
+    assert own_a.loss == pytest.approx(direct.loss, abs=1e-5) and own_a.err == pytest.approx(direct.err)
     one = ens.metrics()
-    assert one["nll"] == pytest.approx(own_a["nll"], abs=1e-9) and one["err"] == own_a["err"]
+    assert one.nll == pytest.approx(own_a.loss, abs=1e-9) and one.err == own_a.err
     own_b = ens.add(b)
     two = ens.metrics()
-    assert two["nll"] <= (own_a["nll"] + own_b["nll"]) / 2 + 1e-12  # Jensen: log is concave
+    assert two.nll <= (own_a.loss + own_b.loss) / 2 + 1e-12  # Jensen: log is concave
 
 
 def test_ece_of_a_calibrated_and_an_overconfident_predictor():
@@ -86,16 +86,19 @@ def test_ece_of_a_calibrated_and_an_overconfident_predictor():
 def test_fge_resumes_to_the_same_records(tmp_path, mnist1d_runs, kill_after_checkpoints):
     data = load_mnist1d()
     cfg = FGEConfig(epochs=4, cycle=2, lr1=0.05, lr2=0.0005, batch_size=128)
-    whole = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data, {"name": "conv1d"}), data, cfg,
+    whole = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,
                                     checkpoint=tmp_path / "w.safetensors", progress=False)
     undo = kill_after_checkpoints(2)
     with pytest.raises(KeyboardInterrupt):
-        fast_geometric_ensemble(load_network(mnist1d_runs["a"], data, {"name": "conv1d"}), data, cfg,
+        fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,
                                 checkpoint=tmp_path / "c.safetensors", progress=False)
     undo()
-    resumed = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data, {"name": "conv1d"}), data, cfg,
-                                      checkpoint=tmp_path / "c.safetensors", progress=False)
-    assert resumed["snapshots"] == whole["snapshots"]
+    with pytest.raises(ModeconnError, match="--resume"):  # a checkpoint is loaded only when asked
+        fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,
+                                checkpoint=tmp_path / "c.safetensors", progress=False)
+    resumed = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,
+                                      checkpoint=tmp_path / "c.safetensors", resume=True, progress=False)
+    assert resumed.snapshots == whole.snapshots
 
 
 @pytest.mark.slow
@@ -107,9 +110,8 @@ def test_fge_beats_a_single_network_at_equal_budget_on_fashion_mnist(fashion_mni
     Measured (seeds 0, 1, 2): NLL 0.345, 0.329, 0.354 vs 0.525, 0.533, 0.548; error 10.71, 10.56, 10.71%
     vs 11.22, 11.13, 10.90%. With lr1 = 0.05 the snapshots barely leave the minimum (NLL 0.518 vs 0.525).
     """
-    from modeconn.budget import budget_seed
-    from modeconn.data import load_dataset
-    from modeconn.train import TrainConfig
+    from modeconn.training.budget import budget_seed
+    from modeconn.training.train import TrainConfig
 
     full = fashion_mnist
     data = full.subset(train=10000)

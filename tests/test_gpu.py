@@ -4,14 +4,13 @@ import copy
 import pytest
 import torch
 
-from modeconn import speed
-from modeconn.cifar import CropFlip
-from modeconn.curve import Curve
+from modeconn.data.augment import CropFlip
+from modeconn.core.curve import Curve
 from modeconn.data import Dataset, load_mnist1d
 from modeconn.models import create_model
-from modeconn.pointwise import EvalSettings, PointEvaluator
-from modeconn.speed import Speed
-from modeconn.train import TrainConfig, train_curve
+from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
+from modeconn.runtime.speed import Speed
+from modeconn.training.train import TrainConfig, train_curve
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
 CUDA = torch.device("cuda")
@@ -67,7 +66,6 @@ def test_speed_settings_train_a_vgg_curve_on_gpu(settings):
     reference = Curve(a, b).to(CUDA)
     history_ref, _ = train_curve(reference, data, cfg, progress=False)
     fast = Curve(a, b).to(CUDA)
-    with speed.using(settings):
-        history, _ = train_curve(fast, data, cfg, progress=False)
+    history, _ = train_curve(fast, data, cfg, progress=False, speed=settings)
     assert all(torch.isfinite(torch.tensor(history)))
     assert history[-1] == pytest.approx(history_ref[-1], rel=0.1)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from modeconn import Curve, ModeconnError
-from modeconn.cifar import CropFlip, load_cifar
+from modeconn.data.augment import CropFlip
+from modeconn.data.cifar import load_cifar
 from modeconn.data import load_dataset
 from modeconn.models import MODELS, create_model
 

@@ -9,12 +9,13 @@ import torch
 
 from modeconn import ModeconnError, TrainConfig, evaluate, train_network
 from modeconn.data import load_dataset
-from modeconn.flat import parameters_vector
+from modeconn.core.flat import parameters_vector
 from modeconn.models import create_model
-from modeconn.plane import grid_axes, plane_basis
-from modeconn.plane_run import ROUND_POINTS, plane_run
-from modeconn.pointwise import EvalSettings, PointEvaluator
-from modeconn.runs import load_network
+from modeconn.core.plane import grid_axes, plane_basis
+from modeconn.commands import plane
+from modeconn.evaluation.plane_grid import ROUND_POINTS
+from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
+from modeconn.storage.runfolder import load_network
 
 
 def test_basis_is_orthonormal_and_reproduces_the_three_points():
@@ -65,17 +66,17 @@ def test_cli_degenerate_inputs_write_nothing(tmp_path, mnist1d_runs):
 
 
 def test_grid_point_on_w1_equals_direct_evaluation(tmp_path, mnist1d_runs):
-    r = plane_run(tmp_path / "p", curve_run=mnist1d_runs["ab"], grid=4, margin=0.0, device="cpu", progress=False)
-    a = r["arrays"]
+    r = plane(tmp_path / "p", curve=mnist1d_runs["ab"], grid=4, margin=0.0, device="cpu", progress=False)
+    a = r.arrays()
     assert a["xs"][0] == 0.0 and a["ys"][0] == 0.0
     data = load_dataset("mnist1d")
-    net = load_network(mnist1d_runs["a"], data, {"name": "conv1d"})
+    net = load_network(mnist1d_runs["a"], data)
     direct_test = evaluate(net, data.test_batches(1000))
     direct_train = evaluate(net, data.train_batches(1000, shuffle=False))
-    assert a["test_loss"][0, 0] == pytest.approx(direct_test["loss"], abs=1e-5)
-    assert a["test_err"][0, 0] == pytest.approx(direct_test["err"], abs=1e-5)
-    assert a["train_loss"][0, 0] == pytest.approx(direct_train["loss"], abs=1e-5)
-    s = r["summary"]
+    assert a["test_loss"][0, 0] == pytest.approx(direct_test.loss, abs=1e-5)
+    assert a["test_err"][0, 0] == pytest.approx(direct_test.err, abs=1e-5)
+    assert a["train_loss"][0, 0] == pytest.approx(direct_train.loss, abs=1e-5)
+    s = r.summary
     assert len(s["curve_distance_to_plane"]) == 61 and s["curve_distance_to_plane"][0] == pytest.approx(0, abs=1e-4)
     assert s["bends_distance_to_plane"][0] == pytest.approx(0, abs=1e-4)  # the bend spans the plane
     assert a["curve_xy"].shape == (61, 2) and a["bends_xy"].shape == (1, 2)
@@ -83,8 +84,8 @@ def test_grid_point_on_w1_equals_direct_evaluation(tmp_path, mnist1d_runs):
 
 
 def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypatch):
-    kw = dict(curve_run=mnist1d_runs["ab"], grid=5, margin=0.2, device="cpu", progress=False)
-    whole = plane_run(tmp_path / "whole", **kw)["arrays"]
+    kw = dict(curve=mnist1d_runs["ab"], grid=5, margin=0.2, device="cpu", progress=False)
+    whole = plane(tmp_path / "whole", **kw).arrays()
     real_many = PointEvaluator.many
     calls = {"n": 0}
 
@@ -96,7 +97,7 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
 
     monkeypatch.setattr(PointEvaluator, "many", dying_many)
     with pytest.raises(KeyboardInterrupt):
-        plane_run(tmp_path / "cut", **kw)
+        plane(tmp_path / "cut", **kw)
     assert (tmp_path / "cut/plane.partial.npz").exists() and not (tmp_path / "cut/plane.json").exists()
     counted = {"n": 0}
 
@@ -105,13 +106,13 @@ def test_killed_grid_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeypa
         return real_many(self, weights)
 
     monkeypatch.setattr(PointEvaluator, "many", counting_many)
-    resumed = plane_run(tmp_path / "cut", **kw)["arrays"]
+    resumed = plane(tmp_path / "cut", **kw).arrays()
     assert counted["n"] == 25 - 2 * ROUND_POINTS  # only the missing points
     for k in ("train_loss", "train_err", "test_loss", "test_err", "train_objective", "xs", "ys"):
         np.testing.assert_array_equal(resumed[k], whole[k])
     assert not (tmp_path / "cut/plane.partial.npz").exists()
-    with pytest.raises(ModeconnError, match="already holds a finished plane"):
-        plane_run(tmp_path / "cut", **kw)
+    with pytest.raises(ModeconnError, match="plane.json exists; pass --force"):
+        plane(tmp_path / "cut", **kw)
 
 
 def test_batched_and_one_at_a_time_agree_with_batchnorm(fashion_mnist):
@@ -133,6 +134,6 @@ def test_batched_and_one_at_a_time_agree_with_batchnorm(fashion_mnist):
     batched = batched_ev.many(weights)
     assert batched_ev.bn_passes == len(coords)
     for r1, r2 in zip(one, batched):
-        for k in r1:
-            assert r2[k] == pytest.approx(r1[k], abs=1e-5), k
-    assert len({round(r["test_loss"], 6) for r in one}) == len(coords)  # the points really differ
+        for k, v in r1.to_dict().items():
+            assert r2.to_dict()[k] == pytest.approx(v, abs=1e-5), k
+    assert len({round(r.test.loss, 6) for r in one}) == len(coords)  # the points really differ

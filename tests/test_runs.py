@@ -2,19 +2,18 @@
 import json
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 import torch
 
 from modeconn import Curve, ModeconnError, evaluate
-from modeconn.checkpoint import load_tensors
+from modeconn.storage.files import load_tensors
 from modeconn.data import load_mnist1d
-from modeconn.evaluate import recompute_bn
-from modeconn.runs import load_curve, load_network, train_run
-from modeconn.train import TrainConfig
+from modeconn.evaluation.evaluate import recompute_bn
+from modeconn.commands import train
+from modeconn.storage.runfolder import load_curve, load_network
 
-QUICK = TrainConfig(epochs=2, lr=0.1, batch_size=256, seed=3)
+QUICK = dict(epochs=2, lr=0.1, batch_size=256, seed=3, device="cpu", progress=False)
 
 
 def cli(*args):
@@ -33,37 +32,37 @@ def test_train_writes_weights_and_run_json(mnist1d_runs):
 def test_curve_midpoint_is_far_better_than_the_line_midpoint(mnist1d_runs):
     """The paper's claim on real data: the trained curve's midpoint keeps low error; the line's does not."""
     curve, info, data = load_curve(mnist1d_runs["ab"])
-    a = load_network(mnist1d_runs["a"], data, info["model"])
-    b = load_network(mnist1d_runs["b"], data, info["model"])
+    a = load_network(mnist1d_runs["a"], data)
+    b = load_network(mnist1d_runs["b"], data)
     line_mid = Curve(a, b, bends=0).model_at(0.5)
     curve_mid = curve.model_at(0.5)
-    curve_err = evaluate(curve_mid, data.test_batches())["err"]
-    line_err = evaluate(line_mid, data.test_batches())["err"]
+    curve_err = evaluate(curve_mid, data.test_batches()).err
+    line_err = evaluate(line_mid, data.test_batches()).err
     # Measured: curve ~0.06, line ~0.86; endpoints ~0.045.
     assert curve_err < 0.12
     assert line_err > 0.5
     assert line_err - curve_err > 0.4
-    assert info["midpoint_test_err"] == pytest.approx(curve_err)
+    assert info.raw["midpoint_test_err"] == pytest.approx(curve_err)
 
 
 def test_same_seed_gives_same_weights(tmp_path):
-    train_run("mnist1d", tmp_path / "x", cfg=QUICK, device="cpu", progress=False)
-    train_run("mnist1d", tmp_path / "y", cfg=QUICK, device="cpu", progress=False)
+    train(tmp_path / "x", **QUICK)
+    train(tmp_path / "y", **QUICK)
     wx, wy = load_tensors(tmp_path / "x/model.safetensors"), load_tensors(tmp_path / "y/model.safetensors")
     assert all(torch.equal(wx[k], wy[k]) for k in wx)
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_checkpoints):
-    cfg = replace(QUICK, epochs=3)
-    train_run("mnist1d", tmp_path / "whole", cfg=cfg, device="cpu", progress=False)
+    cfg = {**QUICK, "epochs": 3}
+    train(tmp_path / "whole", **cfg)
     undo = kill_after_checkpoints(2)  # killed after two epochs were checkpointed
     with pytest.raises(KeyboardInterrupt):
-        train_run("mnist1d", tmp_path / "cut", cfg=cfg, device="cpu", progress=False)
+        train(tmp_path / "cut", **cfg)
     undo()
     assert not (tmp_path / "cut/run.json").exists()
     with pytest.raises(ModeconnError, match="--resume"):
-        train_run("mnist1d", tmp_path / "cut", cfg=cfg, device="cpu", progress=False)
-    train_run("mnist1d", tmp_path / "cut", cfg=cfg, device="cpu", progress=False, resume=True)
+        train(tmp_path / "cut", **cfg)
+    train(tmp_path / "cut", **cfg, resume=True)
     wx, wy = load_tensors(tmp_path / "whole/model.safetensors"), load_tensors(tmp_path / "cut/model.safetensors")
     assert all(torch.equal(wx[k], wy[k]) for k in wx)
     assert not (tmp_path / "cut/checkpoint.safetensors").exists()
@@ -71,7 +70,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_checkpoints
 
 def test_nan_loss_stops_with_step_and_lr(tmp_path):
     with pytest.raises(ModeconnError, match=r"loss became (nan|inf).* at step \d+ .*learning rate 1e\+0?6"):
-        train_run("mnist1d", tmp_path / "nan", cfg=replace(QUICK, lr=1e6), device="cpu", progress=False)
+        train(tmp_path / "nan", **{**QUICK, "lr": 1e6})
 
 
 def test_cli_refuses_different_architectures_and_writes_nothing(tmp_path, mnist1d_runs):
@@ -79,7 +78,7 @@ def test_cli_refuses_different_architectures_and_writes_nothing(tmp_path, mnist1
     assert r.returncode == 0, r.stderr
     r = cli("connect", "--start", mnist1d_runs["a"], "--end", tmp_path / "m", "--out", tmp_path / "bad", "--quiet")
     assert r.returncode == 2
-    assert "different architectures" in r.stderr and "'features.0.weight'" in r.stderr
+    assert "different architectures" in r.stderr and "conv1d" in r.stderr and "mlp" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
@@ -105,7 +104,7 @@ def test_pt_state_dicts_load_with_weights_only(tmp_path, mnist1d_runs):
     state = load_tensors(mnist1d_runs["a"] / "model.safetensors")
     torch.save(state, tmp_path / "a.pt")
     data = load_mnist1d()
-    net = load_network(tmp_path / "a.pt", data, {"name": "conv1d"})
+    net = load_network(tmp_path / "a.pt", data)
     assert torch.equal(net.head.weight, state["head.weight"])
 
     class Evil:
@@ -114,7 +113,7 @@ def test_pt_state_dicts_load_with_weights_only(tmp_path, mnist1d_runs):
 
     torch.save({"w": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ModeconnError, match="evil.pt cannot be loaded as a plain state dict"):
-        load_network(tmp_path / "evil.pt", data, {"name": "conv1d"})
+        load_network(tmp_path / "evil.pt", data)
 
 
 def test_pt_endpoint_without_run_json_needs_dataset(tmp_path, mnist1d_runs):

@@ -4,14 +4,13 @@ import copy
 import pytest
 import torch
 
-from modeconn import speed
-from modeconn.curve import Curve
+from modeconn.core.curve import Curve
 from modeconn.data import Dataset, load_mnist1d
 from modeconn.errors import ModeconnError
-from modeconn.evaluate import evaluate, recompute_bn
+from modeconn.evaluation.evaluate import evaluate, recompute_bn
 from modeconn.models import create_model
-from modeconn.speed import Speed
-from modeconn.train import TrainConfig, train_curve, train_network
+from modeconn.runtime.speed import Speed
+from modeconn.training.train import TrainConfig, train_curve, train_network
 
 
 def _images(n=512, seed=0):
@@ -29,8 +28,7 @@ def _train_without_and_with(settings, make, train, data, cfg):
     """Train two fresh copies of one start (`make()`), plain and under `settings`: (plain, its history, fast, its history)."""
     plain, fast = make(), make()
     history_plain, _ = train(plain, data, cfg, progress=False)
-    with speed.using(settings):
-        history_fast, _ = train(fast, data, cfg, progress=False)
+    history_fast, _ = train(fast, data, cfg, progress=False, speed=settings)
     return plain, history_plain, fast, history_fast
 
 
@@ -51,16 +49,19 @@ def test_channels_last_gives_the_same_metrics_and_training():
     cfg = TrainConfig(epochs=1, lr=0.05, batch_size=64)
     plain, history_plain, nhwc, history_nhwc = _train_without_and_with(
         Speed(channels_last=True), lambda: copy.deepcopy(net), train_network, data, cfg)
-    with speed.using(Speed(channels_last=True)):
-        assert nhwc.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-        x, _ = next(iter(data.test_batches(64)))
-        assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        recompute_bn(nhwc, data.train_batches(128, shuffle=False))
-        got = evaluate(nhwc, data.test_batches(64))
+    nhwc_speed = Speed(channels_last=True)
+    assert nhwc.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []  # the layout of what the network receives
+    hook = nhwc.register_forward_pre_hook(lambda m, i: seen.append(
+        i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous()))
+    recompute_bn(nhwc, data.train_batches(128, shuffle=False), nhwc_speed)
+    got = evaluate(nhwc, data.test_batches(64), nhwc_speed)
+    hook.remove()
+    assert seen and all(seen)
     recompute_bn(plain, data.train_batches(128, shuffle=False))
     want = evaluate(plain, data.test_batches(64))
     assert history_nhwc == pytest.approx(history_plain, rel=1e-4)
-    assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+    assert got.loss == pytest.approx(want.loss, rel=1e-4)
 
 
 def test_bf16_autocast_trains_a_curve_to_nearly_the_same_loss():
@@ -69,15 +70,15 @@ def test_bf16_autocast_trains_a_curve_to_nearly_the_same_loss():
     cfg = TrainConfig(epochs=3, lr=0.05, batch_size=64)
     full, history_fp32, half, history_bf16 = _train_without_and_with(
         Speed(amp="bf16"), lambda: Curve(a, b), train_curve, data, cfg)
-    with speed.using(Speed(amp="bf16")):
-        mid_bf16 = evaluate(half.model_at(0.5), data.test_batches(250))
-        x, _ = next(iter(data.test_batches(250)))
-        with speed.autocast(x.device):
-            assert half.model_at(0.5)(x).dtype == torch.bfloat16  # autocast really ran in bf16
+    bf16 = Speed(amp="bf16")
+    mid_bf16 = evaluate(half.model_at(0.5), data.test_batches(250), bf16)
+    x, _ = next(iter(data.test_batches(250)))
+    with bf16.autocast(x.device):
+        assert half.model_at(0.5)(x).dtype == torch.bfloat16  # autocast really ran in bf16
     mid_fp32 = evaluate(full.model_at(0.5), data.test_batches(250))
     # bf16 has an 8-bit mantissa: the same training lands close, not bit-equal.
     assert history_bf16[-1] == pytest.approx(history_fp32[-1], rel=0.05)
-    assert abs(mid_bf16["err"] - mid_fp32["err"]) < 0.03
+    assert abs(mid_bf16.err - mid_fp32.err) < 0.03
     assert history_bf16 != history_fp32
 
 

@@ -1,10 +1,10 @@
 """modeconn: mode connectivity, loss-surface planes and Fast Geometric Ensembling for any PyTorch model."""
-from .curve import Curve
+from .core.curve import Curve
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
-from .evaluate import evaluate, recompute_bn
+from .evaluation.evaluate import evaluate, recompute_bn
 from .models import create_model
-from .train import TrainConfig, train_curve, train_network
+from .training.train import TrainConfig, train_curve, train_network
 
 __all__ = ["Curve", "Dataset", "ModeconnError", "TrainConfig", "create_model", "evaluate", "load_dataset",
            "recompute_bn", "train_curve", "train_network"]

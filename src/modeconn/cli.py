@@ -1,129 +1,60 @@
-"""The command line: a thin layer over the Python API, one subcommand per task."""
+"""The command line: argparse over the command layer (modeconn.commands), one subcommand per command.
+
+Options left out are None here; the commands take their defaults from the per-dataset recipes.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from pathlib import Path
 
 from .errors import ModeconnError
 
 
-def _train_config(args, defaults):
-    from .train import TrainConfig
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2 as usual."""
 
-    return TrainConfig(epochs=args.epochs or defaults.epochs, lr=args.lr or defaults.lr,
-                       momentum=defaults.momentum, wd=defaults.wd if args.wd is None else args.wd,
-                       batch_size=args.batch_size or defaults.batch_size, seed=args.seed)
-
-
-def cmd_train(args):
-    from .runs import TRAIN_DEFAULTS, train_run
-    from .train import TrainConfig
-
-    cfg = _train_config(args, TRAIN_DEFAULTS.get(args.dataset, TrainConfig()))
-    info = train_run(args.dataset, args.out, model=args.model, cfg=cfg, data_dir=args.data_dir,
-                     device=args.device, resume=args.resume, progress=not args.quiet,
-                     keep_epochs=tuple(args.keep_epochs))
-    print(f"{args.out}: test error {info['test_err']:.4f}, test loss {info['test_loss']:.4f} "
-          f"({info['seconds']:.1f} s)")
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
-def cmd_connect(args):
-    from .runs import CONNECT_DEFAULTS, network_info, connect_run
-    from .train import TrainConfig
+def _summary(command: str, result, args) -> str:
+    """What a finished command prints: where it wrote and the headline figures."""
+    if command == "train":
+        return f"{args.out}: test error {result['test_err']:.4f}, test loss {result['test_loss']:.4f} ({result['seconds']:.1f} s)"
+    if command == "connect":
+        return (f"{args.out}: curve midpoint test error {result['midpoint_test_err']:.4f} (BN recomputed), "
+                f"length {result['length']:.3f} ({result['seconds']:.1f} s)")
+    if command == "eval-curve":
+        return (f"test error max: curve {result.stat('curve', 'test_err', 'max'):.4f}, line "
+                f"{result.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
+                f"{result.stat('curve', 'test_err', 'barrier'):.4f}, line {result.stat('line', 'test_err', 'barrier'):.4f}"
+                f"\nwrote {args.out or args.run}/curve_eval.json and .png")
+    if command == "eval-line":
+        from .commands.measure import line_out
 
-    dataset = args.dataset or network_info(args.start).get("dataset")
-    cfg = _train_config(args, CONNECT_DEFAULTS.get(dataset, TrainConfig()))
-    info = connect_run(args.start, args.end, args.out, kind=args.curve, bends=args.bends,
-                       free_endpoints=args.free_endpoints, cfg=cfg, dataset=args.dataset, model=args.model,
-                       data_dir=args.data_dir, device=args.device, resume=args.resume, progress=not args.quiet)
-    print(f"{args.out}: curve midpoint test error {info['midpoint_test_err']:.4f} "
-          f"(BN recomputed), length {info['length']:.3f} ({info['seconds']:.1f} s)")
+        return (f"line: test error max {result.stat('line', 'test_err', 'max'):.4f}, test-error barrier "
+                f"{result.stat('line', 'test_err', 'barrier'):.4f}, train-loss barrier "
+                f"{result.stat('line', 'train_loss', 'barrier'):.4f}\nwrote {line_out(args.start, args.end, args.out)}/line_eval.json and .png")
+    if command == "plane":
+        m = result.metrics
+        return (f"plane {len(result.xs)}x{len(result.ys)}: train loss {m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, "
+                f"test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}\nwrote {args.out}/plane.npz, plane.json, plane.png")
+    if command == "fge":
+        last = result.snapshots[-1]
+        return (f"FGE: {len(result.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
+                f"NLL {last['ensemble_test_nll']:.4f} (start network: {result.start_test_err}, {result.start_test_loss})"
+                f"\nwrote {args.out}/fge.json and fge.png")
+    if command == "ensemble":
+        e = result.ensemble
+        return f"curve ensemble of {args.points}: test error {e.err:.4f}, NLL {e.nll:.4f}, ECE {e.ece:.4f}"
+    if command == "budget":
+        from pathlib import Path
 
-
-def cmd_eval_curve(args):
-    from .runs import eval_curve_run
-
-    r = eval_curve_run(args.run, points=args.points, out=args.out, bn_samples=args.bn_samples,
-                       train_samples=args.train_samples, batch_size=args.batch_size, device=args.device,
-                       force=args.force, progress=not args.quiet)
-    s = r["summary"]
-    print(f"test error max: curve {s['curve']['test_err']['max']:.4f}, line {s['line']['test_err']['max']:.4f}; "
-          f"test-error barrier: curve {s['barriers']['curve']['test_err']:.4f}, "
-          f"line {s['barriers']['line']['test_err']:.4f}\nwrote {args.out or args.run}/curve_eval.json and .png")
-
-
-def cmd_eval_line(args):
-    from .runs import eval_line_run
-
-    r = eval_line_run(args.start, args.end, out=args.out, points=args.points, bn_samples=args.bn_samples,
-                      train_samples=args.train_samples, batch_size=args.batch_size, dataset=args.dataset,
-                      model=args.model, device=args.device, force=args.force, progress=not args.quiet)
-    s = r["summary"]
-    print(f"line: test error max {s['line']['test_err']['max']:.4f}, test-error barrier "
-          f"{s['barriers']['line']['test_err']:.4f}, train-loss barrier {s['barriers']['line']['train_loss']:.4f}"
-          f"\nwrote {r['out']}/line_eval.json and .png")
-
-
-def cmd_plane(args):
-    from .plane_run import plane_run
-
-    r = plane_run(args.out, points=args.points, curve_run=args.curve, bend=args.bend, grid=args.grid,
-                  margin=args.margin, bn_samples=args.bn_samples, train_samples=args.train_samples,
-                  batch_size=args.batch_size, chunk=args.chunk, device=args.device, force=args.force,
-                  progress=not args.quiet)
-    a = r["arrays"]
-    print(f"plane {len(a['xs'])}x{len(a['ys'])}: train loss {a['train_loss'].min():.4g}..{a['train_loss'].max():.4g}, "
-          f"test error {a['test_err'].min():.4f}..{a['test_err'].max():.4f}\nwrote {args.out}/plane.npz, plane.json, plane.png")
-
-
-def cmd_fge(args):
-    from .fge import FGEConfig, fge_run
-
-    cfg = FGEConfig(epochs=args.epochs, cycle=args.cycle, lr1=args.lr1, lr2=args.lr2, wd=args.wd,
-                    batch_size=args.batch_size, seed=args.seed)
-    r = fge_run(args.start, args.out, cfg, save_snapshots=not args.no_snapshots, device=args.device,
-                resume=args.resume, progress=not args.quiet)
-    last = r["snapshots"][-1] if r["snapshots"] else None
-    if last:
-        print(f"FGE: {len(r['snapshots'])} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
-              f"NLL {last['ensemble_test_nll']:.4f} (start network: {r['start_test_err']}, {r['start_test_loss']})")
-    print(f"wrote {args.out}/fge.json and fge.png")
-
-
-def cmd_ensemble(args):
-    from .runs import ensemble_curve_run
-
-    r = ensemble_curve_run(args.curve, args.points, out=args.out, device=args.device, force=args.force,
-                           progress=not args.quiet)
-    e = r["ensemble"]
-    print(f"curve ensemble of {args.points}: test error {e['err']:.4f}, NLL {e['nll']:.4f}, ECE {e['ece']:.4f}"
-          f"\nwrote {r['out']}")
-
-
-def cmd_budget(args):
-    from .budget import budget_run
-
-    budget_run(args.dataset, args.out, args.epochs, seeds=args.seeds, cycle=args.cycle, lr1=args.lr1,
-                       lr2=args.lr2, lr=args.lr, model=args.model, train_samples=args.train_samples,
-                       data_dir=args.data_dir, device=args.device, progress=not args.quiet)
-    print((Path(args.out) / "budget.md").read_text())
-
-
-def cmd_demo(args):
-    import time
-
-    from .demo import run_demo
-
-    start = time.time()
-    page = run_demo(args.out, device=args.device, progress=not args.quiet)
-    print(f"demo finished in {time.time() - start:.0f} s; results in {args.out}; open {page}")
-
-
-def cmd_report(args):
-    from .report import render_report
-
-    print(f"wrote {render_report(args.dir)}")
+        return (Path(args.out) / "budget.md").read_text()
+    return f"wrote {result}"
 
 
 def _eval_options(p, along: bool = True):
@@ -138,34 +69,36 @@ def _eval_options(p, along: bool = True):
     p.add_argument("--force", action="store_true", help="replace existing evaluation files")
 
 
-def _common(p, training=True):
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
-    p.add_argument("--data-dir", default=None, help="dataset folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist)")
+def _common(p, training: bool = True, data: bool = True):
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: cuda if present)")
+    if data:
+        p.add_argument("--data-dir", default=None,
+                       help="dataset folder (default: the one recorded in the run, or the dataset's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--amp", choices=["bf16"], default=None, help="bf16 autocast for training and evaluation")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for image batches and conv weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the network in training steps")
     if training:
-        p.add_argument("--epochs", type=int, default=None)
-        p.add_argument("--lr", type=float, default=None, help="initial learning rate")
-        p.add_argument("--wd", type=float, default=None, help="weight decay")
-        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--epochs", type=int, default=None, help="default: the dataset's recipe")
+        p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: the recipe's)")
+        p.add_argument("--wd", type=float, default=None, help="weight decay (default: the recipe's)")
+        p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+        p.add_argument("--resume", action="store_true",
+                       help="continue an unfinished run in --out with the same settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modeconn", description="Mode connectivity and fast ensembling for PyTorch.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="modeconn", description="Mode connectivity and fast ensembling for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train one endpoint network")
-    p.add_argument("--dataset", default="mnist1d", help="mnist1d (default) or fashion-mnist")
+    p.add_argument("--dataset", default="mnist1d", help="mnist1d (default), fashion-mnist, fashion-mnist-32, cifar10, cifar100")
     p.add_argument("--model", default=None, help="registry name (default: the dataset's default model)")
     p.add_argument("--keep-epochs", type=int, nargs="*", default=[],
                    help="also keep the state after these epochs as run folders OUT/epochN (e.g. FGE's start at 0.8B)")
     p.add_argument("--out", required=True)
     _common(p)
-    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("connect", help="fit a low-loss curve between two trained networks")
     p.add_argument("--start", required=True, help="run folder or weights file (.safetensors or .pt)")
@@ -177,13 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="override the endpoints' model")
     p.add_argument("--out", required=True)
     _common(p)
-    p.set_defaults(func=cmd_connect)
 
     p = sub.add_parser("eval-curve", help="metrics along a curve and along the line between its endpoints")
     p.add_argument("run", help="a curve run folder (from connect)")
     _eval_options(p)
     _common(p, training=False)
-    p.set_defaults(func=cmd_eval_curve)
 
     p = sub.add_parser("eval-line", help="metrics along the straight line between two networks")
     p.add_argument("start")
@@ -192,7 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     _eval_options(p)
     _common(p, training=False)
-    p.set_defaults(func=cmd_eval_line)
 
     p = sub.add_parser("plane", help="metrics over a grid in the plane through three networks or a curve")
     src = p.add_mutually_exclusive_group(required=True)
@@ -202,25 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=21, help="grid points per side (paper: 21)")
     p.add_argument("--margin", type=float, default=0.2, help="margin on each side, as a fraction of the span")
     p.add_argument("--chunk", type=int, default=None,
-                   help="grid points evaluated at once with torch.func.vmap (default 1; measured slower on CPU, may pay for small nets on a GPU)")
+                   help="grid points evaluated at once with torch.func.vmap (default 1; measured slower on CPU, "
+                        "may pay for small nets on a GPU)")
     _eval_options(p, along=False)
     _common(p, training=False)
-    p.set_defaults(func=cmd_plane)
 
     p = sub.add_parser("fge", help="Fast Geometric Ensembling from a trained network")
     p.add_argument("--start", required=True, help="a run folder from train (its optimizer state is restored)")
     p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=20, help="epochs of cyclic training")
-    p.add_argument("--cycle", type=int, default=4, help="cycle length in epochs (even)")
-    p.add_argument("--lr1", type=float, default=0.05, help="high learning rate (cycle start and end)")
-    p.add_argument("--lr2", type=float, default=0.0005, help="low learning rate (cycle midpoint, snapshots)")
-    p.add_argument("--wd", type=float, default=5e-4)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=None, help="epochs of cyclic training (default: the recipe's)")
+    p.add_argument("--cycle", type=int, default=None, help="cycle length in epochs, even (default: the recipe's)")
+    p.add_argument("--lr1", type=float, default=None, help="high learning rate, at cycle start and end")
+    p.add_argument("--lr2", type=float, default=None, help="low learning rate, at the cycle midpoint (snapshots)")
+    p.add_argument("--wd", type=float, default=None, help="weight decay (default: the start network's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the start network's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-snapshots", action="store_true", help="do not save snapshot weights")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished FGE run with the same settings")
     _common(p, training=False)
-    p.set_defaults(func=cmd_fge)
 
     p = sub.add_parser("ensemble", help="ensemble of networks sampled along a trained curve")
     p.add_argument("--curve", required=True)
@@ -228,32 +157,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON file (default: CURVE/ensemble.json)")
     p.add_argument("--force", action="store_true")
     _common(p, training=False)
-    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("budget", help="FGE vs single network vs independent ensembles at 1B and 2B, over seeds")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--model", default=None)
     p.add_argument("--epochs", type=int, required=True, help="B: epochs of one network's training")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--cycle", type=int, default=2)
-    p.add_argument("--lr", type=float, default=None, help="initial lr of normal training (default per dataset)")
-    p.add_argument("--lr1", type=float, default=0.1,
-                   help="FGE high lr (0.1: on Fashion-MNIST 0.05 left the snapshots nearly identical)")
-    p.add_argument("--lr2", type=float, default=0.0005)
+    p.add_argument("--cycle", type=int, default=None, help="FGE cycle in epochs (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="initial lr of normal training (default: the recipe's)")
+    p.add_argument("--lr1", type=float, default=None, help="FGE high lr (default: the recipe's)")
+    p.add_argument("--lr2", type=float, default=None, help="FGE low lr (default: the recipe's)")
     p.add_argument("--train-samples", type=int, default=None, help="train on the first N training examples")
     p.add_argument("--out", required=True)
     _common(p, training=False)
-    p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("demo", help="the whole pipeline on MNIST-1D, ending in report.html")
     p.add_argument("--out", default="runs/demo")
-    _common(p, training=False)
-    p.set_defaults(func=cmd_demo)
+    _common(p, training=False, data=False)
 
     p = sub.add_parser("report", help="render DIR/report.html from the results under DIR")
     p.add_argument("dir")
-    p.set_defaults(func=cmd_report)
     return parser
+
+
+def _call(args):
+    """Run the command the arguments name: the CLI's options are the command's keyword arguments."""
+    from . import commands
+    from .runtime.speed import Speed
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "amp", "channels_last", "compile")}
+    if args.command != "report":
+        options["speed"] = Speed(args.amp, args.channels_last, args.compile)
+        options["progress"] = not args.quiet
+    return getattr(commands, args.command.replace("-", "_"))(**options)
 
 
 def main(argv=None) -> int:
@@ -261,23 +197,25 @@ def main(argv=None) -> int:
     if argv[:1] == ["--"]:  # `torchrun -m modeconn -- connect --start ...`: the `--` keeps torchrun off our options
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    import contextlib
-    import os
+    import time
 
-    from . import distributed, speed
-    from .cpu_memory import keep_freed_memory
-    from .speed import Speed
+    from .runtime import distributed
+    from .runtime.cpu_memory import keep_freed_memory
 
     keep_freed_memory()
     quiet_rank = not distributed.is_main()  # under torchrun, rank 0 alone reports
     if quiet_rank and hasattr(args, "quiet"):
         args.quiet = True
     where = f" (rank {distributed.rank()})" if distributed.launched() else ""
+    began = time.time()
     try:
         sink = open(os.devnull, "w") if quiet_rank else contextlib.nullcontext(sys.stdout)
-        settings = Speed(getattr(args, "amp", None), getattr(args, "channels_last", False), getattr(args, "compile", False))
-        with sink as out, contextlib.redirect_stdout(out), speed.using(settings):
-            args.func(args)
+        with sink as out, contextlib.redirect_stdout(out):
+            result = _call(args)
+            if args.command == "demo":
+                print(f"demo finished in {time.time() - began:.0f} s; results in {args.out}; open {result}")
+            else:
+                print(_summary(args.command, result, args))
     except ModeconnError as exc:
         print(f"modeconn {args.command}: error{where}: {exc}", file=sys.stderr)
         return 2

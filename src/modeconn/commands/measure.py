@@ -1,0 +1,162 @@
+"""`modeconn eval-curve`, `eval-line`, `plane` and `ensemble`: measure curves, lines, planes and curve ensembles."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.flat import parameters_vector
+from ..core.plane import grid_axes, plane_basis
+from ..errors import ModeconnError
+from ..evaluation.along import PathEval, eval_path
+from ..evaluation.ensemble import CurveEnsemble, curve_ensemble
+from ..evaluation.plane_grid import PlaneResult, finish_partial, measure_grid, plane_fingerprint, project_curve
+from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..reporting.plots import plot_along
+from ..runtime.speed import EAGER, Speed
+from ..storage.files import write_json
+from ..storage.runfolder import claim_output, describe_endpoints, load_curve, load_endpoints, read_curve_run
+from . import validate
+from .common import eval_settings, join
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise ModeconnError(f"{path} exists; pass --force to replace it or choose another --out")
+
+
+def _write_eval(out: Path, result: PathEval, stem: str, title: str) -> None:
+    plot_along(result, out / f"{stem}.png", title)
+    write_json(out / f"{stem}.json", result.to_json())
+
+
+def _points(points) -> int:
+    if validate.positive_int("--points", points) < 2:
+        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    return points
+
+
+def eval_curve(run, points: int = 61, out=None, bn_samples: int | None = None, train_samples: int | None = None,
+               batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
+               progress: bool = True, speed: Speed = EAGER) -> PathEval:
+    """Metrics along a curve run and the line between its endpoints: curve_eval.json and .png (in the run folder or OUT)."""
+    points = _points(points)
+    info = read_curve_run(run)
+    settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out if out is not None else run)
+    _refuse_existing(out / "curve_eval.json", force)
+    dev = join(device)
+    curve, info, data = load_curve(run, dev, data_dir)
+    with claim_output(out):
+        result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress, speed)
+        result.run = str(run)
+        _write_eval(out, result, "curve_eval", f"{info.curve.kind} curve vs line, {info.dataset}")
+    return result
+
+
+def line_out(start, end, out=None) -> Path:
+    """Where eval-line writes: OUT, or START-END-line beside START."""
+    return Path(out) if out is not None else Path(start).parent / f"{Path(start).stem}-{Path(end).stem}-line"
+
+
+def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = None,
+              train_samples: int | None = None, batch_size: int = 1000, dataset: str | None = None,
+              model: str | None = None, data_dir: str | None = None, device: str = "auto", force: bool = False,
+              progress: bool = True, speed: Speed = EAGER) -> PathEval:
+    """Linear mode connectivity of two networks: line_eval.json and .png (in START-END-line beside START, or OUT)."""
+    points = _points(points)
+    sources = describe_endpoints([start, end], dataset, validate.model_name(model))
+    out = validate.output_folder("--out", line_out(start, end, out))
+    _refuse_existing(out / "line_eval.json", force)
+    data_dir = validate.data_dir(data_dir)
+    settings = eval_settings(sources[0].info.wd if sources[0].info else 0.0, batch_size, bn_samples, train_samples)
+    dev = join(device)
+    ends = load_endpoints(sources, data_dir, dev)
+    with claim_output(out):
+        result = eval_path(None, *ends.nets, ends.data, points, settings, progress, speed)
+        result.start, result.end = str(start), str(end)
+        _write_eval(out, result, "line_eval", f"line between {start} and {end}, {ends.dataset}")
+    return result
+
+
+def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21, margin: float = 0.2,
+          bn_samples: int | None = None, train_samples: int | None = None, batch_size: int = 1000,
+          chunk: int | None = None, data_dir: str | None = None, device: str = "auto", force: bool = False,
+          progress: bool = True, speed: Speed = EAGER) -> PlaneResult:
+    """The G x G grid in the plane through three networks or a curve's start, end and bend: plane.npz/.json/.png.
+
+    A killed plane restarted with the same command computes only the missing points.
+    """
+    if (points is None) == (curve is None):
+        raise ModeconnError("give either --points A B C or --curve RUN")
+    if points is not None and len(points) != 3:
+        raise ModeconnError(f"--points takes exactly three networks, got {len(points)}")
+    grid = validate.positive_int("--grid", grid)
+    grid_axes(np.zeros((1, 2)), grid, validate.nonnegative_float("--margin", margin))
+    chunk = validate.optional(validate.positive_int, "--chunk", chunk) or 1  # vmap was slower on 2 CPU cores
+    bend = validate.optional(validate.positive_int, "--bend", bend)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    _refuse_existing(out / "plane.json", force)
+    if curve is not None:
+        info = read_curve_run(curve)
+        if info.curve.bends < 1:
+            raise ModeconnError(f"{curve} is a line (0 bends): it spans no plane; use --points with a third network")
+        k = (info.curve.bends + 1) // 2 if bend is None else bend
+        if k > info.curve.bends:
+            raise ModeconnError(f"--bend must be between 1 and {info.curve.bends} for {curve}, got {bend}")
+        settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
+        dev = join(device)
+        path, info, data = load_curve(curve, dev, data_dir)
+        cp = path.control_points().detach()
+        anchors, template, sources = (cp[0], cp[-1], cp[k]), path.model_at(0.0), str(curve)
+    else:
+        if bend is not None:
+            raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
+        described = describe_endpoints(points)
+        settings = eval_settings(described[0].info.wd if described[0].info else 0.0, batch_size, bn_samples,
+                                 train_samples)
+        dev = join(device)
+        ends = load_endpoints(described, data_dir, dev)
+        path, k, data, template = None, None, ends.data, ends.nets[0]
+        anchors, sources = tuple(parameters_vector(n) for n in ends.nets), [str(p) for p in points]
+    basis = plane_basis(*anchors)
+    anchors_xy = basis.anchor_coords(anchors[2])
+    xs, ys = grid_axes(anchors_xy, grid, margin)
+    coords = np.array([(x, y) for x in xs for y in ys])
+    fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis)
+    with claim_output(out):
+        evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
+        values = measure_grid(out, coords, basis, evaluator, fingerprint, force, progress)
+        summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
+                   "settings": {"grid": grid, "margin": margin, "chunk": chunk, **settings.__dict__},
+                   "sources": sources if points is not None else {"curve": sources, "bend": k},
+                   "points_xy": anchors_xy.tolist(), "grid_index": "metric[i, j] is at (xs[i], ys[j])"}
+        curve_arrays = {}
+        if path is not None:
+            curve_arrays, curve_summary = project_curve(basis, path)
+            summary.update(curve_summary)
+        result = PlaneResult(xs, ys, {m: values[m].reshape(grid, grid) for m in METRICS}, anchors_xy, summary,
+                             curve_arrays)
+        result.save(out)
+        finish_partial(out)
+    return result
+
+
+def ensemble(curve, points: int = 5, out=None, data_dir: str | None = None, device: str = "auto",
+             force: bool = False, progress: bool = True, speed: Speed = EAGER) -> CurveEnsemble:
+    """Ensemble of `points` networks evenly spaced along a curve run: ensemble.json (default in the run folder)."""
+    points = validate.positive_int("--points", points)
+    read_curve_run(curve)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_file("--out", out if out is not None else Path(curve) / "ensemble.json", force)
+    dev = join(device)
+    path, _, data = load_curve(curve, dev, data_dir)
+    with claim_output(out.parent):
+        result = curve_ensemble(path, data, points, progress=progress, speed=speed)
+        write_json(out, {**result.to_json(), "curve": str(curve), "points": points, "out": str(out)})
+    return result
+
+
+

@@ -1,0 +1,129 @@
+"""Metrics along a curve and along the straight line between its endpoints, with barriers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..core.curve import Curve
+from ..data.datasets import Dataset
+from ..errors import ModeconnError
+from ..runtime.speed import EAGER, Speed
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
+
+
+@dataclass
+class PathEval:
+    """What curve_eval.json / line_eval.json hold: metrics at each t along the line (and the curve), summaries.
+
+    `curve` and `line` map each metric to its values at `t`; `summary` holds per path and metric
+    min, max, mean, arc_mean and barrier, plus `length` and `barriers`. `run` names the curve
+    run (eval-curve); `start` and `end` the two networks (eval-line).
+    """
+
+    t: list[float]
+    settings: dict
+    line: dict[str, list[float]]
+    summary: dict
+    curve: dict[str, list[float]] | None = None
+    run: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+    def paths(self) -> list[str]:
+        """The paths measured, curve first when there is one."""
+        return (["curve"] if self.curve is not None else []) + ["line"]
+
+    def values(self, path: str, metric: str) -> list[float]:
+        return getattr(self, path)[metric]
+
+    def stat(self, path: str, metric: str, what: str) -> float:
+        """One summary figure: what is min, max, mean, arc_mean or barrier."""
+        return self.summary[path][metric][what]
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_json(cls, obj, source: str) -> "PathEval":
+        try:
+            result = cls(**{f.name: obj.get(f.name) for f in fields(cls)})
+            for path in result.paths():
+                result.stat(path, "test_err", "max"), result.values(path, "test_err")[0]
+            result.summary["length"], result.summary["barriers"]
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise ModeconnError(f"{source} is not a curve or line evaluation (missing or malformed {exc}); "
+                                "rerun eval-curve or eval-line") from None
+        return result
+
+
+def barrier(values, t) -> float:
+    """max_t [m(t) - ((1 - t) m(0) + t m(1))] (Frankle et al. 2020): 0 when nothing rises above the chord."""
+    values, t = np.asarray(values, dtype=float), np.asarray(t, dtype=float)
+    chord = (1 - t) * values[0] + t * values[-1]
+    return float(np.max(values - chord))
+
+
+def arc_weighted_mean(values, chords) -> float:
+    """Mean of values over arc length, trapezoid rule on the chords between consecutive points."""
+    values, chords = np.asarray(values, dtype=float), np.asarray(chords, dtype=float)
+    if chords.sum() == 0:
+        return float(values.mean())
+    return float(np.sum(chords * (values[1:] + values[:-1]) / 2) / chords.sum())
+
+
+def summarize(arrays: dict[str, list[float]], t, chords) -> dict:
+    """min, max, mean, arc-length-weighted mean and barrier of each metric."""
+    return {m: {"min": float(np.min(v)), "max": float(np.max(v)), "mean": float(np.mean(v)),
+                "arc_mean": arc_weighted_mean(v, chords), "barrier": barrier(v, t)} for m, v in arrays.items()}
+
+
+@torch.no_grad()
+def chord_lengths(path: Curve, ts) -> list[float]:
+    """Distances between consecutive points phi(t_i), phi(t_i+1), holding two points at a time."""
+    prev, out = None, []
+    for t in ts:
+        w = path.weights(float(t))
+        if prev is not None:
+            out.append(float((w - prev).double().norm()))
+        prev = w
+    return out
+
+
+@torch.no_grad()
+def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progress: bool = True,
+                  desc: str = "eval", speed: Speed = EAGER) -> dict[str, list[float]]:
+    """Metrics at each t of `path` (BN recomputed per point); under torchrun each rank takes whole points."""
+    evaluator = PointEvaluator(path.model_at(0.0), data, settings, speed=speed)
+
+    def measure(indices):
+        bar = tqdm(indices, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+        return [evaluator(*path.point(float(ts[i]))) for i in bar]
+
+    rows = measure_shared(len(ts), measure, data.test_x.device)
+    return {m: rows[:, j].tolist() for j, m in enumerate(METRICS)}
+
+
+def line_between(start: nn.Module, end: nn.Module) -> Curve:
+    """The straight segment between two networks, as a 0-bend curve."""
+    return Curve(start, end, kind="polychain", bends=0)
+
+
+def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Dataset, points: int = 61,
+              settings: EvalSettings | None = None, progress: bool = True, speed: Speed = EAGER) -> PathEval:
+    """Metrics along the curve (if given) and the line between `start` and `end`, with summaries."""
+    settings = settings or EvalSettings()
+    ts = np.linspace(0.0, 1.0, points)
+    arrays: dict = {}
+    summary: dict = {"length": {}}
+    paths = ([("curve", curve)] if curve is not None else []) + [("line", line_between(start, end))]
+    for name, path in paths:
+        arrays[name] = metrics_along(path, ts, data, settings, progress, desc=f"eval {name}", speed=speed)
+        summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
+        summary["length"][name] = path.length()
+    summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in METRICS} for name, _ in paths}
+    return PathEval(t=ts.tolist(), settings={"points": points, **settings.__dict__}, line=arrays["line"],
+                    summary=summary, curve=arrays.get("curve"))

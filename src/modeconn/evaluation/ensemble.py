@@ -1,0 +1,134 @@
+"""Ensembles as a running sum of member probabilities, streamed batch by batch; calibration error."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
+from .evaluate import Metrics, recompute_bn
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    conf, pred = probs.max(1)
+    correct = (pred == labels).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype, device=conf.device)
+    ece = torch.zeros((), dtype=torch.float64, device=conf.device)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.double().mean() * (correct[inside].mean() - conf[inside].double().mean()).abs()
+    return float(ece)
+
+
+@dataclass(frozen=True)
+class EnsembleMetrics:
+    """The averaged members' test error, NLL and 15-bin expected calibration error."""
+
+    err: float
+    nll: float
+    ece: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class RunningEnsemble:
+    """Averages members' softmax probabilities on a fixed set of batches, keeping only their sum.
+
+    Memory is one (N, classes) tensor whatever the number of members; no model copies are kept.
+    """
+
+    def __init__(self, batches, num_classes: int, speed: Speed = EAGER):
+        self.batches, self.speed = batches, speed
+        self.labels = torch.cat([y for _, y in batches])  # on the data's device, in batch order
+        self.prob_sum = torch.zeros(len(self.labels), num_classes, dtype=torch.float64, device=self.labels.device)
+        self.members = 0
+
+    @torch.no_grad()
+    def log_probs(self, model: nn.Module) -> torch.Tensor:
+        """One member's log-probabilities on every example, (N, classes) in float64 (eval mode)."""
+        was_training = model.training
+        model.eval()
+        with self.speed.autocast(self.prob_sum.device):
+            out = torch.cat([torch.log_softmax(model(self.speed.input(x)).double(), 1) for x, _ in self.batches])
+        model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def add_log_probs(self, logp: torch.Tensor) -> Metrics:
+        """Add one member from its log-probabilities; return that member's own metrics (loss = NLL)."""
+        self.prob_sum += logp.exp()
+        self.members += 1
+        nll = -logp.gather(1, self.labels[:, None]).mean()
+        err = (logp.argmax(1) != self.labels).double().mean()
+        return Metrics(loss=float(nll), err=float(err))
+
+    def add(self, model: nn.Module) -> Metrics:
+        """Add one member (evaluated in eval mode); return that member's own metrics."""
+        return self.add_log_probs(self.log_probs(model))
+
+    def metrics(self) -> EnsembleMetrics:
+        """Error, NLL and 15-bin ECE of the average of the members so far."""
+        probs = self.prob_sum / self.members
+        nll = float(-torch.log(probs.gather(1, self.labels[:, None]).clamp_min(1e-300)).mean())
+        err = float((probs.argmax(1) != self.labels).double().mean())
+        return EnsembleMetrics(err=err, nll=nll, ece=expected_calibration_error(probs, self.labels))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors that restore this ensemble (for resumable runs)."""
+        return {"prob_sum": self.prob_sum, "members": torch.tensor(self.members)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.prob_sum.copy_(state["prob_sum"])
+        self.members = int(state["members"])
+
+
+def member_record(own: Metrics, ensemble: EnsembleMetrics) -> dict[str, float]:
+    """One member's row in ensemble.json and fge.json: its own metrics and the ensemble's so far."""
+    return {"test_err": own.err, "test_nll": own.loss, "ensemble_test_err": ensemble.err,
+            "ensemble_test_nll": ensemble.nll, "ensemble_test_ece": ensemble.ece}
+
+
+@dataclass
+class CurveEnsemble:
+    """Networks at evenly spaced t along a curve, ensembled: one record per member and the final metrics."""
+
+    members: list[dict]
+    ensemble: EnsembleMetrics
+
+    def to_json(self) -> dict:
+        return {"members": self.members, "ensemble": self.ensemble.to_dict()}
+
+
+def curve_ensemble(curve, data, points: int, batch_size: int = 1000, progress: bool = True,
+                   speed: Speed = EAGER) -> CurveEnsemble:
+    """Ensemble of networks at `points` evenly spaced t along a curve (BN recomputed for each).
+
+    Under torchrun each rank computes whole members, a round of one per rank at a time; every
+    rank adds them in t order, so the sums are exactly those of one process.
+    """
+    ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes, speed)
+    bn_batches = data.train_batches(batch_size, shuffle=False)
+    ts, width = np.linspace(0, 1, points), distributed.world_size()
+    records = []
+    bar = tqdm(total=points, desc="ensemble", disable=not progress, leave=False)
+    for start in range(0, points, width):
+        block = ts[start:start + width]
+        logps = torch.zeros(len(block), *ens.prob_sum.shape, dtype=torch.float64, device=ens.prob_sum.device)
+        for i in distributed.my_indices(len(block)):
+            member = curve.model_at(float(block[i]))
+            recompute_bn(member, bn_batches, speed)
+            logps[i] = ens.log_probs(member)
+        logps = distributed.combine_rows(logps)
+        for t, logp in zip(block, logps):
+            own = ens.add_log_probs(logp)
+            records.append({"t": float(t), **member_record(own, ens.metrics())})
+        bar.update(len(block))
+    bar.close()
+    return CurveEnsemble(records, ens.metrics())

@@ -1,0 +1,121 @@
+"""Metrics over a grid in the plane through three weight vectors: resumable, sharded by whole points."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..core.plane import PlaneBasis
+from ..errors import ModeconnError
+from ..runtime import distributed
+from ..storage.files import load_npz, read_json, remove_file, save_npz, write_json
+from .pointwise import METRICS, PointEvaluator, measure_shared
+
+CURVE_POINTS = 61
+PARTIAL = "plane.partial.npz"
+# Points each rank evaluates between saves of PARTIAL: amortizes the save and the gather across
+# ranks (per-point rounds cost 25% on MNIST-1D under torchrun); a killed run redoes at most one round.
+ROUND_POINTS = 8
+
+
+@dataclass
+class PlaneResult:
+    """A measured plane: plane.npz holds the arrays, plane.json the summary.
+
+    `metrics[m][i, j]` is metric m at (xs[i], ys[j]). For a curve's plane, `curve_xy` holds
+    its points at `curve_t` projected onto the plane and `bends_xy` its bends.
+    """
+
+    xs: np.ndarray
+    ys: np.ndarray
+    metrics: dict[str, np.ndarray]
+    points_xy: np.ndarray
+    summary: dict
+    curve: dict[str, np.ndarray] = field(default_factory=dict)  # curve_t, curve_xy, bends_xy
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The content of plane.npz."""
+        return {"xs": self.xs, "ys": self.ys, "points_xy": self.points_xy, **self.metrics, **self.curve}
+
+    def save(self, out: Path) -> None:
+        """Write plane.npz, plane.png and plane.json (last: a folder with plane.json is complete)."""
+        from ..reporting.plots import plot_plane  # matplotlib only when a figure is drawn
+
+        save_npz(out / "plane.npz", self.arrays())
+        plot_plane(self.arrays(), out / "plane.png")
+        write_json(out / "plane.json", self.summary)
+
+    @classmethod
+    def load(cls, out) -> "PlaneResult":
+        """Read a finished plane folder."""
+        out = Path(out)
+        arrays, summary = load_npz(out / "plane.npz"), read_json(out / "plane.json")
+        missing = [k for k in ("xs", "ys", "points_xy", *METRICS) if k not in arrays]
+        if missing or not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
+            raise ModeconnError(f"{out} does not hold a complete plane ({', '.join(missing) or 'plane.json settings'} "
+                                "missing); rerun `modeconn plane`")
+        return cls(arrays["xs"], arrays["ys"], {m: arrays[m] for m in METRICS}, arrays["points_xy"], summary,
+                   {k: arrays[k] for k in ("curve_t", "curve_xy", "bends_xy") if k in arrays})
+
+
+def measure_grid(out: Path, coords: np.ndarray, basis: PlaneBasis, evaluator: PointEvaluator, fingerprint: str,
+                 force: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
+    """Metrics at every (x, y) of `coords`, saved to OUT/plane.partial.npz after each round.
+
+    A restart with the same `fingerprint` computes only the missing points; another fingerprint
+    is refused unless `force`, which starts over.
+    """
+    done = np.zeros(len(coords), dtype=bool)
+    values = {m: np.full(len(coords), np.nan) for m in METRICS}
+    if (out / PARTIAL).exists():
+        saved = load_npz(out / PARTIAL)
+        same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
+        if not same and not force:
+            raise ModeconnError(f"{out / PARTIAL} was started with other settings; rerun the same command, "
+                                "choose another --out, or pass --force to start over")
+        if same and all(m in saved for m in METRICS) and len(saved["done"]) == len(coords):
+            done = saved["done"]
+            values = {m: saved[m] for m in METRICS}
+    todo = np.flatnonzero(~done)
+    bar = tqdm(total=len(coords), initial=int(done.sum()), desc="plane", disable=not progress, dynamic_ncols=True)
+    step = max(evaluator.chunk, ROUND_POINTS) * distributed.world_size()
+    for start in range(0, len(todo), step):
+        idx = todo[start:start + step]
+        rows = measure_shared(len(idx), lambda local: evaluator.many(basis.points(coords[idx[local]])),
+                              evaluator.data.test_x.device)
+        for j, m in enumerate(METRICS):
+            values[m][idx] = rows[:, j]
+        done[idx] = True
+        save_npz(out / PARTIAL, {"done": done, "fingerprint": np.array(fingerprint), **values})
+        bar.update(len(idx))
+    bar.close()
+    return values
+
+
+def finish_partial(out: Path) -> None:
+    """Remove the partial grid once the finished plane is on disk."""
+    remove_file(out / PARTIAL)
+
+
+@torch.no_grad()
+def project_curve(basis: PlaneBasis, curve) -> tuple[dict[str, np.ndarray], dict]:
+    """The curve's points and bends in plane coordinates, and how far each lies from the plane."""
+    ts = np.linspace(0, 1, CURVE_POINTS)
+    xy, dist = basis.project(torch.stack([curve.weights(float(t)).detach() for t in ts]))
+    bends_xy, bends_dist = basis.project(curve.control_points().detach()[1:-1])
+    arrays = {"curve_t": ts, "curve_xy": xy, "bends_xy": bends_xy}
+    summary = {"curve_distance_to_plane": dist.tolist(), "curve_max_distance_to_plane": float(dist.max()),
+               "curve_max_distance_relative": float(dist.max() / basis.u_norm),
+               "bends_distance_to_plane": bends_dist.tolist()}
+    return arrays, summary
+
+
+def plane_fingerprint(sources, bend, grid: int, margin: float, bn_samples, train_samples, basis: PlaneBasis) -> str:
+    """What a partial grid must match to be resumed: its sources, grid and measuring settings."""
+    return json.dumps({"sources": sources, "bend": bend, "grid": grid, "margin": margin, "bn_samples": bn_samples,
+                       "train_samples": train_samples, "u_norm": round(basis.u_norm, 6),
+                       "v_norm": round(basis.v_norm, 6)}, sort_keys=True)

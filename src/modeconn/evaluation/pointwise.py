@@ -1,0 +1,143 @@
+"""Metrics of one weight vector: BatchNorm recomputed for it, then train and test loss and error."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn.functional import cross_entropy
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
+from ..data.datasets import Dataset
+from .evaluate import Metrics, SplitMetrics, evaluate, has_batchnorm, recompute_bn
+from ..core.flat import load_parameters_vector, parameter_space
+
+METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
+
+
+def measure_shared(n: int, measure, device) -> np.ndarray:
+    """Metrics of items 0..n-1 as an (n, len(METRICS)) array; under torchrun each rank measures whole items.
+
+    `measure(indices)` returns one SplitMetrics per index; every rank gets the whole table.
+    """
+    local = distributed.my_indices(n)
+    rows = torch.zeros(n, len(METRICS), dtype=torch.float64, device=device)
+    if local:
+        for i, result in zip(local, measure(local)):
+            rows[i] = torch.tensor([result.to_dict()[m] for m in METRICS], dtype=torch.float64)
+    return distributed.combine_rows(rows).cpu().numpy()
+
+
+@dataclass
+class EvalSettings:
+    """How a point is measured: batch size, BN subset, train subset, and the weight decay trained with."""
+
+    wd: float = 0.0
+    batch_size: int = 1000
+    bn_samples: int | None = None     # None: the exact full pass over the training data
+    train_samples: int | None = None  # None: train metrics on the whole training split
+    seed: int = 0
+
+    def bn_batches(self, data: Dataset):
+        return data.train_batches(self.batch_size, shuffle=False, seed=self.seed, limit=self.bn_samples)
+
+    def train_batches(self, data: Dataset):
+        return data.train_batches(self.batch_size, shuffle=False, seed=self.seed + 1, limit=self.train_samples)
+
+
+class PointEvaluator:
+    """Measures weight vectors with one working network (reused: nothing rebuilt per point).
+
+    `many` measures a stack of points `chunk` at a time with `torch.func.vmap` (BN statistics
+    batched too), which pays for small networks where one point cannot fill the machine.
+    """
+
+    def __init__(self, template: nn.Module, data: Dataset, settings: EvalSettings, chunk: int = 1,
+                 speed: Speed = EAGER):
+        self.net, self.data, self.settings, self.chunk = speed.module(template), data, settings, max(1, chunk)
+        self.speed = speed
+        self.space = parameter_space(template)
+        self.bn_batches = settings.bn_batches(data)
+        self.train_batches = settings.train_batches(data)
+        self.test_batches = data.test_batches(settings.batch_size)
+        self.bn_passes = 0
+
+    @torch.no_grad()
+    def __call__(self, weights: torch.Tensor, buffers: dict[str, torch.Tensor] | None = None) -> SplitMetrics:
+        """Metrics of the network with flat parameters `weights` (buffers optional: BN is recomputed)."""
+        load_parameters_vector(self.net, weights)
+        if buffers:
+            for name, buf in self.net.named_buffers():
+                if name in buffers:
+                    buf.copy_(buffers[name])
+        if recompute_bn(self.net, self.bn_batches, self.speed):
+            self.bn_passes += 1
+        tr = evaluate(self.net, self.train_batches, self.speed)
+        te = evaluate(self.net, self.test_batches, self.speed)
+        return SplitMetrics(tr, te, train_objective=tr.loss + float(self._l2(weights[None])[0]))
+
+    def _l2(self, block: torch.Tensor) -> torch.Tensor:
+        """The decay term training minimised, 0.5 * wd * ||w||^2, for each row of `block`."""
+        return 0.5 * self.settings.wd * block.double().pow(2).sum(1).cpu()
+
+    def many(self, weights: torch.Tensor) -> list[SplitMetrics]:
+        """Metrics of each row of `weights` (n, P), `chunk` rows at a time."""
+        out = []
+        for start in range(0, len(weights), self.chunk):
+            block = weights[start:start + self.chunk]
+            out += [self(block[0])] if len(block) == 1 else self._batched(block)
+        return out
+
+    def _vmap_net(self) -> nn.Module:
+        """A copy of the template whose BN layers average exactly; made once, reused for every chunk."""
+        if not hasattr(self, "_vnet"):
+            self._vnet = copy.deepcopy(self.net)
+            for mod in self._vnet.modules():
+                if isinstance(mod, _BatchNorm) and mod.track_running_stats:
+                    mod.momentum = None  # exact cumulative average, as update_bn
+        return self._vnet
+
+    @torch.no_grad()
+    def _batched(self, block: torch.Tensor) -> list[SplitMetrics]:
+        m = len(block)
+        params = {s.name: block[:, s.offset:s.offset + s.numel].reshape(m, *s.shape) for s in self.space.slots}
+        net = self._vmap_net()
+        for mod in net.modules():
+            if isinstance(mod, _BatchNorm) and mod.track_running_stats:
+                mod.reset_running_stats()
+        fbufs = {n: b.unsqueeze(0).repeat(m, *([1] * b.dim())) for n, b in net.named_buffers() if b.is_floating_point()}
+        ibufs = {n: b for n, b in net.named_buffers() if not b.is_floating_point()}
+
+        def run(p, fb, ib, x):
+            return functional_call(net, {**p, **fb, **ib}, (x,))
+
+        if has_batchnorm(net):
+            net.train()
+            bn_run = vmap(run, in_dims=(0, 0, None, None), randomness="different")
+            for item in self.bn_batches:
+                with self.speed.autocast(block.device):
+                    bn_run(params, fbufs, ibufs, self.speed.input(item[0]))  # updates the batched running stats in place
+            self.bn_passes += m
+        net.eval()
+        ev_run = vmap(run, in_dims=(0, 0, None, None))
+        results = {}
+        for split, batches in (("train", self.train_batches), ("test", self.test_batches)):
+            loss, wrong, count = 0.0, 0, 0
+            for x, y in batches:  # sums stay on the device: one host sync per split
+                with self.speed.autocast(block.device):
+                    logits = ev_run(params, fbufs, ibufs, self.speed.input(x)).float()
+                b = len(y)
+                ce = cross_entropy(logits.reshape(m * b, -1), y.repeat(m), reduction="none").view(m, b)
+                loss = loss + ce.sum(1).double()
+                wrong = wrong + (logits.argmax(-1) != y).sum(1)
+                count += b
+            results[split] = ((loss / count).cpu(), (wrong.double() / count).cpu())
+        l2 = self._l2(block)
+        (tr_loss, tr_err), (te_loss, te_err) = results["train"], results["test"]
+        return [SplitMetrics(Metrics(float(tr_loss[i]), float(tr_err[i])), Metrics(float(te_loss[i]), float(te_err[i])),
+                             train_objective=float(tr_loss[i] + l2[i])) for i in range(m)]

@@ -1,0 +1,178 @@
+"""One self-contained HTML page (figures embedded) describing whatever results a folder holds."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+from pathlib import Path
+
+from ..errors import ModeconnError
+from ..evaluation.along import PathEval
+from ..evaluation.plane_grid import PlaneResult
+from ..storage.files import atomic_write, read_json
+from ..storage.runfolder import read_run
+from ..training.fge import FGEResult
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
+h1{font-size:1.8em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
+.note{color:#555;font-size:.95em}code{background:#f5f5f5;padding:0 .3em}"""
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _rel(path: Path, root: Path) -> str:
+    return html.escape(str(path.relative_to(root)) if path != root else ".")
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Turn a missing or mistyped field met while rendering into a one-line error naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ModeconnError(f"{path} lacks or mistypes a field the report needs ({type(exc).__name__}: {exc}); "
+                            "rerun the command that wrote it, or move the file out of the folder") from None
+
+
+def _networks(root: Path) -> str:
+    rows = []
+    for run in sorted(root.rglob("run.json")):
+        info = read_run(run).raw
+        if info["kind"] != "network":
+            continue
+        with _reading(run):
+            rows.append(f"<tr><td>{_rel(run.parent, root)}</td><td>{html.escape(info['model']['name'])}</td>"
+                        f"<td>{info['seed']}</td><td>{_pct(info['train_err'])}</td><td>{_pct(info['test_err'])}</td>"
+                        f"<td>{info['test_loss']:.4f}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>The trained networks (endpoints)</h2><p>Each network was trained independently from its own random "
+            "initialisation. Their errors are the reference every curve and ensemble below is compared with.</p>"
+            "<table><tr><th>run</th><th>model</th><th>seed</th><th>train error</th><th>test error</th>"
+            f"<th>test loss</th></tr>{''.join(rows)}</table>")
+
+
+def _along(root: Path) -> str:
+    parts = []
+    for f in sorted(list(root.rglob("curve_eval.json")) + list(root.rglob("line_eval.json"))):
+        r = PathEval.from_json(read_json(f), str(f))
+        with _reading(f):
+            parts.append(f"<h3>{_rel(f.parent, root)}</h3>{_along_text(r, f, root)}")
+    if not parts:
+        return ""
+    return "<h2>Curves against the straight line</h2>" + "".join(parts)
+
+
+def _along_text(r: PathEval, f: Path, root: Path) -> str:
+    text = (f"<p>Along the <b>straight line</b> between the two networks the test error climbs to "
+            f"<b>{_pct(r.stat('line', 'test_err', 'max'))}</b> (barrier {_pct(r.stat('line', 'test_err', 'barrier'))} "
+            f"above the chord between the endpoints) and the train loss to {r.stat('line', 'train_loss', 'max'):.3g}.")
+    if r.curve is not None:
+        kind = read_run(f.parent).curve.kind if (f.parent / "run.json").exists() else "curve"
+        lengths = r.summary["length"]
+        text += (f" Along the trained <b>{html.escape(kind)} curve</b> it never exceeds "
+                 f"<b>{_pct(r.stat('curve', 'test_err', 'max'))}</b> (barrier "
+                 f"{_pct(r.stat('curve', 'test_err', 'barrier'))}; mean over arc length "
+                 f"{_pct(r.stat('curve', 'test_err', 'arc_mean'))}). The two minima are connected by a path of low "
+                 f"loss: this is mode connectivity. The curve is {lengths['curve'] / lengths['line']:.2f}× as "
+                 f"long as the line.")
+    bn = r.settings.get("bn_samples")
+    text += (f"</p><p class=note>{len(r.t)} evenly spaced points; BatchNorm statistics recomputed at every point "
+             f"({'a subset of ' + str(bn) if bn else 'full pass'}). Source: <code>{_rel(f, root)}</code>.</p>")
+    png = f.with_suffix(".png")
+    return text + (_img(png, f"metrics along {f.parent.name}") if png.exists() else "")
+
+
+def _planes(root: Path) -> str:
+    parts = []
+    for f in sorted(root.rglob("plane.json")):
+        s = PlaneResult.load(f.parent).summary
+        with _reading(f):
+            parts.append(_plane_text(s, f, root))
+    return "<h2>Loss surface in a plane</h2>" + "".join(parts) if parts else ""
+
+
+def _plane_text(s: dict, f: Path, root: Path) -> str:
+    g = s["settings"]["grid"]
+    text = (f"<p>Train loss and test error over a {g}×{g} grid in the plane through three weight vectors "
+            f"(white circles). The dashed line is the straight segment between the first two; ")
+    if "curve_max_distance_relative" in s:
+        text += (f"the solid curve is the trained curve projected onto the plane (it leaves the plane by at most "
+                 f"{100 * s['curve_max_distance_relative']:.2g}% of the endpoints' distance). The low-loss "
+                 "valley follows the curve, not the line.")
+    else:
+        text += "the three networks were given directly."
+    text += f"</p><p class=note>Source: <code>{_rel(f, root)}</code>.</p>"
+    png = f.with_suffix(".png")
+    return f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "loss surface plane") if png.exists() else "")
+
+
+def _fge(root: Path) -> str:
+    parts = []
+    for f in sorted(root.rglob("fge.json")):
+        r = FGEResult.from_json(read_json(f), str(f))
+        with _reading(f):
+            parts.append(f"<h3>{_rel(f.parent, root)}</h3>{_fge_text(r, f)}")
+    for f in sorted(root.rglob("budget.md")):
+        parts.append("<h3>Equal-budget comparison</h3><pre>" + html.escape(f.read_text()) + "</pre>")
+    return "<h2>Fast Geometric Ensembling</h2>" + "".join(parts) if parts else ""
+
+
+def _fge_text(r: FGEResult, f: Path) -> str:
+    rows = "".join(f"<tr><td>{x['snapshot']}</td><td>{x['epoch']}</td><td>{x['lr']:.2g}</td><td>{_pct(x['test_err'])}</td>"
+                   f"<td>{x['test_nll']:.4f}</td><td>{_pct(x['ensemble_test_err'])}</td><td>{x['ensemble_test_nll']:.4f}</td>"
+                   f"<td>{x['ensemble_test_ece']:.4f}</td></tr>" for x in r.snapshots)
+    last = r.snapshots[-1] if r.snapshots else None
+    text = ""
+    if last:
+        text = (f"<p>Starting from <code>{html.escape(str(r.start))}</code> (test error "
+                f"{_pct(r.start_test_err) if r.start_test_err is not None else '?'}), FGE ran SGD with a "
+                f"cyclic learning rate between {r.config['lr1']} and {r.config['lr2']} for "
+                f"{r.config['epochs']} epochs and kept a snapshot at each cycle's low point. Averaging the "
+                f"{len(r.snapshots)} snapshots' predicted probabilities gives test error "
+                f"<b>{_pct(last['ensemble_test_err'])}</b> and NLL <b>{last['ensemble_test_nll']:.4f}</b>.")
+        full = Path(r.start_full_run) / "run.json" if r.start_full_run else None
+        net = read_run(full).raw if full is not None and full.exists() else None
+        spent = (r.start_epochs_trained or 0) + r.config["epochs"]
+        if net is not None and net.get("epochs_trained") == spent:  # the same budget: a fair comparison
+            verdict = "beats" if (last["ensemble_test_err"] <= net["test_err"]
+                                  and last["ensemble_test_nll"] < net["test_loss"]) else "does not beat"
+            text += (f" For the same {spent} epochs of training, the single network "
+                     f"<code>{html.escape(full.parent.name)}</code> reaches test error {_pct(net['test_err'])} and "
+                     f"NLL {net['test_loss']:.4f}: here FGE {verdict} it on both.")
+        if r.swa:
+            text += f" Averaging their weights instead (SWA) gives {_pct(r.swa['test_err'])}, NLL {r.swa['test_nll']:.4f}."
+        text += "</p>"
+    table = ("<table><tr><th>snapshot</th><th>epoch</th><th>lr</th><th>its test error</th><th>its NLL</th>"
+             f"<th>ensemble error</th><th>ensemble NLL</th><th>ensemble ECE</th></tr>{rows}</table>")
+    png = f.with_suffix(".png")
+    return f"{text}{table}" + (_img(png, "FGE") if png.exists() else "")
+
+
+def render_report(root) -> Path:
+    """Write ROOT/report.html describing every modeconn result found under ROOT."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ModeconnError(f"{root} is not a folder: pass a folder holding modeconn runs")
+    body = "".join([_networks(root), _along(root), _planes(root), _fge(root)])
+    if not body:
+        raise ModeconnError(f"{root} holds no modeconn results (run.json, curve_eval.json, plane.json, fge.json)")
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>modeconn report: {html.escape(root.name)}</title>"
+            f"<style>{CSS}</style></head><body><h1>modeconn report: {html.escape(root.name)}</h1>"
+            "<p>Two networks trained from different random seeds end in different minima of the loss. The straight "
+            "line between them crosses a ridge of high loss, yet a simple curve between them keeps the loss low "
+            "all the way (Garipov et al., 2018). This page shows that on the data below, and the cheap ensemble "
+            "(FGE) that the same geometry suggests.</p>"
+            f"{body}<p class=note>Generated by modeconn from <code>{html.escape(str(root))}</code>.</p></body></html>")
+    out = root / "report.html"
+    atomic_write(out, page.encode())
+    return out

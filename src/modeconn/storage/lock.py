@@ -1,0 +1,57 @@
+"""An exclusive lock on an output folder for the life of a run: a second process is refused at once.
+
+The lock is an OS file lock (flock) on OUT/.modeconn.lock, so it dies with its process: the
+file a killed run leaves behind blocks nobody. The file holds the owner's pid for the message.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ModeconnError
+
+LOCK_NAME = ".modeconn.lock"
+
+try:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+except ImportError:  # Windows
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+
+class FolderLock:
+    """Held while a command writes into `folder`; `release` (or process exit) frees it."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ModeconnError(f"{self.path.parent} is in use by another modeconn process (pid {owner}); "
+                                "wait for it to finish, or choose another --out")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock; the file stays (removing it would race)
+            self.fd = None

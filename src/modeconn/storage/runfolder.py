@@ -1,0 +1,282 @@
+"""Run folders: a typed reader for run.json, loading networks and curves back, and claiming an output folder.
+
+Every command that takes networks goes through `load_endpoints`, which checks once that they
+share a dataset and an architecture and hold finite floating-point weights.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from ..core.curve import Curve
+from ..core.families import FAMILIES
+from ..core.flat import check_same_architecture
+from ..data import Dataset, load_dataset
+from ..errors import ModeconnError
+from ..models import DEFAULT_MODEL, create_model
+from ..runtime import distributed
+from .checkpoint import check_settings
+from .files import load_state_into, load_tensors, make_dir, read_json
+from .lock import FolderLock
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHT_NAMES = ("model.safetensors", "model.pt")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model: registry name and constructor arguments."""
+
+    name: str
+    kwargs: dict
+
+    def build(self, data: Dataset) -> nn.Module:
+        """The model for this dataset's input shape and classes."""
+        return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
+
+    def to_dict(self, data: Dataset) -> dict:
+        """run.json's `model`: name, kwargs, input_shape, num_classes."""
+        return {"name": self.name, "kwargs": self.kwargs, "input_shape": list(data.input_shape),
+                "num_classes": data.num_classes}
+
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """A curve run's family, number of bends and whether its endpoints were trained."""
+
+    kind: str
+    bends: int
+    free_endpoints: bool
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run.json, checked field by field. `raw` keeps every field for the reports."""
+
+    path: Path
+    kind: str
+    dataset: str
+    model: ModelSpec
+    wd: float
+    data_dir: str | None
+    curve: CurveSpec | None
+    raw: dict
+
+
+def _field(obj: dict, key: str, types, path: Path, where: str = "", optional: bool = False):
+    """obj[key], refusing a missing field or one of the wrong type by file and field name."""
+    name = f"{where}{key}"
+    if key not in obj:
+        if optional:
+            return None
+        raise ModeconnError(f"{path}: field {name!r} is missing; rerun the command that wrote it")
+    value = obj[key]
+    if types is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, types) or (types is int and isinstance(value, bool)):
+        label = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list",
+                 bool: "true or false"}.get(types, str(types))
+        raise ModeconnError(f"{path}: field {name!r} must be {label}, got {type(value).__name__} {value!r:.40}; "
+                            "rerun the command that wrote it")
+    return value
+
+
+def read_run(folder) -> RunInfo:
+    """Read and check FOLDER/run.json (FOLDER may also be the run.json itself)."""
+    folder = Path(folder)
+    path = folder if folder.name == "run.json" else folder / "run.json"
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise ModeconnError(f"{path} must hold a JSON object, got {type(raw).__name__}; rerun the command that wrote it")
+    kind = _field(raw, "kind", str, path)
+    if kind not in ("network", "curve"):
+        raise ModeconnError(f"{path}: field 'kind' must be 'network' or 'curve', got {kind!r}")
+    dataset = _field(raw, "dataset", str, path)
+    model = _field(raw, "model", dict, path)
+    spec = ModelSpec(_field(model, "name", str, path, "model."),
+                     _field(model, "kwargs", dict, path, "model.", optional=True) or {})
+    config = _field(raw, "config", dict, path)
+    wd = _field(config, "wd", float, path, "config.")
+    data_dir = raw.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise ModeconnError(f"{path}: field 'data_dir' must be a string or null, got {type(data_dir).__name__}")
+    curve = None
+    if kind == "curve":
+        c = _field(raw, "curve", dict, path)
+        curve = CurveSpec(_field(c, "kind", str, path, "curve."), _field(c, "bends", int, path, "curve."),
+                          _field(c, "free_endpoints", bool, path, "curve."))
+        if curve.kind not in FAMILIES or curve.bends < 0:
+            raise ModeconnError(f"{path}: field 'curve' holds an unknown family {curve.kind!r} or bends "
+                                f"{curve.bends} < 0; rerun `modeconn connect`")
+    return RunInfo(path, kind, dataset, spec, wd, data_dir, curve, raw)
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """One network named on the command line: its weights file and what it is."""
+
+    given: str
+    weights: Path
+    dataset: str
+    model: ModelSpec
+    info: RunInfo | None
+
+
+def describe_network(path, dataset: str | None = None, model: str | None = None) -> NetworkSource:
+    """A run folder or a weights file (.safetensors, .pt), with its run.json when there is one beside it."""
+    path = Path(path)
+    if not path.exists():
+        raise ModeconnError(f"{path} does not exist: pass a run folder or a weights file")
+    if path.is_dir():
+        weights = next((path / n for n in WEIGHT_NAMES if (path / n).exists()), None)
+        if weights is None:
+            raise ModeconnError(f"{path} holds no model.safetensors: point at a folder written by `modeconn train`")
+    elif path.suffix not in (".safetensors", ".pt", ".pth"):
+        raise ModeconnError(f"{path} is not a weights file (.safetensors or .pt) or a run folder")
+    else:
+        weights = path
+    run_json = (path if path.is_dir() else path.parent) / "run.json"
+    info = read_run(run_json) if run_json.exists() else None
+    if info is not None and info.kind != "network":
+        raise ModeconnError(f"{path} is a {info.kind} run, not a network: pass a folder written by `modeconn train`")
+    ds = dataset or (info.dataset if info else None)
+    if ds is None:
+        raise ModeconnError(f"{path} has no run.json beside it: pass --dataset (and --model) to say what it is")
+    if model:
+        spec = ModelSpec(model, {})
+    elif info is not None:
+        spec = info.model
+    else:
+        spec = ModelSpec(DEFAULT_MODEL.get(ds, "mlp"), {})
+    return NetworkSource(str(path), weights, ds, spec, info)
+
+
+def load_network(source, data: Dataset, device="cpu") -> nn.Module:
+    """Build a network (a NetworkSource, or a run folder or weights file of `data`) and load its weights safely."""
+    if not isinstance(source, NetworkSource):
+        source = describe_network(source, dataset=data.name)
+    net = source.model.build(data)
+    load_state_into(net, load_tensors(source.weights), str(source.weights))
+    return net.to(device)
+
+
+@dataclass
+class Endpoints:
+    """Networks that share a dataset and an architecture, loaded on one device, with that dataset."""
+
+    nets: list[nn.Module]
+    sources: list[NetworkSource]
+    data: Dataset
+    data_dir: str | None
+
+    @property
+    def dataset(self) -> str:
+        return self.sources[0].dataset
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.sources[0].model
+
+    @property
+    def wd(self) -> float:
+        """The weight decay the first network was trained with (0 when unknown)."""
+        info = self.sources[0].info
+        return info.wd if info else 0.0
+
+
+def describe_endpoints(paths, dataset: str | None = None, model: str | None = None) -> list[NetworkSource]:
+    """Describe every network and check they name one dataset and one model (before any loading)."""
+    sources = [describe_network(p, dataset, model) for p in paths]
+    first = sources[0]
+    for other in sources[1:]:
+        if other.dataset != first.dataset:
+            raise ModeconnError(f"{first.given} was trained on {first.dataset} but {other.given} on {other.dataset}; "
+                                "pass networks of one dataset (or --dataset to choose one)")
+        if other.model.name != first.model.name:
+            raise ModeconnError(f"{first.given} is a {first.model.name} but {other.given} a {other.model.name}: they "
+                                "have different architectures; use networks built by the same model")
+    return sources
+
+
+def load_endpoints(sources: list[NetworkSource], data_dir: str | None = None, device="cpu") -> Endpoints:
+    """Load described networks and their dataset once; refuses different architectures by parameter name."""
+    first = sources[0]
+    data_dir = data_dir or (first.info.data_dir if first.info else None)
+    data = load_dataset(first.dataset, data_dir).to(device)
+    nets = [load_network(s, data, device) for s in sources]
+    for s, net in zip(sources[1:], nets[1:]):
+        check_same_architecture(nets[0].state_dict(), net.state_dict(), what=(first.given, s.given))
+    return Endpoints(nets, sources, data, data_dir)
+
+
+def read_curve_run(run_dir) -> RunInfo:
+    """A curve run's run.json, refusing any other kind of folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ModeconnError(f"{run_dir} is not a folder: pass a curve run folder written by `modeconn connect`")
+    info = read_run(run_dir)
+    if info.kind != "curve":
+        raise ModeconnError(f"{run_dir} is not a curve run (run.json kind is {info.kind!r}); "
+                            "make one with `modeconn connect`")
+    if not (run_dir / "curve.safetensors").exists():
+        raise ModeconnError(f"{run_dir} has no curve.safetensors: the curve run did not finish; rerun connect")
+    return info
+
+
+def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curve, RunInfo, Dataset]:
+    """Load a curve run folder: the Curve, its run.json and its dataset (on `device`)."""
+    info = read_curve_run(run_dir)
+    data = load_dataset(info.dataset, data_dir or info.data_dir).to(device)
+    template = info.model.build(data)
+    c = info.curve
+    curve = Curve(template, template, kind=c.kind, bends=c.bends, free_endpoints=c.free_endpoints)
+    file = Path(run_dir) / "curve.safetensors"
+    load_state_into(curve, load_tensors(file), str(file))
+    return curve.to(device), info, data
+
+
+def check_unfinished(out: Path, finished: str, resume: bool, settings: dict | None = None, force: bool = False) -> None:
+    """Refuse a finished output (unless `force`) or an unfinished one without --resume; check resumed settings."""
+    if (out / finished).exists() and not force:
+        hint = "" if finished == "run.json" else " or pass --force to replace it"
+        raise ModeconnError(f"{out} already holds a finished run ({finished}); choose another --out{hint}")
+    if (out / CHECKPOINT).exists():
+        if not resume:
+            raise ModeconnError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another --out")
+        if settings is not None:
+            check_settings(out / CHECKPOINT, settings)
+
+
+@contextlib.contextmanager
+def claim_output(out: Path, finished: str | None = None, resume: bool = False, settings: dict | None = None,
+                 force: bool = False):
+    """Create OUT and hold its lock while the block runs; the checks are repeated under the lock.
+
+    Under torchrun rank 0 takes the lock and every rank learns whether it could.
+    """
+    out = Path(out)
+    lock, error = None, None
+    if distributed.is_main():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            lock = FolderLock(out).acquire()
+            if finished is not None:  # another process may have finished or started here since we looked
+                check_unfinished(out, finished, resume, settings, force)
+        except (ModeconnError, OSError) as exc:
+            error = exc
+    if not distributed.all_agree(error is None):
+        if lock is not None:
+            lock.release()
+        if isinstance(error, OSError):
+            raise ModeconnError(f"cannot write into {out}: {error.strerror or error}; choose another --out") from None
+        raise error or ModeconnError(f"rank 0 could not claim {out} (see its message)")
+    make_dir(out)  # the other ranks wait until it exists
+    try:
+        yield out
+    finally:
+        if lock is not None:
+            lock.release()
+

@@ -1,0 +1,94 @@
+"""The paper's FGE table in miniature: single network, independent ensembles and FGE at equal budgets.
+
+B is the epochs of one network's training. Per seed:
+- single @1B: one network trained for B epochs (the paper's schedule);
+- independent @2B: that network and a second one (another seed), probabilities averaged;
+- FGE @1B: from the first network's state at 0.8B epochs, 0.2B epochs of cycles;
+- FGE @2B: the same FGE run continued to 1.2B epochs of cycles (0.8B + 1.2B = 2B).
+Every member's BatchNorm statistics are recomputed with a full training pass before evaluation.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..data.datasets import Dataset
+from ..evaluation.ensemble import RunningEnsemble
+from ..evaluation.evaluate import recompute_bn
+from ..runtime.speed import EAGER, Speed
+from ..storage.checkpoint import optimizer_tensors
+from .fge import FGEConfig, fast_geometric_ensemble
+from .train import TrainConfig, train_network
+
+
+def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> dict:
+    ens = RunningEnsemble(data.test_batches(batch), data.num_classes, speed)
+    for m in models:
+        m = copy.deepcopy(m)
+        recompute_bn(m, data.train_batches(batch, shuffle=False), speed)
+        ens.add(m)
+    return ens.metrics().to_dict()
+
+
+def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
+                seed: int, progress: bool = True, two_budgets: bool = True, speed: Speed = EAGER) -> dict:
+    """Test error and NLL of the four methods for one seed (only the 1B pair without `two_budgets`)."""
+    B = train_cfg.epochs
+    start_epoch = round(0.8 * B)
+    fge_1b = B - start_epoch
+    kept = {}
+
+    def keep(epoch, optimizer):
+        if epoch + 1 == start_epoch:
+            kept["state"] = copy.deepcopy(net.state_dict())
+            kept["optim"] = {k: v.clone() for k, v in optimizer_tensors(optimizer).items()}
+
+    torch.manual_seed(seed)
+    net = make_model()
+    train_network(net, data, replace(train_cfg, seed=seed), on_epoch_end=keep, progress=progress,
+                  desc=f"seed {seed}: network 1", speed=speed)
+    rows = {"single@1B": _members_metrics([net], data, speed)}
+    if two_budgets:
+        torch.manual_seed(seed + 1000)
+        net2 = make_model()
+        train_network(net2, data, replace(train_cfg, seed=seed + 1000), progress=progress,
+                      desc=f"seed {seed}: network 2", speed=speed)
+        rows["independent@2B"] = _members_metrics([net, net2], data, speed)
+
+    fge_net = make_model()
+    fge_net.load_state_dict(kept["state"])
+    cfg = FGEConfig(epochs=fge_1b + (B if two_budgets else 0), cycle=cycle, lr1=lr1, lr2=lr2, momentum=train_cfg.momentum,
+                    wd=train_cfg.wd, batch_size=train_cfg.batch_size, seed=seed + 2000)
+    result = fast_geometric_ensemble(fge_net, data, cfg, optimizer_state=kept["optim"], progress=progress, speed=speed)
+    for label, spent in (("fge@1B", fge_1b), ("fge@2B", fge_1b + B)):
+        taken = [r for r in result.snapshots if r["epoch"] <= spent]
+        if taken:
+            last = taken[-1]
+            rows[label] = {"err": last["ensemble_test_err"], "nll": last["ensemble_test_nll"],
+                           "ece": last["ensemble_test_ece"], "snapshots": len(taken)}
+    return rows
+
+
+def summarize_budget(per_seed: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of each method's error and NLL."""
+    table = {}
+    for method in per_seed[0]:
+        vals = [s[method] for s in per_seed if method in s]
+        table[method] = {k: {"mean": float(np.mean([v[k] for v in vals])), "std": float(np.std([v[k] for v in vals]))}
+                         for k in ("err", "nll")}
+        table[method]["snapshots"] = vals[0].get("snapshots")
+    return table
+
+
+def budget_markdown(table: dict, title: str) -> str:
+    """The table as Markdown: test error (%) and NLL, mean ± std over seeds."""
+    lines = [f"### {title}", "", "| method | budget | test error (%) | test NLL |", "|---|---|---|---|"]
+    for method, r in table.items():
+        name, budget = method.split("@")
+        extra = f" ({r['snapshots']} snapshots)" if r.get("snapshots") else ""
+        lines.append(f"| {name}{extra} | {budget} | {100 * r['err']['mean']:.2f} ± {100 * r['err']['std']:.2f} | "
+                     f"{r['nll']['mean']:.4f} ± {r['nll']['std']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,146 @@
+"""Fast Geometric Ensembling: cyclic-lr SGD from a trained network, a snapshot at each cycle's midpoint.
+
+Each snapshot's BatchNorm statistics are recomputed with a full pass over the training data
+(as everywhere in modeconn) on a copy, so snapshots are evaluated exactly and training goes on
+undisturbed. The ensemble averages the snapshots' probabilities in a running sum; the SWA model
+(the snapshots' weight average, `torch.optim.swa_utils.AveragedModel`) comes for free.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..data.datasets import Dataset
+from ..errors import ModeconnError
+from ..evaluation.ensemble import RunningEnsemble, member_record
+from ..evaluation.evaluate import evaluate, recompute_bn
+from ..runtime.speed import EAGER, Speed
+from ..storage.files import save_tensors
+from .schedule import check_cycle, fge_lr
+from .train import TrainConfig, fit
+
+
+@dataclass
+class FGEConfig:
+    """FGE hyperparameters: epochs of cycling, cycle length in epochs (even), high and low lr."""
+
+    epochs: int = 20
+    cycle: int = 4
+    lr1: float = 0.05
+    lr2: float = 0.0005
+    momentum: float = 0.9
+    wd: float = 5e-4
+    batch_size: int = 128
+    seed: int = 0
+    eval_batch: int = 1000
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr1, momentum=self.momentum, wd=self.wd,
+                           batch_size=self.batch_size, seed=self.seed)
+
+
+def snapshot_epochs(epochs: int, cycle: int) -> list[int]:
+    """1-based epochs after which FGE takes a snapshot: the middle of every cycle."""
+    check_cycle(cycle)
+    return [e for e in range(1, epochs + 1) if (e - 1) % cycle + 1 == cycle // 2]
+
+
+@dataclass
+class FGEResult:
+    """What fge.json holds: one record per snapshot (its own and the ensemble-so-far's metrics), SWA, provenance.
+
+    The algorithm fills config, snapshots and swa; the `fge` command adds where it started from.
+    """
+
+    config: dict
+    snapshots: list[dict]
+    swa: dict | None = None
+    start: str | None = None
+    start_resolved: str | None = None
+    dataset: str | None = None
+    model: dict | None = None
+    optimizer_state_restored: bool = False
+    start_test_err: float | None = None
+    start_test_loss: float | None = None
+    start_epochs_trained: int | None = None  # of the start network, when it was a kept epoch
+    start_full_run: str | None = None        # the run that went on training from it (same budget), if any
+    swa_state: dict | None = field(default=None, repr=False)  # weights, written to swa.safetensors
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "swa_state"}
+
+    @classmethod
+    def from_json(cls, obj: dict, source: str = "fge.json") -> "FGEResult":
+        if not isinstance(obj, dict) or not isinstance(obj.get("snapshots"), list) or not isinstance(obj.get("config"), dict):
+            raise ModeconnError(f"{source} is not an FGE result (no snapshots list or config); rerun `modeconn fge`")
+        known = {f.name for f in fields(cls)} - {"swa_state"}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+class _FGEState:
+    """What FGE accumulates: the running ensemble, the SWA average, one record per snapshot."""
+
+    def __init__(self, model: nn.Module, data: Dataset, cfg: FGEConfig, speed: Speed):
+        self.ensemble = RunningEnsemble(data.test_batches(cfg.eval_batch), data.num_classes, speed)
+        self.swa = AveragedModel(model)
+        self.records: list[dict] = []
+
+    def get_extra(self):
+        tensors = {f"ens.{k}": v for k, v in self.ensemble.state().items()}
+        tensors.update({f"swa.{k}": v for k, v in self.swa.state_dict().items()})
+        return tensors, {"records": json.dumps(self.records)}
+
+    def set_extra(self, tensors, meta):
+        self.ensemble.load({k[4:]: v for k, v in tensors.items() if k.startswith("ens.")})
+        self.swa.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("swa.")})
+        self.records = json.loads(meta.get("records", "[]"))
+
+
+def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, optimizer_state: dict | None = None,
+                            snapshot_dir: Path | None = None, checkpoint: Path | None = None, resume: bool = False,
+                            settings: dict | None = None, progress: bool = True, speed: Speed = EAGER) -> FGEResult:
+    """Run FGE from a trained `model` (changed in place): per-snapshot records and the SWA model's metrics."""
+    check_cycle(cfg.cycle)
+    state = _FGEState(model, data, cfg, speed)
+    steps = len(data.train_batches(cfg.batch_size))
+    bn_batches = data.train_batches(cfg.eval_batch, shuffle=False)
+    take = set(snapshot_epochs(cfg.epochs, cfg.cycle))
+    last_lr = {"lr": cfg.lr1}
+
+    def lr_at(progress_fraction: float) -> float:
+        epoch_pos = progress_fraction * cfg.epochs  # epochs elapsed, fractional
+        lr = fge_lr(cfg.lr1, cfg.lr2, (epoch_pos % cfg.cycle) / cfg.cycle)
+        last_lr["lr"] = lr
+        return lr
+
+    def on_epoch_end(epoch: int, _optimizer) -> None:
+        if epoch + 1 not in take:
+            return
+        snap = copy.deepcopy(model)
+        recompute_bn(snap, bn_batches, speed)
+        own = state.ensemble.add(snap)
+        state.swa.update_parameters(model)
+        k = len(state.records) + 1
+        state.records.append({"snapshot": k, "epoch": epoch + 1, "iteration": (epoch + 1) * steps,
+                              "lr": last_lr["lr"], **member_record(own, state.ensemble.metrics())})
+        if snapshot_dir is not None:
+            save_tensors(snapshot_dir / f"snapshot_{k:03d}.safetensors", snap.state_dict())
+
+    fit(model, list(model.parameters()), lambda forward, x, y, _g: nn.functional.cross_entropy(forward(x), y), data,
+        cfg.train_config(), lr_at=lr_at, checkpoint=checkpoint, resume=resume,
+        settings=settings if settings is not None else {"fge": asdict(cfg)}, progress=progress, desc="fge",
+        on_epoch_end=on_epoch_end, optimizer_state=optimizer_state, weight_decay=cfg.wd, extra_state=state,
+        speed=speed)
+    result = FGEResult(config=asdict(cfg), snapshots=state.records)
+    if state.records:
+        swa_model = state.swa.module
+        recompute_bn(swa_model, bn_batches, speed)
+        own = evaluate(swa_model, data.test_batches(cfg.eval_batch), speed)
+        result.swa = {"test_err": own.err, "test_nll": own.loss, "snapshots_averaged": len(state.records)}
+        result.swa_state = swa_model.state_dict()
+    return result

@@ -1,0 +1,30 @@
+"""Learning-rate schedules: the paper's step-down schedule and FGE's triangular cycle."""
+from __future__ import annotations
+
+from ..errors import ModeconnError
+
+
+def paper_lr(base_lr: float, progress: float) -> float:
+    """Constant for the first 50% of training, linear down to 1% at 90%, then constant."""
+    if progress <= 0.5:
+        factor = 1.0
+    elif progress <= 0.9:
+        factor = 1.0 - 0.99 * (progress - 0.5) / 0.4
+    else:
+        factor = 0.01
+    return base_lr * factor
+
+
+def fge_lr(lr1: float, lr2: float, position: float) -> float:
+    """Triangular cycle: lr1 at the cycle's start, lr2 at its midpoint, back to lr1 at its end."""
+    t = position % 1.0
+    if t < 0.5:
+        return (1 - 2 * t) * lr1 + 2 * t * lr2
+    return (2 * t - 1) * lr1 + (2 - 2 * t) * lr2
+
+
+def check_cycle(cycle: int) -> None:
+    """FGE cycles must be an even number of epochs, or snapshots land between learning rates."""
+    if cycle < 2 or cycle % 2:
+        raise ModeconnError(f"--cycle must be an even number of epochs >= 2, got {cycle}: the snapshot is "
+                            "taken at the cycle's midpoint, which for an odd cycle falls mid-epoch at the wrong lr")

@@ -1,0 +1,173 @@
+"""Training loops for endpoint networks and curves, with the paper's schedule, resume and NaN guards."""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.functional import cross_entropy
+from tqdm.auto import tqdm
+
+from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
+from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
+from ..core.curve import Curve
+from ..data.datasets import Dataset
+from ..errors import ModeconnError
+from .schedule import paper_lr
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (SGD with momentum and the paper's schedule)."""
+
+    epochs: int = 30
+    lr: float = 0.05
+    momentum: float = 0.9
+    wd: float = 5e-4
+    batch_size: int = 128
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    # One seed per epoch: a run resumed at epoch e draws exactly what an uninterrupted run draws.
+    return cfg.seed * 100_003 + epoch
+
+
+def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, lr_at=None,
+        checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
+        progress: bool = True, desc: str = "train", on_epoch_end=None, optimizer_state: dict | None = None,
+        weight_decay: float = 0.0, extra_state=None, speed: Speed = EAGER):
+    """The one SGD loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise.
+
+    `forward` is the module to call: the module itself, or under torchrun its
+    DistributedDataParallel wrapper, where each rank takes its share of every batch (drawn the
+    same on all ranks, so t is the same too) and only rank 0 writes checkpoints.
+
+    `lr_at(progress)` sets the learning rate per iteration (default: the paper's schedule).
+    With `checkpoint`, the state is saved atomically after every epoch together with `settings`
+    (what the run computes); with `resume` a run continues from it, refusing other settings.
+    A checkpoint present without `resume` is refused, never silently loaded or overwritten.
+    `extra_state` (get_extra() -> (tensors, strings), set_extra(tensors, strings)) adds a
+    caller's own state. Returns the mean training loss of each epoch and the optimizer.
+    """
+    lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
+    settings = settings if settings is not None else {"config": cfg.to_dict()}
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
+    if optimizer_state:
+        restore_optimizer(optimizer, optimizer_state)
+    start_epoch, history = 0, []
+    if checkpoint is not None and checkpoint.exists():
+        if not resume:
+            raise ModeconnError(f"{checkpoint.parent} holds an unfinished run: pass --resume to continue it, "
+                                "or choose another --out")
+        saved = load_checkpoint(checkpoint, settings)
+        module.load_state_dict(saved.module)
+        restore_optimizer(optimizer, saved.optimizer)
+        start_epoch, history = saved.epoch, saved.history
+        if extra_state is not None:
+            extra_state.set_extra(saved.extra, saved.extra_meta)
+    device = next(module.parameters()).device
+    forward = _step_forward(module, speed)
+    batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = len(batches)
+    total = cfg.epochs * steps_per_epoch
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress,
+               dynamic_ncols=True, leave=False)
+    rank_seed = 1_000_003 * distributed.rank()  # ranks draw different dropout masks, as one process would
+    module.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(_epoch_seed(cfg, epoch) + rank_seed)  # dropout and other global randomness
+        t_gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch) + 1)
+        batches.set_epoch(epoch)
+        loss_sum, n = 0.0, 0
+        for i, (x, y) in enumerate(batches):
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step / total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y, share = distributed.shard_batch(speed.input(x), y)
+            with speed.autocast(device):
+                loss = step_loss(forward, x, y, t_gen)
+            if share != 1.0:  # DDP averages gradients over ranks; weight each rank's mean by its share
+                loss = loss * share
+            value = distributed.all_mean(loss.detach().clone()).item()
+            if not math.isfinite(value):
+                bar.close()
+                raise ModeconnError(_diverged(value, step, epoch, lr, checkpoint if epoch > 0 else None))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum, n = loss_sum + value, n + 1
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n:.4f}", lr=f"{lr:.3g}")
+        history.append(loss_sum / max(n, 1))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, optimizer)
+        if checkpoint is not None:
+            tensors, meta = extra_state.get_extra() if extra_state is not None else ({}, {})
+            save_checkpoint(checkpoint, Checkpoint(module.state_dict(), optimizer_tensors(optimizer), epoch + 1, history,
+                                                   settings, tensors, meta or {}))
+    bar.close()
+    return history, optimizer
+
+
+def _diverged(value: float, step: int, epoch: int, lr: float, checkpoint: Path | None) -> str:
+    """The message for a loss that is no longer finite, saying truthfully what can be done next."""
+    text = (f"loss became {value} at step {step} (epoch {epoch + 1}) with learning rate {lr:.4g}; lower --lr "
+            "and start a new run")
+    if checkpoint is not None:
+        text += (f" in another --out ({checkpoint} holds the last finished epoch, but --resume keeps the same "
+                 "settings and would diverge again)")
+    return text
+
+
+def _step_forward(module: nn.Module, speed: Speed):
+    """What a training step calls: the module, made channels_last, DDP and compiled as asked."""
+    if isinstance(module, Curve):  # its weights are views of flat vectors; it compiles its network run itself
+        if speed.compile:
+            module.compile_network()
+        return _data_parallel(module)
+    return speed.compiled(_data_parallel(speed.module(module)))
+
+
+def _data_parallel(module: nn.Module):
+    """The module wrapped in DistributedDataParallel under torchrun, else the module itself."""
+    if not distributed.active():
+        return module
+    device = next(module.parameters()).device
+    ddp = nn.parallel.DistributedDataParallel
+    # A curve's buffers (fixed endpoints, BN statistics at the control points) never change while it
+    # trains: broadcasting them from rank 0 before every step would send two networks' worth each time.
+    # (torch >= 2.13 names the option forward_sync_buffers; older releases broadcast_buffers.)
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None,
+               **{sync: not isinstance(module, Curve)})
+
+
+def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
+    """Train an ordinary network with SGD, weight decay and the paper's schedule."""
+    def step_loss(forward, x, y, _gen):
+        return cross_entropy(forward(x), y)
+
+    # SGD's weight_decay adds wd * w to the gradient: the gradient of 0.5 * wd * ||w||^2.
+    return fit(model, list(model.parameters()), step_loss, data, cfg, weight_decay=cfg.wd, **kwargs)
+
+
+def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
+    """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
+    def step_loss(forward, x, y, gen):
+        t = float(torch.rand((), generator=gen))  # the same t on every rank: same generator, same draws
+        # The decay's gradient is applied inside the curve's backward; its value is added here.
+        logits, w = forward(x, t, wd=cfg.wd, with_weights=True)
+        return cross_entropy(logits, y) + 0.5 * cfg.wd * w.dot(w)
+
+    free = [p for p in curve.parameters() if p.requires_grad]
+    return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)
