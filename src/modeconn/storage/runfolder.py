@@ -130,6 +130,10 @@ def describe_network(path, dataset: str | None = None, model: str | None = None)
     path = Path(path)
     if not path.exists():
         raise ModeconnError(f"{path} does not exist: pass a run folder or a weights file")
+    run_json = (path if path.is_dir() else path.parent) / "run.json"
+    info = read_run(run_json) if run_json.exists() else None
+    if info is not None and info.kind != "network":
+        raise ModeconnError(f"{path} is a {info.kind} run, not a network: pass a folder written by `modeconn train`")
     if path.is_dir():
         weights = next((path / n for n in WEIGHT_NAMES if (path / n).exists()), None)
         if weights is None:
@@ -138,10 +142,6 @@ def describe_network(path, dataset: str | None = None, model: str | None = None)
         raise ModeconnError(f"{path} is not a weights file (.safetensors or .pt) or a run folder")
     else:
         weights = path
-    run_json = (path if path.is_dir() else path.parent) / "run.json"
-    info = read_run(run_json) if run_json.exists() else None
-    if info is not None and info.kind != "network":
-        raise ModeconnError(f"{path} is a {info.kind} run, not a network: pass a folder written by `modeconn train`")
     ds = dataset or (info.dataset if info else None)
     if ds is None:
         raise ModeconnError(f"{path} has no run.json beside it: pass --dataset (and --model) to say what it is")

@@ -1,0 +1,251 @@
+"""Bad input across every command: exit status 2, one line on stderr, no traceback, nothing written.
+
+Each case runs the real CLI entry point in this process (fast: the data is generated once) and
+compares a listing of every file under the inputs and the output location before and after.
+"""
+import gzip
+import json
+import shutil
+
+import pytest
+import torch
+
+from modeconn.cli import main
+from modeconn.commands import connect, train
+from modeconn.storage.files import load_tensors, save_tensors
+
+QUICK = dict(epochs=1, device="cpu", progress=False)
+
+
+def _write_idx(path, data: bytes, dims):
+    header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + data)
+
+
+def _idx_folder(folder, train_labels: bytes):
+    folder.mkdir()
+    _write_idx(folder / "train-images-idx3-ubyte.gz", bytes(3 * 28 * 28), [3, 28, 28])
+    _write_idx(folder / "train-labels-idx1-ubyte.gz", train_labels, [len(train_labels)])
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", bytes(28 * 28), [1, 28, 28])
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", bytes([1]), [1])
+
+
+def _variant(src, dst, edit=None, weights=None):
+    """A copy of run folder `src` with its run.json edited and/or its weights replaced."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("epoch*", ".modeconn.lock", "*.png", "*_eval.json"))
+    if edit is not None:
+        info = json.loads((dst / "run.json").read_text())
+        edit(info)
+        (dst / "run.json").write_text(json.dumps(info))
+    if weights is not None:
+        save_tensors(dst / "model.safetensors", weights(load_tensors(dst / "model.safetensors")))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def bad(mnist1d_runs, tmp_path_factory):
+    """Inputs that must be refused, built once: wrong-type run.json fields, corrupt files, foreign networks."""
+    root = tmp_path_factory.mktemp("bad")
+    a, ab = mnist1d_runs["a"], mnist1d_runs["ab"]
+    (root / "file.txt").write_text("not a folder")
+    (root / "empty").mkdir()
+    train(root / "mlp", model="mlp", **QUICK)
+    connect(a, mnist1d_runs["b"], root / "line", bends=0, **QUICK)
+    p = {"root": root, "file": root / "file.txt", "empty": root / "empty", "mlp": root / "mlp", "line": root / "line",
+         "a": a, "b": mnist1d_runs["b"], "ab": ab, "missing": root / "missing"}
+    p["model_number"] = _variant(a, root / "model_number", lambda i: i.update(model=3))
+    p["kwargs_list"] = _variant(a, root / "kwargs_list", lambda i: i["model"].update(kwargs=[1, 2]))
+    p["config_string"] = _variant(a, root / "config_string", lambda i: i.update(config="lr=0.1"))
+    p["no_dataset"] = _variant(a, root / "no_dataset", lambda i: i.pop("dataset"))
+    p["dataset_number"] = _variant(a, root / "dataset_number", lambda i: i.update(dataset=7))
+    p["kind_list"] = _variant(a, root / "kind_list", lambda i: i.update(kind=["network"]))
+    p["fashion_b"] = _variant(mnist1d_runs["b"], root / "fashion_b", lambda i: i.update(dataset="fashion-mnist"))
+    p["bends_string"] = _variant(ab, root / "bends_string", lambda i: i["curve"].update(bends="1"))
+    p["no_curve"] = _variant(ab, root / "no_curve", lambda i: i.pop("curve"))
+    p["free_string"] = _variant(ab, root / "free_string", lambda i: i["curve"].update(free_endpoints="no"))
+    p["nan"] = _variant(a, root / "nan", weights=lambda s: {k: v.fill_(float("nan")) if k == "head.bias" else v
+                                                               for k, v in s.items()})
+    p["cut"] = _variant(a, root / "cut")
+    (p["cut"] / "model.safetensors").write_bytes((a / "model.safetensors").read_bytes()[:300])
+    (root / "ints").mkdir()
+    torch.save({k: v.long() for k, v in load_tensors(a / "model.safetensors").items()}, root / "ints" / "a.pt")
+    p["ints"] = root / "ints" / "a.pt"
+    (root / "report").mkdir()
+    (root / "report" / "x").mkdir()
+    (root / "report" / "x" / "run.json").write_text('{"kind": "network", "dataset": ')
+    p["report"] = root / "report"
+    (root / "ens.json").write_text("{}")
+    p["ens_json"] = root / "ens.json"
+    _idx_folder(root / "fashion_count", bytes([1, 2]))
+    _idx_folder(root / "fashion_range", bytes([1, 2, 12]))
+    p["fashion_count"], p["fashion_range"] = root / "fashion_count", root / "fashion_range"
+    return p
+
+
+NO_GPU = not torch.cuda.is_available()
+# (command line with {placeholders}, a fragment the one-line message must hold). {out} is a fresh
+# path that must still not exist afterwards.
+CASES = [
+    # train
+    ("train --out {out} --epochs 0", "--epochs must be a positive integer"),
+    ("train --out {out} --epochs -1", "--epochs must be a positive integer"),
+    ("train --out {out} --epochs x", "invalid int value"),
+    ("train --out {out} --lr 0", "--lr must be a positive number"),
+    ("train --out {out} --lr -0.1", "--lr must be a positive number"),
+    ("train --out {out} --lr nan", "--lr must be a finite number"),
+    ("train --out {out} --lr inf", "--lr must be a finite number"),
+    ("train --out {out} --wd -1", "--wd must be a number >= 0"),
+    ("train --out {out} --wd nan", "--wd must be a finite number"),
+    ("train --out {out} --batch-size 0", "--batch-size must be a positive integer"),
+    ("train --out {out} --batch-size -5", "--batch-size must be a positive integer"),
+    ("train --out {out} --seed -1", "--seed must be an integer >= 0"),
+    ("train --out {out} --keep-epochs 0", "--keep-epochs must be a positive integer"),
+    ("train --out {out} --epochs 5 --keep-epochs 9", "--keep-epochs 9 is outside 1..5"),
+    ("train --out {out} --model nosuch", "unknown model 'nosuch'"),
+    ("train --out {out} --dataset nosuch", "unknown dataset 'nosuch'"),
+    ("train --out {out} --dataset fashion-mnist --data-dir {missing}", "--data-dir"),
+    ("train --out {out} --data-dir {empty}", "mnist1d is generated in memory"),
+    ("train --out {out} --dataset fashion-mnist --data-dir {fashion_count}", "3 images but"),
+    ("train --out {out} --dataset fashion-mnist --data-dir {fashion_range}", "label 12, outside 0..9"),
+    ("train --out ", "--out must name a folder"),
+    ("train --out {file}", "is a file, not a folder"),
+    ("train --out {file}/sub", "is a file, not a folder"),
+    ("train --out {a}", "already holds a finished run"),
+    ("train --out {out} --device tpu9", "--device must be auto, cpu, cuda, cuda:N or mps"),
+    ("train --out {out} --device meta", "--device must be auto, cpu, cuda, cuda:N or mps"),
+    ("train --out {out} --device cuda:x", "the GPU index must be a number"),
+    pytest.param("train --out {out} --device mps", "Apple's GPU",
+                 marks=pytest.mark.skipif(getattr(torch.backends, "mps", None) is not None
+                                          and torch.backends.mps.is_available(), reason="this machine has MPS")),
+    pytest.param("train --out {out} --device cuda", "asked for a GPU",
+                 marks=pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")),
+    ("train --out {out} --amp fp8", "invalid choice: 'fp8'"),
+    ("train --out {out} --bogus", "unrecognized arguments: --bogus"),
+    # connect
+    ("connect --start {a} --end {b} --out {out} --bends -1", "--bends must be an integer >= 0"),
+    ("connect --start {missing} --end {b} --out {out}", "does not exist"),
+    ("connect --start {a} --end {mlp} --out {out}", "different architectures"),
+    ("connect --start {a} --end {cut} --out {out}", "model.safetensors is truncated or corrupt"),
+    ("connect --start {a} --end {nan} --out {out}", "'head.bias' holds NaN or infinite values"),
+    ("connect --start {a} --end {ints} --dataset mnist1d --out {out}", "holds torch.int64 values"),
+    ("connect --start {a} --end {file} --out {out}", "is not a weights file"),
+    ("connect --start {a} --end {b} --out {out} --epochs 0", "--epochs must be a positive integer"),
+    ("connect --start {a} --end {b} --out {out} --lr nan", "--lr must be a finite number"),
+    ("connect --start {ab} --end {b} --out {out}", "is a curve run, not a network"),
+    ("connect --start {a} --end {fashion_b} --out {out}", "was trained on mnist1d but"),
+    ("connect --start {a} --end {b} --dataset nosuch --out {out}", "unknown dataset"),
+    ("connect --start {model_number} --end {b} --out {out}", "field 'model' must be an object"),
+    ("connect --start {kwargs_list} --end {b} --out {out}", "field 'model.kwargs' must be an object"),
+    ("connect --start {config_string} --end {b} --out {out}", "field 'config' must be an object"),
+    ("connect --start {no_dataset} --end {b} --out {out}", "field 'dataset' is missing"),
+    ("connect --start {dataset_number} --end {b} --out {out}", "field 'dataset' must be a string"),
+    ("connect --start {kind_list} --end {b} --out {out}", "field 'kind' must be a string"),
+    ("connect --start {a} --end {b} --out {out} --curve spline", "invalid choice: 'spline'"),
+    ("connect --start {a} --end {b} --out {a}", "already holds a finished run"),
+    # eval-curve
+    ("eval-curve {ab} --out {out} --points 1", "--points must be >= 2"),
+    ("eval-curve {ab} --out {out} --points 0", "--points must be a positive integer"),
+    ("eval-curve {ab} --out {out} --bn-samples -5", "--bn-samples must be a positive integer"),
+    ("eval-curve {ab} --out {out} --bn-samples 0", "--bn-samples must be a positive integer"),
+    ("eval-curve {ab} --out {out} --train-samples 0", "--train-samples must be a positive integer"),
+    ("eval-curve {ab} --out {out} --batch-size 0", "--batch-size must be a positive integer"),
+    ("eval-curve {a} --out {out}", "is not a curve run"),
+    ("eval-curve {missing} --out {out}", "is not a folder"),
+    ("eval-curve {bends_string} --out {out}", "field 'curve.bends' must be an integer"),
+    ("eval-curve {no_curve} --out {out}", "field 'curve' is missing"),
+    ("eval-curve {free_string} --out {out}", "field 'curve.free_endpoints' must be true or false"),
+    ("eval-curve {ab} --out {file}", "is a file, not a folder"),
+    ("eval-curve {ab} --out {out} --data-dir {missing}", "--data-dir"),
+    ("eval-curve {ab} --out {out} --device tpu9", "--device must be"),
+    # eval-line
+    ("eval-line {a} {fashion_b} --out {out}", "was trained on mnist1d but"),
+    ("eval-line {a} {mlp} --out {out}", "different architectures"),
+    ("eval-line {a} {b} --out {out} --points 1", "--points must be >= 2"),
+    ("eval-line {a} {missing} --out {out}", "does not exist"),
+    ("eval-line {a} {nan} --out {out}", "NaN or infinite"),
+    # plane
+    ("plane --curve {ab} --out {out} --grid 1", "--grid must be >= 2"),
+    ("plane --curve {ab} --out {out} --grid 0", "--grid must be a positive integer"),
+    ("plane --curve {ab} --out {out} --margin nan", "--margin must be a finite number"),
+    ("plane --curve {ab} --out {out} --margin inf", "--margin must be a finite number"),
+    ("plane --curve {ab} --out {out} --margin -1", "--margin must be a number >= 0"),
+    ("plane --curve {ab} --out {out} --chunk -1", "--chunk must be a positive integer"),
+    ("plane --curve {ab} --out {out} --chunk 0", "--chunk must be a positive integer"),
+    ("plane --curve {ab} --out {out} --bend 5", "--bend must be between 1 and 1"),
+    ("plane --curve {ab} --out {out} --bend 0", "--bend must be a positive integer"),
+    ("plane --curve {line} --out {out}", "0 bends"),
+    ("plane --points {a} {a} {b} --out {out}", "identical"),
+    ("plane --points {a} {b} {fashion_b} --out {out}", "was trained on mnist1d but"),
+    ("plane --points {a} {b} {mlp} --out {out}", "different architectures"),
+    ("plane --points {a} {b} {ab} --out {out} --bend 1", "--bend chooses a curve's bend"),
+    ("plane --curve {ab} --out {file}", "is a file, not a folder"),
+    # fge
+    ("fge --start {a} --out {out} --epochs 0", "--epochs must be a positive integer"),
+    ("fge --start {a} --out {out} --cycle 3", "even number of epochs"),
+    ("fge --start {a} --out {out} --cycle 0", "--cycle must be a positive integer"),
+    ("fge --start {a} --out {out} --lr1 -0.05", "--lr1 must be a positive number"),
+    ("fge --start {a} --out {out} --lr2 nan", "--lr2 must be a finite number"),
+    ("fge --start {a} --out {out} --wd -1", "--wd must be a number >= 0"),
+    ("fge --start {a} --out {out} --batch-size 0", "--batch-size must be a positive integer"),
+    ("fge --start {a} --out {out} --epochs 1 --cycle 4", "takes no snapshot"),
+    ("fge --start {ab} --out {out}", "is a curve run, not a network"),
+    ("fge --start {missing} --out {out}", "does not exist"),
+    ("fge --start {ints} --out {out}", "no run.json"),
+    # ensemble
+    ("ensemble --curve {ab} --points 0 --out {out}/e.json", "--points must be a positive integer"),
+    ("ensemble --curve {ab} --out {empty}", "is a folder; name the JSON file"),
+    ("ensemble --curve {ab} --out {empty} --force", "is a folder; name the JSON file"),
+    ("ensemble --curve {ab} --out {ens_json}", "exists; pass --force"),
+    ("ensemble --curve {a} --out {out}/e.json", "is not a curve run"),
+    # budget
+    ("budget --epochs 3 --dataset mnist1d --out {out}", "leaves 0.2B"),
+    ("budget --epochs 0 --dataset mnist1d --out {out}", "--epochs must be a positive integer"),
+    ("budget --epochs 10 --cycle 3 --dataset mnist1d --out {out}", "even number of epochs"),
+    ("budget --epochs 10 --lr1 0 --dataset mnist1d --out {out}", "--lr1 must be a positive number"),
+    ("budget --epochs 10 --train-samples 0 --dataset mnist1d --out {out}", "--train-samples must be a positive"),
+    ("budget --epochs 10 --seeds -1 --dataset mnist1d --out {out}", "--seeds must be an integer >= 0"),
+    ("budget --epochs 10 --seeds 1 1 --dataset mnist1d --out {out}", "distinct seeds"),
+    ("budget --epochs 10 --dataset nosuch --out {out}", "unknown dataset"),
+    # report and demo
+    ("report {missing}", "is not a folder"),
+    ("report {file}", "is not a folder"),
+    ("report {empty}", "holds no modeconn results"),
+    ("report {report}", "run.json is truncated or corrupt"),
+    ("demo --out {file}", "is a file, not a folder"),
+    ("demo --out {out} --device tpu9", "--device must be"),
+]
+
+
+def _line(case) -> str:
+    return case.values[0] if hasattr(case, "values") else case[0]  # a pytest.param or a plain pair
+
+
+def _listing(*roots) -> dict:
+    """Every file under the roots with its size and modification time."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for r in roots for p in sorted(r.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("line,message", CASES, ids=[_line(c) for c in CASES])
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad, mnist1d_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [part.format(out=out, **bad) for part in line.split(" ")]
+    before = _listing(bad["root"], mnist1d_runs["root"], tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not out.exists(), f"{out} was created"
+    assert _listing(bad["root"], mnist1d_runs["root"], tmp_path) == before
+
+
+def test_the_table_covers_every_command_with_at_least_sixty_cases():
+    commands = {_line(c).split(" ")[0] for c in CASES}
+    assert commands == {"train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
+                        "report", "demo"}
+    assert len(CASES) >= 60
