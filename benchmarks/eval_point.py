@@ -21,7 +21,8 @@ from modeconn import Curve
 from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import Dataset, load_dataset
 from modeconn.evaluation.evaluate import evaluate, has_batchnorm, recompute_bn
-from modeconn.models import DEFAULT_MODEL, create_model
+from modeconn.models import create_model
+from modeconn.recipes import RECIPES
 from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 
 
@@ -54,7 +55,7 @@ def main():
                        torch.randn(m, 3, 32, 32, generator=g), torch.randint(0, 10, (m,), generator=g), 10).to(device)
     else:
         data = load_dataset(args.dataset).to(device)
-    name = args.model or DEFAULT_MODEL.get(args.dataset, "vgg16")
+    name = args.model or RECIPES[args.dataset].model
     torch.manual_seed(0)
     a, b = (create_model(name, data.input_shape, 10).to(device) for _ in range(2))
     curve = Curve(a, b).to(device)

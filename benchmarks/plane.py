@@ -15,7 +15,8 @@ import torch
 from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import load_dataset
 from modeconn.core.flat import parameters_vector
-from modeconn.models import DEFAULT_MODEL, create_model
+from modeconn.models import create_model
+from modeconn.recipes import RECIPES
 from modeconn.core.plane import plane_basis
 from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 
@@ -58,7 +59,7 @@ def main():
         if ds == "fashion-mnist":
             data = data.subset(train=args.fashion_train)
         data = data.to(device)
-        name = DEFAULT_MODEL[ds]
+        name = RECIPES[ds].model
         template, weights = grid_weights(name, data, n, device)
         base = None
         for chunk in [1, *args.chunks]:

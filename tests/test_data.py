@@ -32,9 +32,10 @@ def test_fashion_32_pads_with_black_and_augments_training_batches(fashion_mnist)
     x_eval, _ = next(iter(d.train_batches(256, shuffle=False)))
     assert x.shape == (256, 1, 32, 32)
     assert torch.equal(x_eval, d.train_x[:256])  # evaluation batches are not augmented
-    from modeconn.models import DEFAULT_MODEL, create_model
+    from modeconn.models import create_model
+    from modeconn.recipes import RECIPES
 
-    net = create_model(DEFAULT_MODEL["fashion-mnist-32"], d.input_shape, 10).eval()  # VGG16BN needs 32x32
+    net = create_model(RECIPES["fashion-mnist-32"].model, d.input_shape, 10).eval()  # VGG16BN needs 32x32
     assert net(x[:8]).shape == (8, 10)
 
 

@@ -10,14 +10,12 @@ from torch import nn
 from .errors import ModeconnError
 
 MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
-DEFAULT_MODEL = {"mnist1d": "conv1d", "fashion-mnist": "convbn", "fashion-mnist-32": "vgg16bn", "cifar10": "vgg16",
-                 "cifar100": "vgg16"}
 
 
-def register(name: str):
-    """Add a model class to the registry under `name`."""
+def register(name: str, **fixed):
+    """Add a model class to the registry under `name`; `fixed` constructor arguments make a named variant."""
     def wrap(cls):
-        MODELS[name] = cls
+        MODELS[name] = functools.partial(cls, **fixed) if fixed else cls
         return cls
     return wrap
 
@@ -122,8 +120,8 @@ class VGG(nn.Module):
 
 
 for _depth in (16, 19):  # the CIFAR VGGs differ only in depth and BatchNorm
-    MODELS[f"vgg{_depth}"] = functools.partial(VGG, depth=_depth, batch_norm=False)
-    MODELS[f"vgg{_depth}bn"] = functools.partial(VGG, depth=_depth, batch_norm=True)
+    register(f"vgg{_depth}", depth=_depth, batch_norm=False)(VGG)
+    register(f"vgg{_depth}bn", depth=_depth, batch_norm=True)(VGG)
 
 
 @register("convfc")
@@ -206,8 +204,8 @@ class PreResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-MODELS["preresnet110"] = functools.partial(PreResNet, depth=110)
-MODELS["preresnet164"] = functools.partial(PreResNet, depth=164)
+register("preresnet110", depth=110)(PreResNet)
+register("preresnet164", depth=164)(PreResNet)
 
 
 class _WideBasic(nn.Module):

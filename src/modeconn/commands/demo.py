@@ -11,7 +11,7 @@ from . import validate
 from .ensembles import fge
 from .measure import ensemble, eval_curve, plane
 from .network import connect, train
-from .recipes import RECIPES
+from ..recipes import RECIPES
 
 FGE_START = 40  # 0.8B of the 50-epoch MNIST-1D recipe, as in the paper: FGE then spends the last 0.2B
 

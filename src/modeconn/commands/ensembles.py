@@ -15,7 +15,7 @@ from ..training.fge import FGEConfig, FGEResult, fast_geometric_ensemble, snapsh
 from ..training.schedule import check_cycle
 from . import validate
 from .common import join, training_config
-from .recipes import recipe_for
+from ..recipes import recipe_for
 
 
 def fge(start, out, epochs: int | None = None, cycle: int | None = None, lr1: float | None = None,

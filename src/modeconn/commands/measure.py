@@ -70,7 +70,7 @@ def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = N
     out = validate.output_folder("--out", line_out(start, end, out))
     _refuse_existing(out / "line_eval.json", force)
     data_dir = validate.data_dir(data_dir)
-    settings = eval_settings(sources[0].info.wd if sources[0].info else 0.0, batch_size, bn_samples, train_samples)
+    settings = eval_settings(sources[0].wd, batch_size, bn_samples, train_samples)
     dev = join(device)
     ends = load_endpoints(sources, data_dir, dev)
     with claim_output(out):
@@ -115,8 +115,7 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
         if bend is not None:
             raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
         described = describe_endpoints(points)
-        settings = eval_settings(described[0].info.wd if described[0].info else 0.0, batch_size, bn_samples,
-                                 train_samples)
+        settings = eval_settings(described[0].wd, batch_size, bn_samples, train_samples)
         dev = join(device)
         ends = load_endpoints(described, data_dir, dev)
         path, k, data, template = None, None, ends.data, ends.nets[0]

@@ -20,7 +20,7 @@ from ..storage.runfolder import (CHECKPOINT, ModelSpec, check_unfinished, claim_
 from ..training.train import train_curve, train_network
 from . import validate
 from .common import join, training_config
-from .recipes import recipe_for
+from ..recipes import recipe_for
 
 
 def train(out, dataset: str = "mnist1d", model: str | None = None, epochs: int | None = None,

@@ -1,0 +1,1 @@
+"""Measuring weight vectors: loss and error, BN recomputation, points, paths, planes, ensembles."""

@@ -46,7 +46,7 @@ class PlaneResult:
         from ..reporting.plots import plot_plane  # matplotlib only when a figure is drawn
 
         save_npz(out / "plane.npz", self.arrays())
-        plot_plane(self.arrays(), out / "plane.png")
+        plot_plane(self, out / "plane.png")
         write_json(out / "plane.json", self.summary)
 
     @classmethod

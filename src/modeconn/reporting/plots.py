@@ -49,22 +49,22 @@ def _log_levels(z: np.ndarray, n: int = 20) -> np.ndarray:
     return np.geomspace(lo, hi, n)
 
 
-def plot_plane(arrays: dict, path) -> None:
-    """Contours of train loss and test error over the plane, with the points and the curve drawn on."""
-    xs, ys = arrays["xs"], arrays["ys"]
+def plot_plane(result, path) -> None:
+    """Contours of train loss and test error over a measured plane (a PlaneResult), points and curve drawn on."""
+    xs, ys = result.xs, result.ys
     fig, axes = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
     panels = [("train_loss", "train loss (cross-entropy)", 1), ("test_err", "test error (%)", 100)]
     for ax, (metric, label, scale) in zip(axes, panels):
-        z = arrays[metric].T * scale  # metric[i, j] is at (xs[i], ys[j]); contourf wants rows = y
+        z = result.metrics[metric].T * scale  # metric[i, j] is at (xs[i], ys[j]); contourf wants rows = y
         z = np.maximum(z, 1e-4)
         cs = ax.contourf(xs, ys, z, levels=_log_levels(z), cmap="viridis_r", norm=matplotlib.colors.LogNorm())
         fig.colorbar(cs, ax=ax, label=label, format="%.3g")
-        p = arrays["points_xy"]
+        p = result.points_xy
         ax.plot(p[:2, 0], p[:2, 1], "w--", lw=1.5, label="line segment")
-        if "curve_xy" in arrays:
-            c = arrays["curve_xy"]
+        if "curve_xy" in result.curve:
+            c = result.curve["curve_xy"]
             ax.plot(c[:, 0], c[:, 1], "w-", lw=2, label="curve (projected)")
-            ax.plot(arrays["bends_xy"][:, 0], arrays["bends_xy"][:, 1], "ws", ms=7, mec="k", label="bend")
+            ax.plot(result.curve["bends_xy"][:, 0], result.curve["bends_xy"][:, 1], "ws", ms=7, mec="k", label="bend")
         ax.plot(p[:, 0], p[:, 1], "o", color="white", mec="k", ms=9, label="w1, w2, w3")
         for k, (x, y) in enumerate(p, 1):
             ax.annotate(f"w{k}", (x, y), textcoords="offset points", xytext=(6, 6), color="white", weight="bold")

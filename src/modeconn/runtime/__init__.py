@@ -1,0 +1,1 @@
+"""How and where work runs: torchrun process groups, speed settings, host memory."""

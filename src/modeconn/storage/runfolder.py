@@ -16,7 +16,8 @@ from ..core.families import FAMILIES
 from ..core.flat import check_same_architecture
 from ..data import Dataset, load_dataset
 from ..errors import ModeconnError
-from ..models import DEFAULT_MODEL, create_model
+from ..models import create_model
+from ..recipes import recipe_for
 from ..runtime import distributed
 from .checkpoint import check_settings
 from .files import load_state_into, load_tensors, make_dir, read_json
@@ -124,6 +125,11 @@ class NetworkSource:
     model: ModelSpec
     info: RunInfo | None
 
+    @property
+    def wd(self) -> float:
+        """The weight decay it was trained with (0 when unknown: train_objective is then plain loss)."""
+        return self.info.wd if self.info else 0.0
+
 
 def describe_network(path, dataset: str | None = None, model: str | None = None) -> NetworkSource:
     """A run folder or a weights file (.safetensors, .pt), with its run.json when there is one beside it."""
@@ -150,7 +156,7 @@ def describe_network(path, dataset: str | None = None, model: str | None = None)
     elif info is not None:
         spec = info.model
     else:
-        spec = ModelSpec(DEFAULT_MODEL.get(ds, "mlp"), {})
+        spec = ModelSpec(recipe_for(ds).model, {})
     return NetworkSource(str(path), weights, ds, spec, info)
 
 
@@ -179,12 +185,6 @@ class Endpoints:
     @property
     def model(self) -> ModelSpec:
         return self.sources[0].model
-
-    @property
-    def wd(self) -> float:
-        """The weight decay the first network was trained with (0 when unknown)."""
-        info = self.sources[0].info
-        return info.wd if info else 0.0
 
 
 def describe_endpoints(paths, dataset: str | None = None, model: str | None = None) -> list[NetworkSource]:

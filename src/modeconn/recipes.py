@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ModeconnError
-from ..training.train import TrainConfig
+from .errors import ModeconnError
+from .training.train import TrainConfig
 
 
 @dataclass(frozen=True)
