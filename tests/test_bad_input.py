@@ -56,6 +56,7 @@ def bad(mnist1d_runs, tmp_path_factory):
          "a": a, "b": mnist1d_runs["b"], "ab": ab, "missing": root / "missing"}
     p["model_number"] = _variant(a, root / "model_number", lambda i: i.update(model=3))
     p["kwargs_list"] = _variant(a, root / "kwargs_list", lambda i: i["model"].update(kwargs=[1, 2]))
+    p["kwargs_unknown"] = _variant(a, root / "kwargs_unknown", lambda i: i["model"].update(kwargs={"widht": 8}))
     p["config_string"] = _variant(a, root / "config_string", lambda i: i.update(config="lr=0.1"))
     p["no_dataset"] = _variant(a, root / "no_dataset", lambda i: i.pop("dataset"))
     p["dataset_number"] = _variant(a, root / "dataset_number", lambda i: i.update(dataset=7))
@@ -138,6 +139,7 @@ CASES = [
     ("connect --start {model_number} --end {b} --out {out}", "field 'model' must be an object"),
     ("connect --start {kwargs_list} --end {b} --out {out}", "field 'model.kwargs' must be an object"),
     ("connect --start {config_string} --end {b} --out {out}", "field 'config' must be an object"),
+    ("connect --start {kwargs_unknown} --end {kwargs_unknown} --out {out}", "cannot be built with kwargs"),
     ("connect --start {no_dataset} --end {b} --out {out}", "field 'dataset' is missing"),
     ("connect --start {dataset_number} --end {b} --out {out}", "field 'dataset' must be a string"),
     ("connect --start {kind_list} --end {b} --out {out}", "field 'kind' must be a string"),

@@ -35,17 +35,21 @@ def _start_training(out, epochs=30):
 
 def test_a_second_process_on_the_same_out_is_refused_at_once(tmp_path):
     out = tmp_path / "run"
-    first = _start_training(out)
-    began = time.time()
-    # The same command with --resume passes every other check: only the lock can refuse it.
-    second = cli("train", "--out", out, "--epochs", "30", "--resume", "--quiet", "--device", "cpu")
-    assert second.returncode == 2 and time.time() - began < 60
-    assert "in use by another modeconn process" in second.stderr and str(first.pid) in second.stderr
-    assert len(second.stderr.strip().splitlines()) == 1
-    _, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err
-    info = json.loads((out / "run.json").read_text())
-    assert info["seed"] == 0 and info["config"]["epochs"] == 30  # the run.json and weights are the first run's
+    first = _start_training(out, epochs=2000)  # long enough to outlive the second command
+    try:
+        began = time.time()
+        # The same command with --resume passes every other check: only the lock can refuse it.
+        second = cli("train", "--out", out, "--epochs", "2000", "--resume", "--quiet", "--device", "cpu")
+        assert second.returncode == 2 and time.time() - began < 60
+        assert "in use by another modeconn process" in second.stderr and str(first.pid) in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        other = cli("train", "--out", out, "--seed", "9", "--quiet", "--device", "cpu")
+        assert other.returncode == 2 and "holds an unfinished run: pass --resume" in other.stderr
+        assert first.poll() is None, "the first run must still be the one writing"
+    finally:
+        first.kill()
+        first.wait()
+    assert not (out / "run.json").exists()
 
 
 def test_a_dead_process_lock_blocks_nobody(tmp_path):

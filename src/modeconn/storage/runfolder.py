@@ -36,7 +36,11 @@ class ModelSpec:
 
     def build(self, data: Dataset) -> nn.Module:
         """The model for this dataset's input shape and classes."""
-        return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
+        try:
+            return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
+        except TypeError as exc:  # constructor arguments from a run.json that this model does not take
+            raise ModeconnError(f"model {self.name!r} cannot be built with kwargs {self.kwargs} ({exc}); "
+                                "fix model.kwargs in run.json or rerun the command that wrote it") from None
 
     def to_dict(self, data: Dataset) -> dict:
         """run.json's `model`: name, kwargs, input_shape, num_classes."""
