@@ -32,7 +32,7 @@ BIG = {"vgg16", "preresnet164"}
 
 def _sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def time_steps(step, device, iters: int) -> float:

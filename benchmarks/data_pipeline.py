@@ -23,7 +23,7 @@ from modeconn.models import create_model
 
 def _sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def pipeline_images_per_s(data: Dataset, batch: int, device, epochs: int) -> float:

@@ -28,11 +28,11 @@ from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 
 def timed(fn, device) -> float:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     fn()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 

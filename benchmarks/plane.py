@@ -34,11 +34,11 @@ def rate(template, data, weights, chunk, device) -> float:
     ev = PointEvaluator(template, data, EvalSettings(batch_size=1000), chunk=chunk)
     ev.many(weights[:chunk])  # warm-up
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     ev.many(weights)
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return len(weights) / (time.perf_counter() - start)
 
 

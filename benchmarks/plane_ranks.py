@@ -1,4 +1,4 @@
-"""Wall time of `modeconn plane` on one process against 2 torchrun processes (gloo) on this CPU.
+"""Wall time of `modeconn plane` on one process against 2 torchrun processes (gloo) on this CPU (--device cpu).
 
 Trains two networks and a Bezier curve once (into --work), then times the plane command end to
 end (start-up included) for each way of running it, `--repeats` times, and prints medians.
@@ -48,10 +48,10 @@ def main() -> None:
     for name, seed in (("a", 0), ("b", 1)):
         if not (work / name / "run.json").exists():
             subprocess.run([*modeconn, "train", "--dataset", args.dataset, "--out", str(work / name), "--seed", str(seed),
-                            "--quiet", *quick], check=True)
+                            "--quiet", "--device", "cpu", *quick], check=True)
     if not (work / "ab" / "run.json").exists():
         subprocess.run([*modeconn, "connect", "--start", str(work / "a"), "--end", str(work / "b"),
-                        "--out", str(work / "ab"), "--quiet", *quick], check=True)
+                        "--out", str(work / "ab"), "--quiet", "--device", "cpu", *quick], check=True)
 
     print(f"machine: {os.cpu_count()} CPUs; {args.dataset}, default model, plane through a Bezier curve, chunk 1, "
           f"BN/train samples: {args.samples or 'all'}")
@@ -63,7 +63,7 @@ def main() -> None:
             for r in range(args.repeats):
                 out = work / f"plane-{grid}-{threads}-{len(prefix)}-{r}"
                 times.append(run([*prefix, "plane", "--curve", str(work / "ab"), "--grid", str(grid),
-                                  "--out", str(out), "--quiet", "--force", *samples], threads, work))
+                                  "--out", str(out), "--quiet", "--force", "--device", "cpu", *samples], threads, work))
             med = statistics.median(times)
             base = base or med
             print(f"{grid:>5} {grid * grid:>7} {mode:<24} {med:>9.2f} {grid * grid / med:>9.1f} {base / med:>8.2f}x")

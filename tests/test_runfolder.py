@@ -1,5 +1,4 @@
 """No silently wrong run: folder locks, resumes that must match, read-only outputs, checkpoints only on --resume."""
-import json
 import os
 import signal
 import subprocess

@@ -136,7 +136,7 @@ class ConvFC(nn.Module):
             nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2),
             nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2))
         with torch.no_grad():
-            flat = self.features(torch.zeros(1, c, h, w)).numel()
+            flat = self.features(torch.zeros(1, c, h, w, device="cpu")).numel()  # a shape probe at construction
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, 1000), nn.ReLU(True), nn.Linear(1000, 1000),
                                         nn.ReLU(True), nn.Linear(1000, num_classes))
 

@@ -42,29 +42,29 @@ class Curve(nn.Module):
 
         w_start = self.param_space.flatten(dict(start.named_parameters()))
         w_end = self.param_space.flatten(dict(end.named_parameters()))
-        s = torch.linspace(0, 1, self.num_points, dtype=w_start.dtype).unsqueeze(1)
+        device = w_start.device  # everything below lives where the networks are (a GPU, or meta)
+        s = torch.linspace(0, 1, self.num_points, dtype=w_start.dtype, device=device).unsqueeze(1)
         points = (1 - s) * w_start + s * w_end  # bends start on the segment
-        fixed = torch.zeros(self.num_points, dtype=torch.bool)
-        if not free_endpoints:
-            fixed[0] = fixed[-1] = True
+        # Which control points are fixed, decided in Python: reading a mask back from a GPU would sync.
+        self._fixed_list = [not free_endpoints and k in (0, self.num_points - 1) for k in range(self.num_points)]
+        fixed = torch.tensor(self._fixed_list, dtype=torch.bool, device=device)
+        free_rows = [k for k, f in enumerate(self._fixed_list) if not f]
+        fixed_rows = [k for k, f in enumerate(self._fixed_list) if f]
         self.register_buffer("fixed_mask", fixed)
-        self._fixed_list = fixed.tolist()  # a Python copy: reading the mask on a GPU would sync every step
-        self.register_buffer("fixed_points", points[fixed].clone())
-        self.free_points = nn.Parameter(points[~fixed].clone())
+        self.register_buffer("fixed_points", points[fixed_rows].clone())
+        self.free_points = nn.Parameter(points[free_rows].clone())
 
-        b_start = self.fbuf_space.flatten(dict(start.named_buffers()))
-        b_end = self.fbuf_space.flatten(dict(end.named_buffers()))
+        b_start = self.fbuf_space.flatten(dict(start.named_buffers()), like=w_start)
+        b_end = self.fbuf_space.flatten(dict(end.named_buffers()), like=w_start)
         self.register_buffer("buffer_points", ((1 - s) * b_start + s * b_end).to(b_start.dtype))
-        self.register_buffer("int_buffers", self.ibuf_space.flatten(dict(start.named_buffers())))
+        self.register_buffer("int_buffers", self.ibuf_space.flatten(
+            dict(start.named_buffers()), like=torch.zeros(0, dtype=torch.long, device=device)))
 
     # --- points on the curve -------------------------------------------------------------------
     def control_points(self) -> torch.Tensor:
         """All K control points in order, as one (K, P) tensor."""
-        points = torch.empty(self.num_points, self.param_space.size, dtype=self.free_points.dtype,
-                             device=self.free_points.device)
-        points[self.fixed_mask] = self.fixed_points
-        points[~self.fixed_mask] = self.free_points
-        return points
+        free, fixed = iter(self.free_points), iter(self.fixed_points)
+        return torch.stack([next(fixed) if f else next(free) for f in self._fixed_list])
 
     def point(self, t: float, wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """phi(t) as a flat vector and as a full state dict of views into it (plus buffers).
@@ -132,7 +132,7 @@ class Curve(nn.Module):
             theta = self.control_points().to(torch.float64)
             theta = theta - theta[0]  # coefficient differences sum to 0; centring avoids cancellation
             gram = theta @ theta.T
-            c = coefficients(self.kind, torch.linspace(0, 1, steps + 1), self.num_points).to(gram.device)
+            c = coefficients(self.kind, torch.linspace(0, 1, steps + 1, device="cpu"), self.num_points).to(gram.device)
             d = c[1:] - c[:-1]
             sq = torch.einsum("nk,kl,nl->n", d, gram, d).clamp(min=0)
             return float(sq.sqrt().sum())

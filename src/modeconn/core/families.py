@@ -33,6 +33,6 @@ def check_family(kind: str, num_points: int) -> None:
 def coefficients(kind: str, t, num_points: int) -> torch.Tensor:
     """Coefficients of shape t.shape + (num_points,), in float64; they sum to one."""
     check_family(kind, num_points)
-    t = torch.as_tensor(t, dtype=torch.float64)
+    t = torch.as_tensor(t, dtype=torch.float64, device="cpu")  # computed in Python: the caller moves it
     rows = [FAMILIES[kind](float(v), num_points) for v in t.reshape(-1).tolist()]
-    return torch.tensor(rows, dtype=torch.float64).reshape(*t.shape, num_points)
+    return torch.tensor(rows, dtype=torch.float64, device="cpu").reshape(*t.shape, num_points)

@@ -34,10 +34,11 @@ class FlatSpace:
     def names(self) -> list[str]:
         return [s.name for s in self.slots]
 
-    def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One vector holding the named tensors in slot order."""
+    def flatten(self, tensors: dict[str, torch.Tensor], like: torch.Tensor | None = None) -> torch.Tensor:
+        """One vector holding the named tensors in slot order (empty: on `like`'s device and dtype)."""
         if not self.slots:
-            return torch.zeros(0)
+            return torch.zeros(0, dtype=like.dtype if like is not None else None,
+                               device=like.device if like is not None else None)
         return torch.cat([tensors[s.name].detach().reshape(-1) for s in self.slots])
 
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:

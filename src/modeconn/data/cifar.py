@@ -62,7 +62,7 @@ def load_cifar(name: str, data_dir, validation: bool = False):
     vx, vy = (tx[-5000:], ty[-5000:]) if validation else _load_batch(folder / test_files[0], key)
     if validation:
         tx, ty = tx[:-5000], ty[:-5000]
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in STATS[name])
+    mean, std = (torch.tensor(v, device="cpu").view(1, 3, 1, 1) for v in STATS[name])
     norm = lambda a: (torch.from_numpy(a).float() / 255 - mean) / std  # noqa: E731
     classes = 10 if name == "cifar10" else 100
     return Dataset(name, norm(tx), torch.from_numpy(ty), norm(vx), torch.from_numpy(vy), classes,

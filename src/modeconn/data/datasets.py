@@ -56,7 +56,7 @@ class Batches:
         if batch_size < 1:
             raise ModeconnError(f"batch size must be >= 1, got {batch_size}")
         if limit is not None and limit < len(x):
-            keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 10_007))[:limit]
+            keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 10_007), device="cpu")[:limit]
             x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
         self.transform = transform
@@ -73,7 +73,7 @@ class Batches:
         n = len(self.x)
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=gen).to(self.x.device)
+            order = torch.randperm(n, generator=gen, device="cpu").to(self.x.device)  # the same order on any device
             self.epoch += 1
             for i in range(0, n, self.batch_size):
                 idx = order[i:i + self.batch_size]

@@ -22,6 +22,6 @@ def _mnist1d_arrays(seed: int):
 def load_mnist1d(seed: int = 42) -> Dataset:
     """MNIST-1D, generated with the package's standard settings (4000 train / 1000 test)."""
     x, y, xt, yt = _mnist1d_arrays(seed)
-    f = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    g = lambda a: torch.tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
+    f = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32, device="cpu")  # noqa: E731
+    g = lambda a: torch.tensor(np.asarray(a), dtype=torch.long, device="cpu")  # noqa: E731
     return Dataset("mnist1d", f(x), g(y), f(xt), g(yt), 10)

@@ -82,7 +82,7 @@ class RunningEnsemble:
 
     def state(self) -> dict[str, torch.Tensor]:
         """Tensors that restore this ensemble (for resumable runs)."""
-        return {"prob_sum": self.prob_sum, "members": torch.tensor(self.members)}
+        return {"prob_sum": self.prob_sum, "members": torch.tensor(self.members, device="cpu")}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         self.prob_sum.copy_(state["prob_sum"])

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.optim.swa_utils import update_bn
 
 from ..runtime.speed import EAGER, Speed
 
@@ -43,20 +42,41 @@ class SplitMetrics:
 
 def has_batchnorm(module: nn.Module) -> bool:
     """Whether the module has BatchNorm layers that track running statistics."""
-    return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in module.modules())
+    return bool(batchnorm_layers(module))
+
+
+def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers that track running statistics."""
+    return [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
 
 
 @torch.no_grad()
 def recompute_bn(model: nn.Module, batches, speed: Speed = EAGER) -> bool:
     """Reset BN running statistics and recompute them as an exact cumulative average over `batches`.
 
+    The same statistics as `torch.optim.swa_utils.update_bn`, without its host sync: with
+    momentum=None, BatchNorm reads `float(num_batches_tracked)` in every layer on every batch.
+    Setting momentum to 1/(k+1) on batch k gives the same running average with no read-back.
     Returns False, doing no pass, for a network without BatchNorm.
     """
-    if not has_batchnorm(model):
+    layers = batchnorm_layers(model)
+    if not layers:
         return False
-    with speed.autocast(next(model.parameters()).device):
-        # momentum=None: the exact average over all batches, as the paper does
-        update_bn(((speed.input(x), y) for x, y in batches), model)
+    saved = [(m, m.momentum) for m in layers]
+    was_training = model.training
+    for m in layers:
+        m.reset_running_stats()
+    model.train()
+    try:
+        with speed.autocast(next(model.parameters()).device):
+            for k, (x, _) in enumerate(batches):
+                for m in layers:
+                    m.momentum = 1.0 / (k + 1)
+                model(speed.input(x))
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        model.train(was_training)
     return True
 
 

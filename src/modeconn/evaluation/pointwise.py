@@ -9,12 +9,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.functional import cross_entropy
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..data.datasets import Dataset
-from .evaluate import Metrics, SplitMetrics, evaluate, has_batchnorm, recompute_bn
+from .evaluate import Metrics, SplitMetrics, batchnorm_layers, evaluate, recompute_bn
 from ..core.flat import load_parameters_vector, parameter_space
 
 METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
@@ -29,7 +28,7 @@ def measure_shared(n: int, measure, device) -> np.ndarray:
     rows = torch.zeros(n, len(METRICS), dtype=torch.float64, device=device)
     if local:
         for i, result in zip(local, measure(local)):
-            rows[i] = torch.tensor([result.to_dict()[m] for m in METRICS], dtype=torch.float64)
+            rows[i] = torch.tensor([result.to_dict()[m] for m in METRICS], dtype=torch.float64, device=rows.device)
     return distributed.combine_rows(rows).cpu().numpy()
 
 
@@ -94,12 +93,9 @@ class PointEvaluator:
         return out
 
     def _vmap_net(self) -> nn.Module:
-        """A copy of the template whose BN layers average exactly; made once, reused for every chunk."""
+        """A copy of the template to run under vmap; made once, reused for every chunk."""
         if not hasattr(self, "_vnet"):
             self._vnet = copy.deepcopy(self.net)
-            for mod in self._vnet.modules():
-                if isinstance(mod, _BatchNorm) and mod.track_running_stats:
-                    mod.momentum = None  # exact cumulative average, as update_bn
         return self._vnet
 
     @torch.no_grad()
@@ -107,19 +103,21 @@ class PointEvaluator:
         m = len(block)
         params = {s.name: block[:, s.offset:s.offset + s.numel].reshape(m, *s.shape) for s in self.space.slots}
         net = self._vmap_net()
-        for mod in net.modules():
-            if isinstance(mod, _BatchNorm) and mod.track_running_stats:
-                mod.reset_running_stats()
+        layers = batchnorm_layers(net)
+        for mod in layers:
+            mod.reset_running_stats()
         fbufs = {n: b.unsqueeze(0).repeat(m, *([1] * b.dim())) for n, b in net.named_buffers() if b.is_floating_point()}
         ibufs = {n: b for n, b in net.named_buffers() if not b.is_floating_point()}
 
         def run(p, fb, ib, x):
             return functional_call(net, {**p, **fb, **ib}, (x,))
 
-        if has_batchnorm(net):
+        if layers:
             net.train()
             bn_run = vmap(run, in_dims=(0, 0, None, None), randomness="different")
-            for item in self.bn_batches:
+            for k, item in enumerate(self.bn_batches):
+                for mod in layers:  # the exact cumulative average with no host sync, as recompute_bn
+                    mod.momentum = 1.0 / (k + 1)
                 with self.speed.autocast(block.device):
                     bn_run(params, fbufs, ibufs, self.speed.input(item[0]))  # updates the batched running stats in place
             self.bn_passes += m

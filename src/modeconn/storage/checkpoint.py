@@ -33,8 +33,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     state = {f"module.{k}": v for k, v in ckpt.module.items()}
     state.update(ckpt.optimizer)
     state.update({f"extra.{k}": v for k, v in ckpt.extra.items()})
-    state["epoch"] = torch.tensor(ckpt.epoch)
-    state["history"] = torch.tensor(ckpt.history, dtype=torch.float64)
+    state["epoch"] = torch.tensor(ckpt.epoch, device="cpu")
+    state["history"] = torch.tensor(ckpt.history, dtype=torch.float64, device="cpu")
     meta = {**ckpt.extra_meta, "settings": json.dumps(ckpt.settings, sort_keys=True)}
     save_tensors(path, state, metadata=meta)
 

@@ -164,7 +164,7 @@ def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
 def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
     """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
     def step_loss(forward, x, y, gen):
-        t = float(torch.rand((), generator=gen))  # the same t on every rank: same generator, same draws
+        t = float(torch.rand((), generator=gen, device="cpu"))  # the same t on every rank: same generator, same draws
         # The decay's gradient is applied inside the curve's backward; its value is added here.
         logits, w = forward(x, t, wd=cfg.wd, with_weights=True)
         return cross_entropy(logits, y) + 0.5 * cfg.wd * w.dot(w)
