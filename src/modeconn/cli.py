@@ -27,6 +27,10 @@ def _summary(command: str, result, args) -> str:
     if command == "connect":
         return (f"{args.out}: curve midpoint test error {result['midpoint_test_err']:.4f} (BN recomputed), "
                 f"length {result['length']:.3f} ({result['seconds']:.1f} s)")
+    if command == "align":
+        return (f"{args.out}: {args.end} aligned to {args.start} by {result.method} matching in {result.passes} "
+                f"pass(es), objective {result.objective_before:.4g} -> {result.objective_after:.4g} "
+                f"({result.seconds:.1f} s); {len(result.groups)} groups, {len(result.fixed)} ops left fixed")
     if command == "eval-curve":
         return (f"test error max: curve {result.stat('curve', 'test_err', 'max'):.4f}, line "
                 f"{result.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
@@ -110,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="override the endpoints' model")
     p.add_argument("--out", required=True)
     _common(p)
+
+    p = sub.add_parser("align", help="permute a network's hidden units to match another's (Git Re-Basin)")
+    p.add_argument("--start", required=True, help="network a: the labelling to match")
+    p.add_argument("--end", required=True, help="network b: the network to relabel")
+    p.add_argument("--method", default="weights", choices=["weights", "activations"],
+                   help="weight matching (default) or activation matching on training data")
+    p.add_argument("--seed", type=int, default=0, help="order of the groups in weight matching")
+    p.add_argument("--train-samples", type=int, default=None, help="examples activation matching measures")
+    p.add_argument("--out", required=True)
+    _common(p, training=False)
 
     p = sub.add_parser("eval-curve", help="metrics along a curve and along the line between its endpoints")
     p.add_argument("run", help="a curve run folder (from connect)")

@@ -1,7 +1,8 @@
 """The command layer: one function per CLI command, called by the CLI and the demo; nothing below imports it."""
+from .alignment import align
 from .demo import demo, report
 from .ensembles import budget, fge
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
 
-__all__ = ["budget", "connect", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report", "train"]
+__all__ = ["align", "budget", "connect", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report", "train"]

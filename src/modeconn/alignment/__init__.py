@@ -1,0 +1,1 @@
+"""Permutation symmetries of any traceable network, and aligning one network to another with them."""

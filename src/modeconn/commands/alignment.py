@@ -1,0 +1,47 @@
+"""`modeconn align`: network b relabelled into network a's units, written as an ordinary network run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..alignment.matching import METHODS, AlignInfo
+from ..alignment.matching import align as align_networks
+from ..errors import ModeconnError
+from ..evaluation.evaluate import split_metrics
+from ..runtime.speed import EAGER, Speed
+from ..storage.files import save_tensors, write_json
+from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_endpoints
+from . import validate
+from .common import join
+
+
+def align(start, end, out, method: str = "weights", seed: int = 0, train_samples: int | None = None,
+          data_dir: str | None = None, device: str = "auto", progress: bool = True,
+          speed: Speed = EAGER) -> AlignInfo:
+    """Permute END's hidden units to match START's: OUT holds model.safetensors, permutation.safetensors, run.json.
+
+    The result computes exactly what END computes and is a network run like any other, so
+    eval-line, connect and plane take it. `train_samples` limits the training examples that
+    activation matching measures (default: all).
+    """
+    if method not in METHODS:
+        raise ModeconnError(f"unknown --method {method!r}: choose one of {', '.join(METHODS)}")
+    seed = validate.nonnegative_int("--seed", seed)
+    train_samples = validate.optional(validate.positive_int, "--train-samples", train_samples)
+    sources = describe_endpoints([start, end])
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    check_unfinished(out, "run.json", resume=False)
+    dev = join(device)
+    ends = load_endpoints(sources, data_dir, dev)
+    data = ends.data
+    batches = data.train_batches(500, shuffle=False, seed=seed, limit=train_samples)
+    with claim_output(out, "run.json"):
+        aligned, info = align_networks(*ends.nets, method=method, batches=batches, example_input=data.train_x[:2],
+                                       seed=seed)
+        kept = {k: v for k, v in sources[1].info.raw.items() if k not in ("epochs_trained", "full_run")}
+        run = {**kept, "aligned_to": str(start), "aligned_from": str(end), "align": info.to_dict(),
+               **split_metrics(aligned, data, speed=speed).to_dict()}
+        save_tensors(out / "model.safetensors", aligned.state_dict())
+        save_tensors(out / "permutation.safetensors", info.permutation)
+        write_json(Path(out) / "run.json", run)
+    return info

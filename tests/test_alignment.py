@@ -1,0 +1,212 @@
+"""Permutation symmetry found by tracing, applied exactly, and alignment by weight and activation matching."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from modeconn import ModeconnError
+from modeconn.alignment.matching import align, weight_matching
+from modeconn.alignment.spec import permutation_spec, permute, random_permutation
+from modeconn.data import load_mnist1d
+from modeconn.evaluation.along import eval_path
+from modeconn.evaluation.pointwise import EvalSettings
+from modeconn.models import MODELS, PreResNet, create_model
+from modeconn.storage.runfolder import load_network
+
+SHAPES = {"mlp": (40,), "conv1d": (40,), "convbn": (1, 28, 28)}
+
+
+class Branches(nn.Module):
+    """Nested submodules, a residual add, a concat of two branches and BatchNorm, for the tracer."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.left = nn.Sequential(nn.Conv2d(8, 6, 1), nn.ReLU())
+        self.right = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.mix = nn.Conv2d(10, 8, 1)
+        self.head = nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.mix(torch.cat([self.left(x), self.right(x)], dim=1))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 4), 1))
+
+
+def _outputs_agree(model, shape, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(6, *shape)
+    spec = permutation_spec(model, x)
+    assert spec.groups, "no permutable units found"
+    permuted = permute(model, spec, random_permutation(spec, seed + 1))
+    assert any(not torch.equal(p, q) for p, q in zip(model.state_dict().values(), permuted.state_dict().values()))
+    for mode in (True, False):
+        for net in (model, permuted):
+            net.train(mode)
+            for m in net.modules():  # dropout masks are drawn per position, so they cannot follow units
+                if isinstance(m, nn.Dropout):
+                    m.eval()
+        with torch.no_grad():
+            want, got = model(x), permuted(x)
+        scale = want.abs().max()  # eval-mode BN with fresh statistics lets deep nets reach large values
+        assert float((got - want).abs().max() / scale) < 1e-5, f"train={mode}"
+    return spec
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_random_permutation_of_every_registry_model_keeps_its_function(name):
+    _outputs_agree(create_model(name, SHAPES.get(name, (3, 32, 32)), 10), SHAPES.get(name, (3, 32, 32)))
+
+
+def test_nested_modules_residual_concat_and_batchnorm_keep_their_function():
+    spec = _outputs_agree(Branches(), (3, 16, 16))
+    stream = [a for a in spec.axes if a.name == "head.weight"][0]
+    assert stream.segments[0].repeat == 16  # a channel became a block of 4 x 4 features after the flatten
+    concat = [a for a in spec.axes if a.name == "mix.weight" and a.dim == 1][0]
+    assert [s.size for s in concat.segments] == [6, 4]  # the two branches side by side
+
+
+def _groups_as_sets(spec):
+    """Each group as the set of (tensor, dim) it acts on: comparable whatever the group names."""
+    return {frozenset((a.name, a.dim) for a, _ in spec.axes_of(g)) for g in spec.groups}
+
+
+def test_the_mlp_spec_equals_the_one_written_by_hand():
+    spec = permutation_spec(create_model("mlp", (40,), 10), torch.randn(2, 40))
+    by_hand = {frozenset({("net.1.weight", 0), ("net.1.bias", 0), ("net.3.weight", 1)}),
+               frozenset({("net.3.weight", 0), ("net.3.bias", 0), ("net.5.weight", 1)})}
+    assert _groups_as_sets(spec) == by_hand and spec.fixed == []
+
+
+def test_a_preresnet_spec_equals_the_one_written_by_hand():
+    """Git Re-Basin's way of writing a ResNet: one group per residual stream, one per block's inner width."""
+    spec = permutation_spec(PreResNet((3, 32, 32), 10, depth=8), torch.randn(2, 3, 32, 32))
+    bn = lambda m: {(f"{m}.{p}", 0) for p in ("weight", "bias", "running_mean", "running_var")}  # noqa: E731
+    by_hand = {
+        frozenset({("conv1.weight", 0), *bn("layers.0.bn1"), ("layers.0.conv1.weight", 1),
+                   ("layers.0.conv2.weight", 0), *bn("layers.1.bn1"), ("layers.1.conv1.weight", 1),
+                   ("layers.1.downsample.weight", 1)}),
+        frozenset({("layers.0.conv1.weight", 0), *bn("layers.0.bn2"), ("layers.0.conv2.weight", 1)}),
+        frozenset({("layers.1.conv1.weight", 0), *bn("layers.1.bn2"), ("layers.1.conv2.weight", 1)}),
+        frozenset({("layers.1.conv2.weight", 0), ("layers.1.downsample.weight", 0), *bn("layers.2.bn1"),
+                   ("layers.2.conv1.weight", 1), ("layers.2.downsample.weight", 1)}),
+        frozenset({("layers.2.conv1.weight", 0), *bn("layers.2.bn2"), ("layers.2.conv2.weight", 1)}),
+        frozenset({("layers.2.conv2.weight", 0), ("layers.2.downsample.weight", 0), *bn("bn"), ("fc.weight", 1)}),
+    }
+    assert _groups_as_sets(spec) == by_hand
+
+
+def test_what_cannot_be_proven_safe_stays_fixed_and_is_named():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3)
+            self.grouped = nn.Conv2d(8, 8, 3, groups=4)
+            self.norm = nn.GroupNorm(2, 8)
+            self.b = nn.Conv2d(8, 4, 1)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.norm(self.grouped(torch.relu(self.a(x))))
+            return self.head(self.b(x).mean((2, 3)))
+
+    spec = permutation_spec(Odd(), torch.randn(2, 3, 12, 12))
+    assert any("grouped" in f and "groups=4" in f for f in spec.fixed)
+    assert set(spec.groups) == {"b"}  # only the last hidden layer can move; a's channels feed the grouped conv
+    _outputs_agree(Odd(), (3, 12, 12))
+
+
+def test_an_untraceable_network_gets_one_line_naming_it():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else x
+
+    with pytest.raises(ModeconnError, match="torch.fx cannot trace Branchy"):
+        permutation_spec(Branchy(), torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv1d", "convbn"])
+def test_weight_matching_recovers_a_permuted_copy_exactly(name):
+    torch.manual_seed(0)
+    a, x = create_model(name, SHAPES[name], 10), torch.randn(4, *SHAPES[name])
+    spec = permutation_spec(a, x)
+    b = permute(a, spec, random_permutation(spec, 3))
+    aligned, info = align(a, b, "weights", example_input=x)
+    for (k, p), q in zip(a.state_dict().items(), aligned.state_dict().values()):
+        assert torch.equal(p, q), k
+    assert info.objective_after >= info.objective_before
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv1d"])
+def test_activation_matching_recovers_a_permuted_copy_exactly(name):
+    torch.manual_seed(0)
+    a = create_model(name, SHAPES[name], 10)
+    spec = permutation_spec(a, torch.randn(2, *SHAPES[name]))
+    b = permute(a, spec, random_permutation(spec, 3))
+    batches = [(torch.randn(128, *SHAPES[name]), None) for _ in range(2)]
+    aligned, _ = align(a, b, "activations", batches=batches)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), aligned.state_dict().values()))
+
+
+def test_the_aligned_line_to_a_permuted_copy_has_no_barrier(mnist1d_runs):
+    data = load_mnist1d().subset(1000, 500)
+    a = load_network(mnist1d_runs["a"], data)
+    spec = permutation_spec(a, data.train_x[:2])
+    b = permute(a, spec, random_permutation(spec, 7))
+    aligned, _ = align(a, b, "weights", example_input=data.train_x[:2])
+    settings = EvalSettings(batch_size=500)
+    plain = eval_path(None, a, b, data, points=5, settings=settings, progress=False)
+    matched = eval_path(None, a, aligned, data, points=5, settings=settings, progress=False)
+    assert plain.stat("line", "train_loss", "barrier") > 0.5  # the permuted copy is far away as it stands
+    for m in ("train_loss", "test_err"):
+        assert matched.stat("line", m, "barrier") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_weight_matching_objective_never_decreases_and_the_loop_ends():
+    torch.manual_seed(0)
+    a, b = create_model("preresnet110", (3, 32, 32), 10), create_model("preresnet110", (3, 32, 32), 10)
+    spec = permutation_spec(a, torch.randn(2, 3, 32, 32))
+    _, history = weight_matching(spec, a.state_dict(), b.state_dict(), seed=1, max_passes=50)
+    assert all(later >= earlier for earlier, later in zip(history, history[1:]))
+    assert len(history) - 1 < 50 and history[-1] > history[0]
+
+
+def test_aligning_two_seeds_lowers_the_line_barrier_on_mnist1d(mnist1d_runs, tmp_path):
+    """Real data: b aligned to a by weight matching sits across a much lower ridge than b itself."""
+    r = subprocess.run([sys.executable, "-m", "modeconn", "align", "--start", mnist1d_runs["a"], "--end",
+                        mnist1d_runs["b"], "--out", tmp_path / "b-to-a", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    barriers = {}
+    for name, end in (("plain", mnist1d_runs["b"]), ("aligned", tmp_path / "b-to-a")):
+        r = subprocess.run([sys.executable, "-m", "modeconn", "eval-line", mnist1d_runs["a"], end, "--points", "11",
+                            "--out", tmp_path / name, "--quiet"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        barriers[name] = json.loads((tmp_path / name / "line_eval.json").read_text())["summary"]["barriers"]["line"]
+    # Measured on this pair: test-error barrier plain ~0.78, aligned ~0.2; train loss ~5.5 vs ~0.6.
+    assert barriers["aligned"]["test_err"] < 0.5 * barriers["plain"]["test_err"]
+    assert barriers["aligned"]["train_loss"] < 0.5 * barriers["plain"]["train_loss"]
+
+
+def test_align_refuses_bad_input(mnist1d_runs, tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "modeconn", "align", *map(str, args), "--quiet"],
+                              capture_output=True, text=True)
+
+    r = cli("--start", mnist1d_runs["a"], "--end", mnist1d_runs["b"], "--out", tmp_path / "x", "--method", "magic")
+    assert r.returncode == 2 and "invalid choice: 'magic'" in r.stderr and not (tmp_path / "x").exists()
+    r = subprocess.run([sys.executable, "-m", "modeconn", "train", "--model", "mlp", "--epochs", "1", "--out",
+                        tmp_path / "mlp", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = cli("--start", mnist1d_runs["a"], "--end", tmp_path / "mlp", "--out", tmp_path / "y")
+    assert r.returncode == 2 and "different architectures" in r.stderr and not (tmp_path / "y").exists()
+    with pytest.raises(ModeconnError, match="unknown alignment method"):
+        align(nn.Linear(2, 2), nn.Linear(2, 2), "magic")
+    with pytest.raises(ModeconnError, match="activation matching needs training batches"):
+        align(nn.Linear(2, 2), nn.Linear(2, 2), "activations")
