@@ -209,6 +209,15 @@ CASES = [
     ("budget --epochs 10 --seeds -1 --dataset mnist1d --out {out}", "--seeds must be an integer >= 0"),
     ("budget --epochs 10 --seeds 1 1 --dataset mnist1d --out {out}", "distinct seeds"),
     ("budget --epochs 10 --dataset nosuch --out {out}", "unknown dataset"),
+    # align
+    ("align --start {a} --end {mlp} --out {out}", "different architectures"),
+    ("align --start {a} --end {fashion_b} --out {out}", "was trained on mnist1d but"),
+    ("align --start {a} --end {b} --out {out} --method magic", "invalid choice: 'magic'"),
+    ("align --start {a} --end {b} --out {out} --seed -1", "--seed must be an integer >= 0"),
+    ("align --start {a} --end {b} --out {out} --train-samples 0", "--train-samples must be a positive integer"),
+    ("align --start {a} --end {nan} --out {out}", "NaN or infinite"),
+    ("align --start {ab} --end {b} --out {out}", "is a curve run, not a network"),
+    ("align --start {a} --end {b} --out {a}", "already holds a finished run"),
     # report and demo
     ("report {missing}", "is not a folder"),
     ("report {file}", "is not a folder"),
@@ -248,6 +257,6 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
-    assert commands == {"train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
+    assert commands == {"align", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
                         "report", "demo"}
     assert len(CASES) >= 60
