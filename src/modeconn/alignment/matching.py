@@ -75,7 +75,7 @@ class _WeightObjective:
     def similarity(self, group: str, perms) -> torch.Tensor:
         """C[i, j]: how well b's unit j matches a's unit i, the other groups held at `perms`."""
         n = self.spec.groups[group]
-        c = torch.zeros(n, n, dtype=torch.float64)
+        c = torch.zeros(n, n, dtype=torch.float64, device="cpu")
         for name, axes in self.axes.items():
             for k, axis in enumerate(axes):
                 for seg, s in enumerate(axis.segments):

@@ -66,6 +66,7 @@ class PermutationSpec:
     axes: list[Axis]
     fixed: list[str] = field(default_factory=list)  # ops and modules the tracer left unpermuted, with why
     probes: dict[str, tuple[str, int]] = field(default_factory=dict)  # group -> (fx node, dim) showing its units
+    layers: list[tuple[str, str, int]] = field(default_factory=list)  # hidden Linear/Conv: (module, fx node, dim)
 
     def axes_of(self, group: str) -> list[tuple[Axis, int]]:
         """(axis, segment index) pairs where `group` acts."""
@@ -150,6 +151,7 @@ class _Tracer:
         self.labels: dict[fx.Node, _Label | None] = {}
         self.axes: list[tuple[str, int, tuple[Segment, ...]]] = []
         self.fixed: list[str] = []
+        self.layers: list[tuple[str, str, int, str]] = []  # (module, node, units' dim, group) of Linear/Conv outputs
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -225,7 +227,8 @@ class _Tracer:
             if lab is not None and len(lab.segments) == 1 and lab.segments[0].repeat == 1 \
                     and lab.segments[0].group is not None and g.find(lab.segments[0].group) in roots:
                 probes[g.find(lab.segments[0].group)] = (node.name, lab.dim)
-        return PermutationSpec({r: g.size[r] for r in g.parent if r in roots}, axes, self.fixed, probes)
+        layers = [(m, n, d) for m, n, d, group in self.layers if g.find(group) in roots]  # hidden layers only
+        return PermutationSpec({r: g.size[r] for r in g.parent if r in roots}, axes, self.fixed, probes, layers)
 
     def module(self, node: fx.Node, mod: nn.Module) -> None:
         x = node.args[0] if node.args else None
@@ -241,6 +244,7 @@ class _Tracer:
             if mod.bias is not None:
                 self.axis(f"{name}.bias", 0, segs)
             self.labels[node] = _Label(len(out_shape) - 1, segs)
+            self.layers.append((name, node.name, len(out_shape) - 1, segs[0].group))
         elif isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             if mod.groups != 1:
                 return self.unknown(node, f"grouped convolution (groups={mod.groups})")
@@ -253,6 +257,7 @@ class _Tracer:
             if mod.bias is not None:
                 self.axis(f"{name}.bias", 0, segs)
             self.labels[node] = _Label(1, segs)
+            self.layers.append((name, node.name, 1, segs[0].group))
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm) or (
                 isinstance(mod, nn.GroupNorm) and mod.num_groups == mod.num_channels):
             if lab is None or lab.dim != 1:

@@ -1,0 +1,77 @@
+"""REPAIR (Jordan et al., ICLR 2023): give an interpolated network the activation statistics it should have.
+
+Between two networks the hidden units' activation variance collapses. For every hidden Linear or
+Conv layer (in graph order), REPAIR measures each unit's pre-activation mean and standard
+deviation in the anchor networks, interpolates them with the point's coefficients, measures the
+interpolated network, and folds a per-unit scale and shift into that layer's weight and bias, so
+the result is a plain module. For networks with BatchNorm, recomputing BN statistics at every
+point (what modeconn always does) is the "reset" form of the same correction; they need no REPAIR.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..errors import ModeconnError
+from ..evaluation.evaluate import has_batchnorm
+from .matching import _Recorder
+from .spec import permutation_spec, trace
+
+
+@torch.no_grad()
+def unit_stats(model: nn.Module, layers, batches, example_input) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and standard deviation of each unit at every (module, fx node, dim) of `layers`, over `batches`."""
+    gm = trace(model.eval(), example_input)
+    probes = {node: dim for _, node, dim in layers}
+    sums: dict[str, list] = {}
+    for x, *_ in batches:
+        rec = _Recorder(gm, probes)
+        rec.run(x)
+        for node, v in rec.seen.items():
+            s = sums.setdefault(node, [0, 0.0, 0.0])
+            s[0] += len(v)
+            s[1], s[2] = s[1] + v.sum(0), s[2] + (v * v).sum(0)
+    out = {}
+    for _, node, _ in layers:
+        n, s1, s2 = sums[node]
+        mean = s1 / n
+        out[node] = mean, (s2 / n - mean ** 2).clamp_min(0).sqrt()
+    return out
+
+
+@torch.no_grad()
+def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, example_input=None) -> nn.Module:
+    """A copy of `model` (sum_k coefficients[k] * anchors[k] in weight space) with REPAIR's statistics.
+
+    Each hidden unit's pre-activation mean and std become sum_k c_k mean_k and sum_k c_k std_k
+    of the anchors, measured on `batches`. Layers are corrected in graph order, each measured after
+    the ones before it were, so every unit ends at its target.
+    """
+    if has_batchnorm(model):
+        raise ModeconnError(f"{type(model).__name__} has BatchNorm, whose statistics are recomputed at every point "
+                            "(the 'reset' form of REPAIR): use REPAIR for networks without normalisation")
+    batches = list(batches)
+    example_input = batches[0][0][:2] if example_input is None else example_input
+    layers = permutation_spec(model, example_input).layers
+    for module_name, _, _ in layers:
+        if model.get_submodule(module_name).bias is None:
+            raise ModeconnError(f"REPAIR needs a bias to fold the shift into, and layer {module_name!r} has none")
+    anchor_stats = [unit_stats(a, layers, batches, example_input) for a in anchors]
+    fixed = copy.deepcopy(model)
+    for module_name, node, _ in layers:
+        mean_t = sum(c * s[node][0] for c, s in zip(coefficients, anchor_stats))
+        std_t = sum(c * s[node][1] for c, s in zip(coefficients, anchor_stats))
+        mean, std = unit_stats(fixed, [(module_name, node, _dim(layers, node))], batches, example_input)[node]
+        scale = std_t / std.clamp_min(1e-8)  # a dead unit (zero variance) keeps its weights and gets the target mean
+        scale = torch.where(std > 1e-8, scale, torch.ones_like(scale))
+        layer = fixed.get_submodule(module_name)
+        shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+        layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
+        layer.bias.copy_(((layer.bias.double() - mean) * scale + mean_t).to(layer.bias.dtype))
+    return fixed
+
+
+def _dim(layers, node: str) -> int:
+    return next(d for _, n, d in layers if n == node)
