@@ -64,6 +64,8 @@ def _summary(command: str, result, args) -> str:
 def _eval_options(p, along: bool = True):
     if along:
         p.add_argument("--points", type=int, default=61, help="evenly spaced t in [0, 1] (paper: 61)")
+        p.add_argument("--repair", action="store_true",
+                       help="REPAIR each point's unit statistics (networks without BatchNorm; Jordan et al. 2023)")
     p.add_argument("--bn-samples", type=int, default=None,
                    help="recompute BatchNorm on a random subset of this many training examples "
                         "(an approximation; default: the exact full pass)")

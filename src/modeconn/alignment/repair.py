@@ -41,6 +41,20 @@ def unit_stats(model: nn.Module, layers, batches, example_input) -> dict[str, tu
     return out
 
 
+def repairable_layers(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, str, int]]:
+    """The hidden layers REPAIR corrects, refusing a network it does not apply to, with the reason."""
+    if has_batchnorm(model):
+        raise ModeconnError(f"{type(model).__name__} has BatchNorm, whose statistics are recomputed at every point "
+                            "(the 'reset' form of REPAIR): --repair is for networks without normalisation")
+    layers = permutation_spec(model, example_input).layers
+    if not layers:
+        raise ModeconnError(f"{type(model).__name__} has no hidden Linear or Conv layer for REPAIR to correct")
+    for module_name, _, _ in layers:
+        if model.get_submodule(module_name).bias is None:
+            raise ModeconnError(f"REPAIR folds its shift into a bias, and layer {module_name!r} has none")
+    return layers
+
+
 @torch.no_grad()
 def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, example_input=None) -> nn.Module:
     """A copy of `model` (sum_k coefficients[k] * anchors[k] in weight space) with REPAIR's statistics.
@@ -49,15 +63,9 @@ def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, ex
     of the anchors, measured on `batches`. Layers are corrected in graph order, each measured after
     the ones before it were, so every unit ends at its target.
     """
-    if has_batchnorm(model):
-        raise ModeconnError(f"{type(model).__name__} has BatchNorm, whose statistics are recomputed at every point "
-                            "(the 'reset' form of REPAIR): use REPAIR for networks without normalisation")
     batches = list(batches)
     example_input = batches[0][0][:2] if example_input is None else example_input
-    layers = permutation_spec(model, example_input).layers
-    for module_name, _, _ in layers:
-        if model.get_submodule(module_name).bias is None:
-            raise ModeconnError(f"REPAIR needs a bias to fold the shift into, and layer {module_name!r} has none")
+    layers = repairable_layers(model, example_input)
     anchor_stats = [unit_stats(a, layers, batches, example_input) for a in anchors]
     fixed = copy.deepcopy(model)
     for module_name, node, _ in layers:

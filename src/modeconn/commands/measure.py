@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..alignment.repair import repairable_layers
 from ..core.flat import parameters_vector
 from ..core.plane import grid_axes, plane_basis
 from ..errors import ModeconnError
@@ -38,7 +39,7 @@ def _points(points) -> int:
 
 def eval_curve(run, points: int = 61, out=None, bn_samples: int | None = None, train_samples: int | None = None,
                batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
-               progress: bool = True, speed: Speed = EAGER) -> PathEval:
+               repair: bool = False, progress: bool = True, speed: Speed = EAGER) -> PathEval:
     """Metrics along a curve run and the line between its endpoints: curve_eval.json and .png (in the run folder or OUT)."""
     points = _points(points)
     info = read_curve_run(run)
@@ -48,8 +49,11 @@ def eval_curve(run, points: int = 61, out=None, bn_samples: int | None = None, t
     _refuse_existing(out / "curve_eval.json", force)
     dev = join(device)
     curve, info, data = load_curve(run, dev, data_dir)
+    if repair:
+        repairable_layers(curve.model_at(0.0), data.train_x[:2])
     with claim_output(out):
-        result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress, speed)
+        result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress, speed,
+                           repair)
         result.run = str(run)
         _write_eval(out, result, "curve_eval", f"{info.curve.kind} curve vs line, {info.dataset}")
     return result
@@ -63,7 +67,7 @@ def line_out(start, end, out=None) -> Path:
 def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = None,
               train_samples: int | None = None, batch_size: int = 1000, dataset: str | None = None,
               model: str | None = None, data_dir: str | None = None, device: str = "auto", force: bool = False,
-              progress: bool = True, speed: Speed = EAGER) -> PathEval:
+              repair: bool = False, progress: bool = True, speed: Speed = EAGER) -> PathEval:
     """Linear mode connectivity of two networks: line_eval.json and .png (in START-END-line beside START, or OUT)."""
     points = _points(points)
     sources = describe_endpoints([start, end], dataset, validate.model_name(model))
@@ -73,8 +77,10 @@ def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = N
     settings = eval_settings(sources[0].wd, batch_size, bn_samples, train_samples)
     dev = join(device)
     ends = load_endpoints(sources, data_dir, dev)
+    if repair:
+        repairable_layers(ends.nets[0], ends.data.train_x[:2])
     with claim_output(out):
-        result = eval_path(None, *ends.nets, ends.data, points, settings, progress, speed)
+        result = eval_path(None, *ends.nets, ends.data, points, settings, progress, speed, repair)
         result.start, result.end = str(start), str(end)
         _write_eval(out, result, "line_eval", f"line between {start} and {end}, {ends.dataset}")
     return result

@@ -126,6 +126,15 @@ class Curve(nn.Module):
         model.train(self.training)
         return model
 
+    def control_model(self, k: int) -> nn.Module:
+        """An ordinary `nn.Module` holding control point k (its buffers as at that point's knot)."""
+        with torch.no_grad():
+            state = self.param_space.unflatten(self.control_points()[k].detach().clone())
+            state.update({n: v.clone() for n, v in self.buffers_at([float(i == k) for i in range(self.num_points)]).items()})
+        model = copy.deepcopy(self.net).to_empty(device=self.fixed_points.device)
+        model.load_state_dict(state)
+        return model.train(self.training)
+
     def length(self, steps: int = 1000) -> float:
         """Arc length of the curve, integrated over `steps` chords (exact for a polygonal chain)."""
         with torch.no_grad():
