@@ -1,5 +1,6 @@
 """modeconn: mode connectivity, loss-surface planes and Fast Geometric Ensembling for any PyTorch model."""
 from .alignment.matching import align
+from .alignment.repair import repair
 from .alignment.spec import permutation_spec, permute
 from .core.curve import Curve
 from .data import Dataset, load_dataset
@@ -8,6 +9,6 @@ from .evaluation.evaluate import evaluate, recompute_bn
 from .models import create_model
 from .training.train import TrainConfig, train_curve, train_network
 
-__all__ = ["align", "permutation_spec", "permute", "Curve", "Dataset", "ModeconnError", "TrainConfig", "create_model", "evaluate", "load_dataset",
-           "recompute_bn", "train_curve", "train_network"]
+__all__ = ["Curve", "Dataset", "ModeconnError", "TrainConfig", "align", "create_model", "evaluate", "load_dataset",
+           "permutation_spec", "permute", "recompute_bn", "repair", "train_curve", "train_network"]
 __version__ = "0.1.0"

@@ -5,4 +5,5 @@ from .ensembles import budget, fge
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
 
-__all__ = ["align", "budget", "connect", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report", "train"]
+__all__ = ["align", "budget", "connect", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report",
+           "train"]
