@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from modeconn import Curve, ModeconnError
+from modeconn.alignment.connectivity import PathsResult
 from modeconn.alignment.matching import align, weight_matching
 from modeconn.alignment.repair import repair, repairable_layers, unit_stats
 from modeconn.alignment.spec import permutation_spec, permute, random_permutation
@@ -15,6 +16,7 @@ from modeconn.data import load_mnist1d
 from modeconn.evaluation.along import eval_path
 from modeconn.evaluation.pointwise import EvalSettings
 from modeconn.models import MODELS, PreResNet, create_model
+from modeconn.reporting.report import render_report
 from modeconn.storage.runfolder import load_network
 
 SHAPES = {"mlp": (40,), "conv1d": (40,), "convbn": (1, 28, 28)}
@@ -246,3 +248,23 @@ def test_align_refuses_bad_input(mnist1d_runs, tmp_path):
         align(nn.Linear(2, 2), nn.Linear(2, 2), "magic")
     with pytest.raises(ModeconnError, match="activation matching needs training batches"):
         align(nn.Linear(2, 2), nn.Linear(2, 2), "activations")
+
+
+def test_connectivity_lines_up_plain_aligned_and_repaired_paths(mnist1d_runs, tmp_path):
+    """One command: the barrier mostly goes with alignment, and a curve to the aligned b is shorter."""
+    r = subprocess.run([sys.executable, "-m", "modeconn", "connectivity", mnist1d_runs["a"], mnist1d_runs["b"],
+                        "--out", tmp_path / "paths", "--points", "5", "--curve", "bezier", "--epochs", "3",
+                        "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    result = PathsResult.from_json(json.loads((tmp_path / "paths" / "paths.json").read_text()), "paths.json")
+    assert result.paths() == ["line", "weights_line", "activations_line", "weights_line_repair", "curve",
+                              "weights_curve"]
+    loss = {n: result.stat(n, "train_loss", "barrier") for n in result.paths()}
+    assert loss["weights_line"] < 0.2 * loss["line"] and loss["activations_line"] < 0.5 * loss["line"]
+    assert result.summary["length"]["weights_curve"] < result.summary["length"]["curve"]
+    for n in result.paths():  # both conventions: the chord and the endpoints' mean
+        values = result.values(n, "test_err")
+        assert result.stat(n, "test_err", "mean_barrier") == pytest.approx(max(values) - (values[0] + values[-1]) / 2)
+    assert result.align["weights"]["objective_after"] > result.align["weights"]["objective_before"]
+    page = render_report(tmp_path).read_text()
+    assert "Aligned networks" in page and "weight-matched line with REPAIR" in page

@@ -219,6 +219,13 @@ CASES = [
     ("align --start {a} --end {nan} --out {out}", "NaN or infinite"),
     ("align --start {ab} --end {b} --out {out}", "is a curve run, not a network"),
     ("align --start {a} --end {b} --out {a}", "already holds a finished run"),
+    # connectivity
+    ("connectivity {a} {b} --out {out} --points 1", "--points must be >= 2"),
+    ("connectivity {a} {b} --out {out} --curve spline", "invalid choice: 'spline'"),
+    ("connectivity {a} {mlp} --out {out}", "different architectures"),
+    ("connectivity {a} {b} --out {out} --curve bezier --epochs 0", "--epochs must be a positive integer"),
+    ("connectivity {a} {b} --out {out} --bn-samples -1", "--bn-samples must be a positive integer"),
+    ("connectivity {a} {b} --out {file}", "is a file, not a folder"),
     # report and demo
     ("report {missing}", "is not a folder"),
     ("report {file}", "is not a folder"),
@@ -258,6 +265,6 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
-    assert commands == {"align", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
+    assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
                         "report", "demo"}
     assert len(CASES) >= 60

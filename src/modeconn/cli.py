@@ -31,6 +31,10 @@ def _summary(command: str, result, args) -> str:
         return (f"{args.out}: {args.end} aligned to {args.start} by {result.method} matching in {result.passes} "
                 f"pass(es), objective {result.objective_before:.4g} -> {result.objective_after:.4g} "
                 f"({result.seconds:.1f} s); {len(result.groups)} groups, {len(result.fixed)} ops left fixed")
+    if command == "connectivity":
+        rows = [f"  {name:22} test-error barrier {result.stat(name, 'test_err', 'barrier'):.4f}, train-loss barrier "
+                f"{result.stat(name, 'train_loss', 'barrier'):.4f}" for name in result.paths()]
+        return "\n".join(rows + [f"wrote {args.out}/paths.json and paths.png"])
     if command == "eval-curve":
         return (f"test error max: curve {result.stat('curve', 'test_err', 'max'):.4f}, line "
                 f"{result.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
@@ -61,9 +65,10 @@ def _summary(command: str, result, args) -> str:
     return f"wrote {result}"
 
 
-def _eval_options(p, along: bool = True):
+def _eval_options(p, along: bool = True, repair: bool = True):
     if along:
         p.add_argument("--points", type=int, default=61, help="evenly spaced t in [0, 1] (paper: 61)")
+    if along and repair:
         p.add_argument("--repair", action="store_true",
                        help="REPAIR each point's unit statistics (networks without BatchNorm; Jordan et al. 2023)")
     p.add_argument("--bn-samples", type=int, default=None,
@@ -71,7 +76,7 @@ def _eval_options(p, along: bool = True):
                         "(an approximation; default: the exact full pass)")
     p.add_argument("--train-samples", type=int, default=None, help="train metrics on a random subset")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
-    p.add_argument("--out", default=None, required=not along)
+    p.add_argument("--out", default=None, required=not (along and repair))
     p.add_argument("--force", action="store_true", help="replace existing evaluation files")
 
 
@@ -125,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="order of the groups in weight matching")
     p.add_argument("--train-samples", type=int, default=None, help="examples activation matching measures")
     p.add_argument("--out", required=True)
+    _common(p, training=False)
+
+    p = sub.add_parser("connectivity", help="plain vs weight- and activation-aligned lines, REPAIR, optional curves")
+    p.add_argument("start")
+    p.add_argument("end")
+    p.add_argument("--curve", default=None, choices=["bezier", "polychain"],
+                   help="also train a curve to END and one to the weight-aligned END")
+    p.add_argument("--epochs", type=int, default=None, help="curve training epochs (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="curve learning rate (default: the recipe's)")
+    _eval_options(p, repair=False)  # REPAIR is one of the paths compared
     _common(p, training=False)
 
     p = sub.add_parser("eval-curve", help="metrics along a curve and along the line between its endpoints")

@@ -44,6 +44,9 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+register("mlp3x512", hidden=512, depth=3)(MLP)  # the width Git Re-Basin-style alignment studies use
+
+
 @register("conv1d")
 class Conv1dNet(nn.Module):
     """Three strided 1D convolutions and a linear head: the MNIST-1D baseline convnet."""

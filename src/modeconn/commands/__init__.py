@@ -1,9 +1,9 @@
 """The command layer: one function per CLI command, called by the CLI and the demo; nothing below imports it."""
-from .alignment import align
+from .alignment import align, connectivity
 from .demo import demo, report
 from .ensembles import budget, fge
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
 
-__all__ = ["align", "budget", "connect", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report",
+__all__ = ["align", "budget", "connect", "connectivity", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report",
            "train"]

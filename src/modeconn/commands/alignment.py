@@ -1,17 +1,21 @@
-"""`modeconn align`: network b relabelled into network a's units, written as an ordinary network run."""
+"""`modeconn align` (network b relabelled into a's units, an ordinary network run) and `modeconn connectivity`."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..alignment.connectivity import PathsResult, compare_paths
 from ..alignment.matching import METHODS, AlignInfo
 from ..alignment.matching import align as align_networks
+from ..core.families import FAMILIES
 from ..errors import ModeconnError
 from ..evaluation.evaluate import split_metrics
+from ..recipes import recipe_for
+from ..reporting.plots import plot_along
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors, write_json
 from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_endpoints
 from . import validate
-from .common import join
+from .common import eval_settings, join, training_config
 
 
 def align(start, end, out, method: str = "weights", seed: int = 0, train_samples: int | None = None,
@@ -45,3 +49,31 @@ def align(start, end, out, method: str = "weights", seed: int = 0, train_samples
         save_tensors(out / "permutation.safetensors", info.permutation)
         write_json(Path(out) / "run.json", run)
     return info
+
+
+def connectivity(start, end, out, points: int = 61, curve: str | None = None, epochs: int | None = None,
+                 lr: float | None = None, bn_samples: int | None = None, train_samples: int | None = None,
+                 batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
+                 progress: bool = True, speed: Speed = EAGER) -> PathsResult:
+    """The plain line, the lines to END aligned by weights and by activations, REPAIR, and optionally curves:
+    OUT/paths.json and paths.png."""
+    points = validate.positive_int("--points", points)
+    if points < 2:
+        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    if curve is not None and curve not in FAMILIES:
+        raise ModeconnError(f"unknown --curve {curve!r}: choose one of {', '.join(FAMILIES)}")
+    sources = describe_endpoints([start, end])
+    settings = eval_settings(sources[0].wd, batch_size, bn_samples, train_samples)
+    cfg = training_config(recipe_for(sources[0].dataset).connect, epochs, lr) if curve else None
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    if (out / "paths.json").exists() and not force:
+        raise ModeconnError(f"{out / 'paths.json'} exists; pass --force to replace it or choose another --out")
+    dev = join(device)
+    ends = load_endpoints(sources, data_dir, dev)
+    with claim_output(out):
+        result = compare_paths(*ends.nets, ends.data, settings, points, curve, cfg, progress, speed)
+        result.start, result.end = str(start), str(end)
+        plot_along(result, out / "paths.png", f"plain and aligned paths, {ends.dataset}")
+        write_json(out / "paths.json", result.to_json())
+    return result

@@ -8,6 +8,7 @@ from ..reporting.report import render_report
 from ..runtime.speed import EAGER, Speed
 from ..storage.runfolder import CHECKPOINT, claim_output
 from . import validate
+from .alignment import connectivity
 from .ensembles import fge
 from .measure import ensemble, eval_curve, plane
 from .network import connect, train
@@ -21,7 +22,7 @@ def _step(n: int, total: int, text: str) -> None:
 
 
 def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Speed = EAGER) -> Path:
-    """Train two networks, connect them, evaluate, draw the plane, run FGE, write the report.
+    """Train two networks, connect them, evaluate, align them, draw the plane, run FGE, write the report.
 
     Finished steps are skipped, so an interrupted demo continues where it stopped.
     """
@@ -29,7 +30,7 @@ def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Sp
     validate.device(device)
     common = dict(device=device, progress=progress, speed=speed)
     recipe = RECIPES["mnist1d"]
-    total = 8
+    total = 9
     with claim_output(out):
         for i, seed in enumerate((1, 2)):
             run = out / "ab"[i]
@@ -44,19 +45,23 @@ def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Sp
                 connect(out / "a", out / "b", run, curve=kind, bends=1, resume=(run / CHECKPOINT).exists(), **common)
             if not (run / "curve_eval.json").exists():
                 eval_curve(run, points=61, **common)
-        _step(5, total, "computing the loss surface in the plane through the Bezier curve (21 x 21)")
+        _step(5, total, "aligning b's hidden units to a's (weight and activation matching) and measuring the lines, "
+                        "with REPAIR")
+        if not (out / "paths" / "paths.json").exists():
+            connectivity(out / "a", out / "b", out / "paths", points=21, **common)
+        _step(6, total, "computing the loss surface in the plane through the Bezier curve (21 x 21)")
         if not (out / "plane" / "plane.json").exists():
             plane(out / "plane", curve=out / "bezier", grid=21, margin=0.2, **common)
         budget = recipe.train.epochs
-        _step(6, total, f"Fast Geometric Ensembling from network a's state at epoch {FGE_START} "
+        _step(7, total, f"Fast Geometric Ensembling from network a's state at epoch {FGE_START} "
                         f"({budget - FGE_START} epochs of cycles: the same budget as network a)")
         if not (out / "fge" / "fge.json").exists():
             fge(out / "a" / f"epoch{FGE_START}", out / "fge", epochs=budget - FGE_START,
                 resume=(out / "fge" / CHECKPOINT).exists(), **common)
-        _step(7, total, "ensembling 5 networks along the Bezier curve")
+        _step(8, total, "ensembling 5 networks along the Bezier curve")
         if not (out / "bezier" / "ensemble.json").exists():
             ensemble(out / "bezier", points=5, **common)
-        _step(8, total, "writing the report")
+        _step(9, total, "writing the report")
         return render_report(out)
 
 

@@ -77,10 +77,17 @@ def arc_weighted_mean(values, chords) -> float:
     return float(np.sum(chords * (values[1:] + values[:-1]) / 2) / chords.sum())
 
 
+def mean_barrier(values) -> float:
+    """max_t m(t) - (m(0) + m(1)) / 2 (Git Re-Basin's convention: the endpoints' mean, not the chord)."""
+    values = np.asarray(values, dtype=float)
+    return float(np.max(values) - (values[0] + values[-1]) / 2)
+
+
 def summarize(arrays: dict[str, list[float]], t, chords) -> dict:
-    """min, max, mean, arc-length-weighted mean and barrier of each metric."""
+    """min, max, mean, arc-length-weighted mean and both barriers (chord, endpoints' mean) of each metric."""
     return {m: {"min": float(np.min(v)), "max": float(np.max(v)), "mean": float(np.mean(v)),
-                "arc_mean": arc_weighted_mean(v, chords), "barrier": barrier(v, t)} for m, v in arrays.items()}
+                "arc_mean": arc_weighted_mean(v, chords), "barrier": barrier(v, t), "mean_barrier": mean_barrier(v)}
+            for m, v in arrays.items()}
 
 
 @torch.no_grad()

@@ -14,6 +14,12 @@ from ..storage.files import atomic_write  # noqa: E402
 STYLE = {"curve": dict(color="C0", lw=2, label="curve"), "line": dict(color="C3", lw=2, ls="--", label="line segment")}
 
 
+def _style(name: str, k: int) -> dict:
+    """How a path is drawn: the curve and line as always, any other path in its own colour."""
+    others = ("C2", "C1", "C4", "C6", "C5", "C8", "C9", "C7")  # C0 and C3 are the curve's and the line's
+    return STYLE.get(name, dict(color=others[k % len(others)], lw=2, label=name.replace("_", " ")))
+
+
 def save_figure(fig, path) -> None:
     """Write a figure as PNG atomically and close it."""
     buf = io.BytesIO()
@@ -23,16 +29,16 @@ def save_figure(fig, path) -> None:
 
 
 def plot_along(result, path, title: str = "") -> None:
-    """Train loss and test error along t (a PathEval), curve and line on the same axes, endpoints marked."""
+    """Train loss and test error along t (a PathEval or PathsResult), every path on the same axes, endpoints marked."""
     t = np.asarray(result.t)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     panels = [("train_loss", "train loss (cross-entropy)", False), ("test_err", "test error (%)", True)]
     for ax, (metric, label, percent) in zip(axes, panels):
-        for name in result.paths():
-            scale = 100 if percent else 1
+        for k, name in enumerate(result.paths()):
+            scale, style = 100 if percent else 1, _style(name, k)
             v = np.asarray(result.values(name, metric)) * scale
             b = result.stat(name, metric, "barrier") * scale
-            ax.plot(t, v, **{**STYLE[name], "label": f"{STYLE[name]['label']} (barrier {b:.3g})"})
+            ax.plot(t, v, **{**style, "label": f"{style['label']} (barrier {b:.3g})"})
             ax.plot([t[0], t[-1]], [v[0], v[-1]], "o", color="k", ms=7, zorder=5)
         ax.set_xlabel("t (0 = start network, 1 = end network)")
         ax.set_ylabel(label)

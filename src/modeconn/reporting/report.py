@@ -6,6 +6,7 @@ import contextlib
 import html
 from pathlib import Path
 
+from ..alignment.connectivity import PathsResult
 from ..errors import ModeconnError
 from ..evaluation.along import PathEval
 from ..evaluation.plane_grid import PlaneResult
@@ -92,6 +93,37 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
     return text + (_img(png, f"metrics along {f.parent.name}") if png.exists() else "")
 
 
+PATH_NAMES = {"line": "straight line to b", "weights_line": "line to b aligned by weight matching",
+              "activations_line": "line to b aligned by activation matching",
+              "weights_line_repair": "weight-matched line with REPAIR", "curve": "curve to b",
+              "weights_curve": "curve to the weight-matched b"}
+
+
+def _connectivity(root: Path) -> str:
+    parts = []
+    for f in sorted(root.rglob("paths.json")):
+        r = PathsResult.from_json(read_json(f), str(f))
+        with _reading(f):
+            rows = "".join(f"<tr><td>{html.escape(PATH_NAMES.get(n, n))}</td><td>{_pct(r.stat(n, 'test_err', 'max'))}</td>"
+                           f"<td>{_pct(r.stat(n, 'test_err', 'barrier'))}</td>"
+                           f"<td>{_pct(r.stat(n, 'test_err', 'mean_barrier'))}</td>"
+                           f"<td>{r.stat(n, 'train_loss', 'barrier'):.3g}</td>"
+                           f"<td>{r.summary['length'][n]:.3g}</td></tr>" for n in r.paths())
+            text = ("<p>Hidden units can be relabelled without changing what a network computes. After b's units "
+                    "are matched to a's (by their weights, or by their activations on training data), the "
+                    "straight line between the two networks crosses a far lower ridge: much of the barrier is a "
+                    "symmetry. REPAIR restores the unit statistics that interpolation collapses "
+                    f"({html.escape(str(r.settings['repair']))}). Barriers are measured against the chord "
+                    "between the endpoints (Frankle et al.) and against the endpoints' mean (Git Re-Basin).</p>"
+                    "<table><tr><th>path</th><th>max test error</th><th>test-error barrier (chord)</th>"
+                    "<th>test-error barrier (mean)</th><th>train-loss barrier</th><th>length</th></tr>"
+                    f"{rows}</table><p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
+        png = f.with_suffix(".png")
+        parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "plain and aligned paths") if png.exists()
+                                                                 else ""))
+    return "<h2>Is the barrier a symmetry? Aligned networks</h2>" + "".join(parts) if parts else ""
+
+
 def _planes(root: Path) -> str:
     parts = []
     for f in sorted(root.rglob("plane.json")):
@@ -163,9 +195,10 @@ def render_report(root) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise ModeconnError(f"{root} is not a folder: pass a folder holding modeconn runs")
-    body = "".join([_networks(root), _along(root), _planes(root), _fge(root)])
+    body = "".join([_networks(root), _along(root), _connectivity(root), _planes(root), _fge(root)])
     if not body:
-        raise ModeconnError(f"{root} holds no modeconn results (run.json, curve_eval.json, plane.json, fge.json)")
+        raise ModeconnError(f"{root} holds no modeconn results (run.json, curve_eval.json, paths.json, plane.json, "
+                            "fge.json)")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>modeconn report: {html.escape(root.name)}</title>"
             f"<style>{CSS}</style></head><body><h1>modeconn report: {html.escape(root.name)}</h1>"
             "<p>Two networks trained from different random seeds end in different minima of the loss. The straight "
