@@ -228,6 +228,8 @@ def test_repair_refuses_networks_it_does_not_apply_to():
         repairable_layers(create_model("convbn", (1, 28, 28), 10), x)
     with pytest.raises(ModeconnError, match="no hidden Linear or Conv"):
         repairable_layers(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), x)
+    with pytest.raises(ModeconnError, match="at least one batch"):
+        repair(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), [], [], [])
     with pytest.raises(ModeconnError, match="has none"):
         repairable_layers(nn.Sequential(nn.Flatten(), nn.Linear(784, 8, bias=False), nn.ReLU(), nn.Linear(8, 2)), x)
 

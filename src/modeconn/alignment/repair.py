@@ -63,7 +63,9 @@ def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, ex
     of the anchors, measured on `batches`. Layers are corrected in graph order, each measured after
     the ones before it were, so every unit ends at its target.
     """
-    batches = list(batches)
+    batches = list(batches or [])
+    if not batches:
+        raise ModeconnError("REPAIR measures unit statistics on training data: give it at least one batch")
     example_input = batches[0][0][:2] if example_input is None else example_input
     layers = repairable_layers(model, example_input)
     anchor_stats = [unit_stats(a, layers, batches, example_input) for a in anchors]
