@@ -237,27 +237,13 @@ class _Tracer:
         if isinstance(mod, nn.Linear):
             if lab is not None and lab.dim != len(shape) - 1:
                 return self.unknown(node, "a Linear over a dimension other than the units'")
-            if lab is not None:
-                self.axis(f"{name}.weight", 1, lab.segments)
-            segs = self.new_group(name, mod.out_features)
-            self.axis(f"{name}.weight", 0, segs)
-            if mod.bias is not None:
-                self.axis(f"{name}.bias", 0, segs)
-            self.labels[node] = _Label(len(out_shape) - 1, segs)
-            self.layers.append((name, node.name, len(out_shape) - 1, segs[0].group))
+            self.weight_layer(node, mod, lab, mod.out_features, len(out_shape) - 1)
         elif isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             if mod.groups != 1:
                 return self.unknown(node, f"grouped convolution (groups={mod.groups})")
             if lab is not None and lab.dim != 1:
                 return self.unknown(node, "a convolution whose channels are not the units' dimension")
-            if lab is not None:
-                self.axis(f"{name}.weight", 1, lab.segments)
-            segs = self.new_group(name, mod.out_channels)
-            self.axis(f"{name}.weight", 0, segs)
-            if mod.bias is not None:
-                self.axis(f"{name}.bias", 0, segs)
-            self.labels[node] = _Label(1, segs)
-            self.layers.append((name, node.name, 1, segs[0].group))
+            self.weight_layer(node, mod, lab, mod.out_channels, 1)
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm) or (
                 isinstance(mod, nn.GroupNorm) and mod.num_groups == mod.num_channels):
             if lab is None or lab.dim != 1:
@@ -285,6 +271,18 @@ class _Tracer:
             self.flatten(node, lab, shape, out_shape, mod.start_dim, mod.end_dim)
         else:
             self.unknown(node, f"{type(mod).__name__} is not a layer the spec knows")
+
+    def weight_layer(self, node: fx.Node, mod: nn.Module, lab: _Label | None, units: int, dim: int) -> None:
+        """A Linear or Conv: its input columns follow the incoming units, its rows make a new group."""
+        name = node.target
+        if lab is not None:
+            self.axis(f"{name}.weight", 1, lab.segments)
+        segs = self.new_group(name, units)
+        self.axis(f"{name}.weight", 0, segs)
+        if mod.bias is not None:
+            self.axis(f"{name}.bias", 0, segs)
+        self.labels[node] = _Label(dim, segs)
+        self.layers.append((name, node.name, dim, segs[0].group))
 
     def pool(self, node: fx.Node, lab: _Label | None) -> None:
         if lab is not None and lab.dim != 1:
