@@ -10,7 +10,7 @@ from torch import nn
 from modeconn import Curve, ModeconnError
 from modeconn.alignment.connectivity import PathsResult
 from modeconn.alignment.matching import align, weight_matching
-from modeconn.alignment.repair import repair, repairable_layers, unit_stats
+from modeconn.alignment.repair import repair, repairable_layers, repaired_points, unit_stats
 from modeconn.alignment.spec import permutation_spec, permute, random_permutation
 from modeconn.data import load_mnist1d
 from modeconn.evaluation.along import eval_path
@@ -290,7 +290,9 @@ def test_on_fashion_mnist_alignment_and_repair_shrink_an_mlps_barrier(fashion_mn
             nets.append(net)
         a, b = nets
         aligned, _ = align(a, b, "weights", example_input=data.train_x[:2])
-        barrier = {name: eval_path(None, a, end, data, 5, settings, progress=False, repair=rep).stat(
+        corrected = repaired_points(settings.bn_batches(data))
+        barrier = {name: eval_path(None, a, end, data, 5, settings, progress=False,
+                                   corrected=corrected if rep else None).stat(
                        "line", "train_loss", "barrier")
                    for name, end, rep in (("plain", b, False), ("aligned", aligned, False), ("repair", aligned, True))}
         ratios.append((barrier["aligned"] / barrier["plain"], barrier["repair"] / barrier["aligned"]))

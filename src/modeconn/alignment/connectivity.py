@@ -16,7 +16,7 @@ from ..evaluation.pointwise import METRICS, EvalSettings
 from ..runtime.speed import EAGER, Speed
 from ..training.train import TrainConfig, train_curve
 from .matching import align
-from .repair import repairable_layers
+from .repair import repairable_layers, repaired_points
 
 
 @dataclass
@@ -91,7 +91,8 @@ def compare_paths(a: nn.Module, b: nn.Module, data: Dataset, settings: EvalSetti
     ts = np.linspace(0.0, 1.0, points)
     arrays, summary = {}, {"length": {}}
     for name, (path, repair) in paths.items():
-        arrays[name] = metrics_along(path, ts, data, settings, progress, desc=name, speed=speed, repair=repair)
+        arrays[name] = metrics_along(path, ts, data, settings, progress, desc=name, speed=speed,
+                                     point_model=repaired_points(batches)(path) if repair else None)
         summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
     summary["barriers"] = {name: {m: {"chord": summary[name][m]["barrier"], "mean": summary[name][m]["mean_barrier"]}

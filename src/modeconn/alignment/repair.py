@@ -14,6 +14,7 @@ import copy
 import torch
 from torch import nn
 
+from ..core.families import FAMILIES
 from ..errors import ModeconnError
 from ..evaluation.evaluate import has_batchnorm
 from .matching import _Recorder
@@ -55,33 +56,49 @@ def repairable_layers(model: nn.Module, example_input: torch.Tensor) -> list[tup
     return layers
 
 
-@torch.no_grad()
+class Repair:
+    """REPAIR for the points between fixed anchors: the anchors' unit statistics are measured once,
+    then each point is corrected on demand (`repair(model, coefficients)`)."""
+
+    def __init__(self, anchors: list[nn.Module], batches, example_input=None):
+        self.batches = list(batches or [])
+        if not self.batches:
+            raise ModeconnError("REPAIR measures unit statistics on training data: give it at least one batch")
+        self.example = self.batches[0][0][:2] if example_input is None else example_input
+        self.layers = repairable_layers(anchors[0], self.example)
+        self.anchor_stats = [unit_stats(a, self.layers, self.batches, self.example) for a in anchors]
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, coefficients) -> nn.Module:
+        """A copy of `model` (sum_k c_k anchor_k in weight space) whose units have the interpolated statistics.
+
+        Each hidden unit's pre-activation mean and std become sum_k c_k mean_k and sum_k c_k std_k.
+        Layers are corrected in graph order, each measured after the ones before it were, so every
+        unit ends at its target.
+        """
+        fixed = copy.deepcopy(model)
+        for module_name, node, dim in self.layers:
+            mean_t = sum(c * s[node][0] for c, s in zip(coefficients, self.anchor_stats))
+            std_t = sum(c * s[node][1] for c, s in zip(coefficients, self.anchor_stats))
+            mean, std = unit_stats(fixed, [(module_name, node, dim)], self.batches, self.example)[node]
+            # a dead unit (zero variance) keeps its weights and gets the target mean
+            scale = torch.where(std > 1e-8, std_t / std.clamp_min(1e-8), torch.ones_like(std))
+            layer = fixed.get_submodule(module_name)
+            shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+            layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
+            layer.bias.copy_(((layer.bias.double() - mean) * scale + mean_t).to(layer.bias.dtype))
+        return fixed
+
+
 def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, example_input=None) -> nn.Module:
-    """A copy of `model` (sum_k coefficients[k] * anchors[k] in weight space) with REPAIR's statistics.
-
-    Each hidden unit's pre-activation mean and std become sum_k c_k mean_k and sum_k c_k std_k
-    of the anchors, measured on `batches`. Layers are corrected in graph order, each measured after
-    the ones before it were, so every unit ends at its target.
-    """
-    batches = list(batches or [])
-    if not batches:
-        raise ModeconnError("REPAIR measures unit statistics on training data: give it at least one batch")
-    example_input = batches[0][0][:2] if example_input is None else example_input
-    layers = repairable_layers(model, example_input)
-    anchor_stats = [unit_stats(a, layers, batches, example_input) for a in anchors]
-    fixed = copy.deepcopy(model)
-    for module_name, node, _ in layers:
-        mean_t = sum(c * s[node][0] for c, s in zip(coefficients, anchor_stats))
-        std_t = sum(c * s[node][1] for c, s in zip(coefficients, anchor_stats))
-        mean, std = unit_stats(fixed, [(module_name, node, _dim(layers, node))], batches, example_input)[node]
-        scale = std_t / std.clamp_min(1e-8)  # a dead unit (zero variance) keeps its weights and gets the target mean
-        scale = torch.where(std > 1e-8, scale, torch.ones_like(scale))
-        layer = fixed.get_submodule(module_name)
-        shape = (-1,) + (1,) * (layer.weight.dim() - 1)
-        layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
-        layer.bias.copy_(((layer.bias.double() - mean) * scale + mean_t).to(layer.bias.dtype))
-    return fixed
+    """A copy of `model` (sum_k coefficients[k] * anchors[k] in weight space) with REPAIR's statistics."""
+    return Repair(anchors, batches, example_input)(model, coefficients)
 
 
-def _dim(layers, node: str) -> int:
-    return next(d for _, n, d in layers if n == node)
+def repaired_points(batches):
+    """For `eval_path`/`metrics_along`: given a path, the REPAIRed network at each t, its control points'
+    statistics interpolated with the path's own coefficients (measured once per path)."""
+    def along(path):
+        fix = Repair([path.control_model(k) for k in range(path.num_points)], batches)
+        return lambda t: fix(path.model_at(t), FAMILIES[path.kind](t, path.num_points))
+    return along

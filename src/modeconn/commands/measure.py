@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..alignment.repair import repairable_layers
+from ..alignment.repair import repairable_layers, repaired_points
 from ..core.flat import parameters_vector
 from ..core.plane import grid_axes, plane_basis
 from ..errors import ModeconnError
@@ -53,7 +53,7 @@ def eval_curve(run, points: int = 61, out=None, bn_samples: int | None = None, t
         repairable_layers(curve.model_at(0.0), data.train_x[:2])
     with claim_output(out):
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress, speed,
-                           repair)
+                           repaired_points(settings.bn_batches(data)) if repair else None)
         result.run = str(run)
         _write_eval(out, result, "curve_eval", f"{info.curve.kind} curve vs line, {info.dataset}")
     return result
@@ -80,7 +80,8 @@ def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = N
     if repair:
         repairable_layers(ends.nets[0], ends.data.train_x[:2])
     with claim_output(out):
-        result = eval_path(None, *ends.nets, ends.data, points, settings, progress, speed, repair)
+        result = eval_path(None, *ends.nets, ends.data, points, settings, progress, speed,
+                           repaired_points(settings.bn_batches(ends.data)) if repair else None)
         result.start, result.end = str(start), str(end)
         _write_eval(out, result, "line_eval", f"line between {start} and {end}, {ends.dataset}")
     return result

@@ -9,7 +9,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.curve import Curve
-from ..core.families import FAMILIES
 from ..core.flat import parameters_vector
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
@@ -104,23 +103,18 @@ def chord_lengths(path: Curve, ts) -> list[float]:
 
 @torch.no_grad()
 def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progress: bool = True,
-                  desc: str = "eval", speed: Speed = EAGER, repair: bool = False) -> dict[str, list[float]]:
+                  desc: str = "eval", speed: Speed = EAGER, point_model=None) -> dict[str, list[float]]:
     """Metrics at each t of `path` (BN recomputed per point); under torchrun each rank takes whole points.
 
-    With `repair`, each point first gets REPAIR's statistics: its control points' unit statistics
-    interpolated with the curve's coefficients at t, measured on the BN-pass training data.
+    `point_model(t)`, when given, supplies the network measured at t instead of phi(t) itself
+    (e.g. REPAIR's corrected point, `alignment.repair.repaired_points`).
     """
     evaluator = PointEvaluator(path.model_at(0.0), data, settings, speed=speed)
-    anchors = [path.control_model(k) for k in range(path.num_points)] if repair else None
 
     def at(t: float):
-        if not repair:
+        if point_model is None:
             return evaluator(*path.point(t))
-        from ..alignment.repair import repair as repair_point  # alignment builds on evaluation, not the reverse
-
-        fixed = repair_point(path.model_at(t), anchors, FAMILIES[path.kind](t, path.num_points),
-                             evaluator.bn_batches)
-        return evaluator(parameters_vector(fixed))
+        return evaluator(parameters_vector(point_model(t)))
 
     def measure(indices):
         bar = tqdm(indices, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
@@ -137,8 +131,11 @@ def line_between(start: nn.Module, end: nn.Module) -> Curve:
 
 def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Dataset, points: int = 61,
               settings: EvalSettings | None = None, progress: bool = True, speed: Speed = EAGER,
-              repair: bool = False) -> PathEval:
-    """Metrics along the curve (if given) and the line between `start` and `end`, with summaries (REPAIRed if asked)."""
+              corrected=None) -> PathEval:
+    """Metrics along the curve (if given) and the line between `start` and `end`, with summaries.
+
+    `corrected(path)`, when given, returns each path's `point_model` (e.g. REPAIR's `repaired_points`).
+    """
     settings = settings or EvalSettings()
     ts = np.linspace(0.0, 1.0, points)
     arrays: dict = {}
@@ -146,9 +143,9 @@ def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Datas
     paths = ([("curve", curve)] if curve is not None else []) + [("line", line_between(start, end))]
     for name, path in paths:
         arrays[name] = metrics_along(path, ts, data, settings, progress, desc=f"eval {name}", speed=speed,
-                                     repair=repair)
+                                     point_model=corrected(path) if corrected is not None else None)
         summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
     summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in METRICS} for name, _ in paths}
-    return PathEval(t=ts.tolist(), settings={"points": points, "repair": repair, **settings.__dict__}, line=arrays["line"],
-                    summary=summary, curve=arrays.get("curve"))
+    return PathEval(t=ts.tolist(), settings={"points": points, "repair": corrected is not None, **settings.__dict__},
+                    line=arrays["line"], summary=summary, curve=arrays.get("curve"))
