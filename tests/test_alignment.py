@@ -1,8 +1,10 @@
 """Permutation symmetry found by tracing, applied exactly, and alignment by weight and activation matching."""
+import copy
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,14 +12,18 @@ from torch import nn
 from modeconn import Curve, ModeconnError
 from modeconn.alignment.connectivity import PathsResult
 from modeconn.alignment.matching import align, weight_matching
-from modeconn.alignment.repair import repair, repairable_layers, repaired_points, unit_stats
+from modeconn.alignment.repair import repair, repairable_layers, repaired_plane, repaired_points, unit_stats
 from modeconn.alignment.spec import permutation_spec, permute, random_permutation
 from modeconn.data import load_mnist1d
 from modeconn.evaluation.along import eval_path
 from modeconn.evaluation.pointwise import EvalSettings
 from modeconn.models import MODELS, PreResNet, create_model
 from modeconn.reporting.report import render_report
-from modeconn.storage.runfolder import load_network
+from modeconn.commands import plane
+from modeconn.core.flat import load_parameters_vector, parameters_vector
+from modeconn.core.plane import plane_basis
+from modeconn.storage.files import save_tensors
+from modeconn.storage.runfolder import load_curve, load_network
 
 SHAPES = {"mlp": (40,), "conv1d": (40,), "convbn": (1, 28, 28)}
 
@@ -220,6 +226,66 @@ def test_repair_hits_its_targets_and_changes_nothing_at_the_endpoints(mnist1d_ru
         if t in (0.0, 1.0):
             for p, q in zip(mid.state_dict().values(), fixed.state_dict().values()):
                 torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+
+
+def test_plane_repair_keeps_the_anchors_and_hits_barycentric_targets(mnist1d_runs):
+    """Inside and outside the triangle, every unit's statistics are the anchors' combined with the
+    point's barycentric coefficients (a target std below zero clamped to zero); the anchors stay."""
+    data = load_mnist1d().subset(1000, 200)
+    a, b = load_network(mnist1d_runs["a"], data), load_network(mnist1d_runs["b"], data)
+    c = load_curve(mnist1d_runs["ab"])[0].control_model(1)
+    nets, batches, x = [a, b, c], list(data.train_batches(250, shuffle=False)), data.train_x[:2]
+    ws = [parameters_vector(n) for n in nets]
+    basis = plane_basis(*ws)
+    anchors_xy = basis.anchor_coords(ws[2])
+    coords = np.vstack([anchors_xy, anchors_xy.mean(0), anchors_xy[1] + 0.3 * (anchors_xy[1] - anchors_xy[0])])
+    fixed = repaired_plane(basis, anchors_xy, nets, batches)(coords)
+    for k in range(3):
+        torch.testing.assert_close(fixed[k], ws[k], rtol=1e-5, atol=1e-5)
+    layers = repairable_layers(a, x)
+    stats = [unit_stats(n, layers, batches, x) for n in nets]
+    work = copy.deepcopy(a)
+    for outside, row, coef in zip((False, True), fixed[3:], basis.barycentric(coords[3:], anchors_xy)):
+        assert (coef < 0).any() == outside
+        load_parameters_vector(work, row)
+        got = unit_stats(work, layers, batches, x)
+        for _, node, _ in layers:
+            mean_t = sum(float(k) * s[node][0] for k, s in zip(coef, stats))
+            std_t = sum(float(k) * s[node][1] for k, s in zip(coef, stats)).clamp_min(0)
+            torch.testing.assert_close(got[node][0], mean_t, rtol=0, atol=1e-4)
+            torch.testing.assert_close(got[node][1], std_t, rtol=0, atol=1e-4)
+
+
+def test_plane_repair_runs_from_the_cli_and_resumes_only_with_repair(mnist1d_runs, tmp_path):
+    out = tmp_path / "plane"
+    args = [sys.executable, "-m", "modeconn", "plane", "--curve", mnist1d_runs["ab"], "--out", out, "--grid", "3",
+            "--bn-samples", "500", "--train-samples", "500", "--quiet"]
+    r = subprocess.run([*map(str, args), "--repair"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "plane.json").read_text())
+    assert summary["settings"]["repair"] is True
+    assert 0 < summary["repair"]["points_outside_triangle"] < 9
+    repaired = np.load(out / "plane.npz")["test_err"]
+    r = subprocess.run([*map(str, args), "--force"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "plane.json").read_text())["settings"]["repair"] is False
+    assert not np.allclose(np.load(out / "plane.npz")["test_err"], repaired)
+
+
+def test_plane_repair_refuses_batchnorm_networks_before_writing(fashion_mnist, tmp_path):
+    info = {"kind": "network", "dataset": "fashion-mnist", "data_dir": None, "config": {"wd": 5e-4},
+            "model": {"name": "convbn", "kwargs": {}, "input_shape": [1, 28, 28], "num_classes": 10}}
+    runs = []
+    for i in range(3):
+        torch.manual_seed(i)
+        folder = tmp_path / f"n{i}"
+        folder.mkdir()
+        save_tensors(folder / "model.safetensors", create_model("convbn", (1, 28, 28), 10).state_dict())
+        (folder / "run.json").write_text(json.dumps(info))
+        runs.append(folder)
+    with pytest.raises(ModeconnError, match="has BatchNorm.*reset"):
+        plane(tmp_path / "p", points=runs, repair=True, progress=False)
+    assert not (tmp_path / "p").exists()
 
 
 def test_repair_refuses_networks_it_does_not_apply_to():

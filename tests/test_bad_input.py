@@ -166,7 +166,6 @@ CASES = [
     ("eval-line {a} {b} --out {out} --points 1", "--points must be >= 2"),
     ("eval-line {a} {missing} --out {out}", "does not exist"),
     ("eval-line {a} {nan} --out {out}", "NaN or infinite"),
-    ("plane --curve {ab} --out {out} --repair", "unrecognized arguments: --repair"),
     # plane
     ("plane --curve {ab} --out {out} --grid 1", "--grid must be >= 2"),
     ("plane --curve {ab} --out {out} --grid 0", "--grid must be a positive integer"),

@@ -31,6 +31,19 @@ def test_basis_is_orthonormal_and_reproduces_the_three_points():
     assert b.u_norm == pytest.approx(float((w2 - w1).norm()))
 
 
+def test_barycentric_coefficients_reproduce_the_plane_points():
+    """point(x, y) = a w1 + b w2 + c w3 with a + b + c = 1; the anchors get the unit vectors."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 200, dtype=torch.float64)
+    basis = plane_basis(*w)
+    anchors_xy = basis.anchor_coords(w[2])
+    np.testing.assert_allclose(basis.barycentric(anchors_xy, anchors_xy), np.eye(3), atol=1e-12)
+    coords = np.random.default_rng(0).uniform(-3, 10, size=(20, 2))
+    coef = basis.barycentric(coords, anchors_xy)
+    np.testing.assert_allclose(coef.sum(1), 1, atol=1e-12)
+    torch.testing.assert_close(torch.as_tensor(coef) @ w, basis.points(coords), atol=1e-10, rtol=0)
+
+
 def test_degenerate_points_are_refused():
     w = torch.randn(50)
     d = torch.randn(50)

@@ -65,10 +65,10 @@ def _summary(command: str, result, args) -> str:
     return f"wrote {result}"
 
 
-def _eval_options(p, along: bool = True, repair: bool = True):
+def _eval_options(p, along: bool = True, repair: bool = True, out_required: bool = False):
     if along:
         p.add_argument("--points", type=int, default=61, help="evenly spaced t in [0, 1] (paper: 61)")
-    if along and repair:
+    if repair:
         p.add_argument("--repair", action="store_true",
                        help="REPAIR each point's unit statistics (networks without BatchNorm; Jordan et al. 2023)")
     p.add_argument("--bn-samples", type=int, default=None,
@@ -76,7 +76,7 @@ def _eval_options(p, along: bool = True, repair: bool = True):
                         "(an approximation; default: the exact full pass)")
     p.add_argument("--train-samples", type=int, default=None, help="train metrics on a random subset")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
-    p.add_argument("--out", default=None, required=not (along and repair))
+    p.add_argument("--out", default=None, required=out_required)
     p.add_argument("--force", action="store_true", help="replace existing evaluation files")
 
 
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train a curve to END and one to the weight-aligned END")
     p.add_argument("--epochs", type=int, default=None, help="curve training epochs (default: the recipe's)")
     p.add_argument("--lr", type=float, default=None, help="curve learning rate (default: the recipe's)")
-    _eval_options(p, repair=False)  # REPAIR is one of the paths compared
+    _eval_options(p, repair=False, out_required=True)  # REPAIR is one of the paths compared
     _common(p, training=False)
 
     p = sub.add_parser("eval-curve", help="metrics along a curve and along the line between its endpoints")
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=None,
                    help="grid points evaluated at once with torch.func.vmap (default 1; measured slower on CPU, "
                         "may pay for small nets on a GPU)")
-    _eval_options(p, along=False)
+    _eval_options(p, along=False, out_required=True)
     _common(p, training=False)
 
     p = sub.add_parser("fge", help="Fast Geometric Ensembling from a trained network")

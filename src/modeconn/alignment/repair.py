@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..core.families import FAMILIES
+from ..core.flat import load_parameters_vector, parameters_vector
 from ..errors import ModeconnError
 from ..evaluation.evaluate import has_batchnorm
 from .matching import _Recorder
@@ -74,12 +75,14 @@ class Repair:
 
         Each hidden unit's pre-activation mean and std become sum_k c_k mean_k and sum_k c_k std_k.
         Layers are corrected in graph order, each measured after the ones before it were, so every
-        unit ends at its target.
+        unit ends at its target. Coefficients may be negative (a plane's points outside its
+        triangle): the targets extrapolate affinely, and a target std below zero is clamped to zero,
+        since a negative one would flip the unit's sign.
         """
         fixed = copy.deepcopy(model)
         for module_name, node, dim in self.layers:
             mean_t = sum(c * s[node][0] for c, s in zip(coefficients, self.anchor_stats))
-            std_t = sum(c * s[node][1] for c, s in zip(coefficients, self.anchor_stats))
+            std_t = sum(c * s[node][1] for c, s in zip(coefficients, self.anchor_stats)).clamp_min(0)
             mean, std = unit_stats(fixed, [(module_name, node, dim)], self.batches, self.example)[node]
             # a dead unit (zero variance) keeps its weights and gets the target mean
             scale = torch.where(std > 1e-8, std_t / std.clamp_min(1e-8), torch.ones_like(std))
@@ -102,3 +105,18 @@ def repaired_points(batches):
         fix = Repair([path.control_model(k) for k in range(path.num_points)], batches)
         return lambda t: fix(path.model_at(t), FAMILIES[path.kind](t, path.num_points))
     return along
+
+
+def repaired_plane(basis, anchors_xy, anchors: list[nn.Module], batches):
+    """For `measure_grid`: the REPAIRed weight vectors at plane coordinates, each point's statistics the
+    barycentric combination of the three anchors' (measured once)."""
+    fix = Repair(anchors, batches)
+    work = copy.deepcopy(anchors[0])
+
+    def points_at(coords) -> torch.Tensor:
+        rows = []
+        for w, coefficients in zip(basis.points(coords), basis.barycentric(coords, anchors_xy)):
+            load_parameters_vector(work, w)
+            rows.append(parameters_vector(fix(work, [float(c) for c in coefficients])))
+        return torch.stack(rows)
+    return points_at

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..alignment.repair import repairable_layers, repaired_points
+from ..alignment.repair import repairable_layers, repaired_plane, repaired_points
 from ..core.flat import parameters_vector
 from ..core.plane import grid_axes, plane_basis
 from ..errors import ModeconnError
@@ -90,10 +90,11 @@ def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = N
 def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21, margin: float = 0.2,
           bn_samples: int | None = None, train_samples: int | None = None, batch_size: int = 1000,
           chunk: int | None = None, data_dir: str | None = None, device: str = "auto", force: bool = False,
-          progress: bool = True, speed: Speed = EAGER) -> PlaneResult:
+          repair: bool = False, progress: bool = True, speed: Speed = EAGER) -> PlaneResult:
     """The G x G grid in the plane through three networks or a curve's start, end and bend: plane.npz/.json/.png.
 
-    A killed plane restarted with the same command computes only the missing points.
+    A killed plane restarted with the same command computes only the missing points. With `repair`,
+    each point gets REPAIR's statistics, the barycentric combination of the three anchors'.
     """
     if (points is None) == (curve is None):
         raise ModeconnError("give either --points A B C or --curve RUN")
@@ -118,6 +119,7 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
         path, info, data = load_curve(curve, dev, data_dir)
         cp = path.control_points().detach()
         anchors, template, sources = (cp[0], cp[-1], cp[k]), path.model_at(0.0), str(curve)
+        anchor_nets = [path.control_model(i) for i in (0, path.num_points - 1, k)] if repair else []
     else:
         if bend is not None:
             raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
@@ -127,18 +129,27 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
         ends = load_endpoints(described, data_dir, dev)
         path, k, data, template = None, None, ends.data, ends.nets[0]
         anchors, sources = tuple(parameters_vector(n) for n in ends.nets), [str(p) for p in points]
+        anchor_nets = ends.nets
+    if repair:
+        repairable_layers(template, data.train_x[:2])
     basis = plane_basis(*anchors)
     anchors_xy = basis.anchor_coords(anchors[2])
     xs, ys = grid_axes(anchors_xy, grid, margin)
     coords = np.array([(x, y) for x in xs for y in ys])
-    fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis)
+    fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis,
+                                    repair)
     with claim_output(out):
         evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
-        values = measure_grid(out, coords, basis, evaluator, fingerprint, force, progress)
+        points_at = repaired_plane(basis, anchors_xy, anchor_nets, settings.bn_batches(data)) if repair else None
+        values = measure_grid(out, coords, basis, evaluator, fingerprint, force, progress, points_at)
         summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
-                   "settings": {"grid": grid, "margin": margin, "chunk": chunk, **settings.__dict__},
+                   "settings": {"grid": grid, "margin": margin, "chunk": chunk, "repair": repair, **settings.__dict__},
                    "sources": sources if points is not None else {"curve": sources, "bend": k},
                    "points_xy": anchors_xy.tolist(), "grid_index": "metric[i, j] is at (xs[i], ys[j])"}
+        if repair:
+            outside = int((basis.barycentric(coords, anchors_xy) < -1e-12).any(1).sum())
+            summary["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
+                                 "from the three anchors', a target std below zero clamped to zero"}
         curve_arrays = {}
         if path is not None:
             curve_arrays, curve_summary = project_curve(basis, path)

@@ -47,6 +47,13 @@ class PlaneBasis:
         x3 = float((w3.double() - self.origin.double()) @ self.u_hat.double())
         return np.array([[0.0, 0.0], [self.u_norm, 0.0], [x3, self.v_norm]])
 
+    def barycentric(self, coords: np.ndarray, anchors_xy: np.ndarray) -> np.ndarray:
+        """Coefficients (a, b, c), summing to 1, with point(x, y) = a w1 + b w2 + c w3; negative outside the triangle."""
+        coords = np.asarray(coords, dtype=float).reshape(-1, 2)
+        c = coords[:, 1] / self.v_norm
+        b = (coords[:, 0] - c * anchors_xy[2, 0]) / self.u_norm
+        return np.stack([1 - b - c, b, c], 1)
+
     def orthogonality_error(self) -> float:
         """max(|<u,v>|, ||u|-1|, ||v|-1|): zero for an exact orthonormal basis."""
         u, v = self.u_hat.double(), self.v_hat.double()

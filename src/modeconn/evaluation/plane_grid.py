@@ -63,9 +63,11 @@ class PlaneResult:
 
 
 def measure_grid(out: Path, coords: np.ndarray, basis: PlaneBasis, evaluator: PointEvaluator, fingerprint: str,
-                 force: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
+                 force: bool = False, progress: bool = True, points_at=None) -> dict[str, np.ndarray]:
     """Metrics at every (x, y) of `coords`, saved to OUT/plane.partial.npz after each round.
 
+    `points_at(coords)`, when given, supplies the (n, P) weights measured there instead of the
+    plane's own points (e.g. REPAIR's corrected points, `alignment.repair.repaired_plane`).
     A restart with the same `fingerprint` computes only the missing points; another fingerprint
     is refused unless `force`, which starts over.
     """
@@ -82,10 +84,11 @@ def measure_grid(out: Path, coords: np.ndarray, basis: PlaneBasis, evaluator: Po
             values = {m: saved[m] for m in METRICS}
     todo = np.flatnonzero(~done)
     bar = tqdm(total=len(coords), initial=int(done.sum()), desc="plane", disable=not progress, dynamic_ncols=True)
+    points_at = points_at or basis.points
     step = max(evaluator.chunk, ROUND_POINTS) * distributed.world_size()
     for start in range(0, len(todo), step):
         idx = todo[start:start + step]
-        rows = measure_shared(len(idx), lambda local: evaluator.many(basis.points(coords[idx[local]])),
+        rows = measure_shared(len(idx), lambda local: evaluator.many(points_at(coords[idx[local]])),
                               evaluator.data.test_x.device)
         for j, m in enumerate(METRICS):
             values[m][idx] = rows[:, j]
@@ -114,8 +117,10 @@ def project_curve(basis: PlaneBasis, curve) -> tuple[dict[str, np.ndarray], dict
     return arrays, summary
 
 
-def plane_fingerprint(sources, bend, grid: int, margin: float, bn_samples, train_samples, basis: PlaneBasis) -> str:
+def plane_fingerprint(sources, bend, grid: int, margin: float, bn_samples, train_samples, basis: PlaneBasis,
+                      repair: bool = False) -> str:
     """What a partial grid must match to be resumed: its sources, grid and measuring settings."""
     return json.dumps({"sources": sources, "bend": bend, "grid": grid, "margin": margin, "bn_samples": bn_samples,
                        "train_samples": train_samples, "u_norm": round(basis.u_norm, 6),
-                       "v_norm": round(basis.v_norm, 6)}, sort_keys=True)
+                       "v_norm": round(basis.v_norm, 6),
+                       **({"repair": True} if repair else {})}, sort_keys=True)
