@@ -166,6 +166,27 @@ CASES = [
     ("eval-line {a} {b} --out {out} --points 1", "--points must be >= 2"),
     ("eval-line {a} {missing} --out {out}", "does not exist"),
     ("eval-line {a} {nan} --out {out}", "NaN or infinite"),
+    # landscape
+    ("landscape {a} --out {out} --dims 3", "--dims must be 1 or 2"),
+    ("landscape --out {out}", "give either a network run"),
+    ("landscape {a} --curve {ab} --out {out}", "give either a network run"),
+    ("landscape {a} --t 0.5 --out {out}", "--t chooses a point of a curve"),
+    ("landscape --curve {ab} --t 1.5 --out {out}", "--t must be between 0 and 1"),
+    ("landscape --curve {ab} --t nan --out {out}", "--t must be a finite number"),
+    ("landscape --curve {a} --out {out}", "is not a curve run"),
+    ("landscape {ab} --out {out}", "is a curve run, not a network"),
+    ("landscape {a} --grid 1 --out {out}", "--grid must be >= 2"),
+    ("landscape {a} --span 0 --out {out}", "--span must be a positive number"),
+    ("landscape {a} --seed -1 --out {out}", "--seed must be an integer >= 0"),
+    ("landscape {a} --directions magic --out {out}", "invalid choice: 'magic'"),
+    ("landscape {a} --directions pca --out {out}", "--directions pca takes its directions from --trajectory"),
+    ("landscape {a} --trajectory {a} --out {out}", "--directions pca takes its directions from --trajectory"),
+    ("landscape {a} --directions pca --trajectory {a} --out {out}", "PCA needs at least 3"),
+    ("landscape {a} --directions pca --trajectory {ab} --out {out}", "is a curve run, not a network"),
+    ("landscape {a} --directions pca --trajectory {a} --bn-directions --out {out}", "--bn-directions applies"),
+    ("landscape {a} --out {file}", "is a file, not a folder"),
+    ("landscape {a} --out {out} --train-samples 0", "--train-samples must be a positive integer"),
+    ("train --out {out} --keep-every 0", "--keep-every must be a positive integer"),
     # plane
     ("plane --curve {ab} --out {out} --grid 1", "--grid must be >= 2"),
     ("plane --curve {ab} --out {out} --grid 0", "--grid must be a positive integer"),
@@ -265,5 +286,5 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo"}
+                        "report", "demo", "landscape"}
     assert len(CASES) >= 60

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeconn.commands import connect, ensemble, eval_curve, plane
+from modeconn.commands import connect, ensemble, eval_curve, landscape, plane
 
 PROBE = Path(__file__).parent / "helpers" / "rank_probe.py"
 # The curve each test trains: short, so that a 2-process run takes seconds.
@@ -94,7 +94,10 @@ def test_sharded_evaluation_equals_single_process(mnist1d_runs, tmp_path):
     torchrun(["-m", "modeconn", "plane", "--curve", curve, "--grid", 5, "--out", tmp_path / "p2", "--quiet"], tmp_path)
     torchrun(["-m", "modeconn", "ensemble", "--curve", curve, "--points", 3, "--out", tmp_path / "ens2.json",
               "--quiet"], tmp_path)
+    torchrun(["-m", "modeconn", "landscape", mnist1d_runs["a"], "--grid", 3, "--out", tmp_path / "l2", "--quiet"],
+             tmp_path)
     with one_thread():
+        landscape(tmp_path / "l1", run=mnist1d_runs["a"], grid=3, device="cpu", progress=False)
         e1 = eval_curve(curve, points=7, out=tmp_path / "e1", device="cpu", progress=False)
         plane(tmp_path / "p1", curve=curve, grid=5, device="cpu", progress=False)
         ens1 = ensemble(curve, 3, out=tmp_path / "ens1.json", device="cpu", progress=False)
@@ -106,6 +109,10 @@ def test_sharded_evaluation_equals_single_process(mnist1d_runs, tmp_path):
     assert sorted(p1.files) == sorted(p2.files)
     for key in p1.files:
         np.testing.assert_allclose(p2[key], p1[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    l1, l2 = np.load(tmp_path / "l1" / "landscape.npz"), np.load(tmp_path / "l2" / "landscape.npz")
+    assert sorted(l1.files) == sorted(l2.files)
+    for key in l1.files:
+        np.testing.assert_allclose(l2[key], l1[key], rtol=1e-5, atol=1e-7, err_msg=key)
     ens2 = json.loads((tmp_path / "ens2.json").read_text())
     for r1, r2 in zip(ens1.members, ens2["members"]):
         for key, value in r1.items():

@@ -50,6 +50,11 @@ def _summary(command: str, result, args) -> str:
         m = result.metrics
         return (f"plane {len(result.xs)}x{len(result.ys)}: train loss {m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, "
                 f"test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}\nwrote {args.out}/plane.npz, plane.json, plane.png")
+    if command == "landscape":
+        m = result.metrics
+        return (f"{result.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
+                f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}.."
+                f"{m['test_err'].max():.4f}\nwrote {args.out}/landscape.npz, landscape.json, landscape.png")
     if command == "fge":
         last = result.snapshots[-1]
         return (f"FGE: {len(result.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
@@ -108,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="registry name (default: the dataset's default model)")
     p.add_argument("--keep-epochs", type=int, nargs="*", default=[],
                    help="also keep the state after these epochs as run folders OUT/epochN (e.g. FGE's start at 0.8B)")
+    p.add_argument("--keep-every", type=int, default=None,
+                   help="also keep every K-th epoch as OUT/epochN (a trajectory for landscape --directions pca)")
     p.add_argument("--out", required=True)
     _common(p)
 
@@ -166,6 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid points evaluated at once with torch.func.vmap (default 1; measured slower on CPU, "
                         "may pay for small nets on a GPU)")
     _eval_options(p, along=False, out_required=True)
+    _common(p, training=False)
+
+    p = sub.add_parser("landscape", help="loss and error over a 1-D or 2-D slice around a network (Li et al. 2018)")
+    p.add_argument("run", nargs="?", default=None, help="the network at the centre (or --curve RUN --t T)")
+    p.add_argument("--curve", default=None, help="a curve run: the centre is its point at --t")
+    p.add_argument("--t", type=float, default=None, help="the curve's point at the centre (default 0.5)")
+    p.add_argument("--dims", type=int, default=2, help="1 (a line) or 2 (a plane)")
+    p.add_argument("--grid", type=int, default=21, help="grid points per direction")
+    p.add_argument("--span", type=float, default=1.0,
+                   help="half-width of the grid: in direction units (random), or times the trajectory's extent (pca)")
+    p.add_argument("--directions", choices=["random", "pca"], default="random",
+                   help="filter-normalised random directions, or the principal directions of --trajectory")
+    p.add_argument("--trajectory", default=None, help="a network run trained with --keep-every K (for pca)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    p.add_argument("--bn-directions", action="store_true",
+                   help="move biases and BatchNorm parameters too (default: they stay, as in Li et al.)")
+    p.add_argument("--chunk", type=int, default=None, help="grid points evaluated at once with torch.func.vmap")
+    _eval_options(p, along=False, repair=False, out_required=True)
     _common(p, training=False)
 
     p = sub.add_parser("fge", help="Fast Geometric Ensembling from a trained network")

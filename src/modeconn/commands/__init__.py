@@ -2,8 +2,9 @@
 from .alignment import align, connectivity
 from .demo import demo, report
 from .ensembles import budget, fge
+from .landscape import landscape
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
 
-__all__ = ["align", "budget", "connect", "connectivity", "demo", "ensemble", "eval_curve", "eval_line", "fge", "plane", "report",
+__all__ = ["align", "budget", "connect", "connectivity", "demo", "ensemble", "eval_curve", "eval_line", "fge", "landscape", "plane", "report",
            "train"]

@@ -141,7 +141,7 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
     with claim_output(out):
         evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
         points_at = repaired_plane(basis, anchors_xy, anchor_nets, settings.bn_batches(data)) if repair else None
-        values = measure_grid(out, coords, basis, evaluator, fingerprint, force, progress, points_at)
+        values = measure_grid(out, coords, points_at or basis.points, evaluator, fingerprint, force, progress)
         summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
                    "settings": {"grid": grid, "margin": margin, "chunk": chunk, "repair": repair, **settings.__dict__},
                    "sources": sources if points is not None else {"curve": sources, "bend": k},

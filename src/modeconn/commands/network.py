@@ -25,19 +25,22 @@ from ..recipes import recipe_for
 
 def train(out, dataset: str = "mnist1d", model: str | None = None, epochs: int | None = None,
           lr: float | None = None, wd: float | None = None, batch_size: int | None = None, seed: int = 0,
-          keep_epochs=(), data_dir: str | None = None, device: str = "auto", resume: bool = False,
-          progress: bool = True, speed: Speed = EAGER) -> dict:
+          keep_epochs=(), keep_every: int | None = None, data_dir: str | None = None, device: str = "auto",
+          resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
     """Train one network into OUT: model.safetensors, optimizer.safetensors and run.json (returned).
 
     Each epoch in `keep_epochs` is also kept as a run folder OUT/epochN (e.g. the 0.8B state FGE
-    starts from in the paper); its run.json names the run that went on (`full_run`).
+    starts from in the paper); its run.json names the run that went on (`full_run`). `keep_every` k
+    keeps epochs k, 2k, ... as well (a trajectory for `landscape --directions pca`).
     """
     recipe = recipe_for(dataset)
     spec = ModelSpec(validate.model_name(model) or recipe.model, {})
     cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)
-    keep = sorted({validate.positive_int("--keep-epochs", k) for k in keep_epochs})
-    if keep and keep[-1] > cfg.epochs:
-        raise ModeconnError(f"--keep-epochs {keep[-1]} is outside 1..{cfg.epochs} (the epochs trained)")
+    keep = {validate.positive_int("--keep-epochs", k) for k in keep_epochs}
+    if keep and max(keep) > cfg.epochs:
+        raise ModeconnError(f"--keep-epochs {max(keep)} is outside 1..{cfg.epochs} (the epochs trained)")
+    every = validate.optional(validate.positive_int, "--keep-every", keep_every)
+    keep = sorted(keep | (set(range(every, cfg.epochs, every)) if every else set()))
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)
     settings = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "keep_epochs": keep}

@@ -1,4 +1,4 @@
-"""Metrics over a grid in the plane through three weight vectors: resumable, sharded by whole points."""
+"""Metrics over a grid of points (the plane through three weight vectors, a landscape slice): resumable, sharded by whole points."""
 from __future__ import annotations
 
 import json
@@ -62,29 +62,28 @@ class PlaneResult:
                    {k: arrays[k] for k in ("curve_t", "curve_xy", "bends_xy") if k in arrays})
 
 
-def measure_grid(out: Path, coords: np.ndarray, basis: PlaneBasis, evaluator: PointEvaluator, fingerprint: str,
-                 force: bool = False, progress: bool = True, points_at=None) -> dict[str, np.ndarray]:
-    """Metrics at every (x, y) of `coords`, saved to OUT/plane.partial.npz after each round.
+def measure_grid(out: Path, coords: np.ndarray, points_at, evaluator: PointEvaluator, fingerprint: str,
+                 force: bool = False, progress: bool = True, partial: str = PARTIAL) -> dict[str, np.ndarray]:
+    """Metrics at every row of `coords`, measured at the weights `points_at(coords)` ((n, P)), saved to
+    OUT/`partial` after each round: a plane's grid, a landscape slice, or any other family of points.
 
-    `points_at(coords)`, when given, supplies the (n, P) weights measured there instead of the
-    plane's own points (e.g. REPAIR's corrected points, `alignment.repair.repaired_plane`).
     A restart with the same `fingerprint` computes only the missing points; another fingerprint
     is refused unless `force`, which starts over.
     """
     done = np.zeros(len(coords), dtype=bool)
     values = {m: np.full(len(coords), np.nan) for m in METRICS}
-    if (out / PARTIAL).exists():
-        saved = load_npz(out / PARTIAL)
+    if (out / partial).exists():
+        saved = load_npz(out / partial)
         same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
         if not same and not force:
-            raise ModeconnError(f"{out / PARTIAL} was started with other settings; rerun the same command, "
+            raise ModeconnError(f"{out / partial} was started with other settings; rerun the same command, "
                                 "choose another --out, or pass --force to start over")
         if same and all(m in saved for m in METRICS) and len(saved["done"]) == len(coords):
             done = saved["done"]
             values = {m: saved[m] for m in METRICS}
     todo = np.flatnonzero(~done)
-    bar = tqdm(total=len(coords), initial=int(done.sum()), desc="plane", disable=not progress, dynamic_ncols=True)
-    points_at = points_at or basis.points
+    bar = tqdm(total=len(coords), initial=int(done.sum()), desc=partial.split(".")[0], disable=not progress,
+               dynamic_ncols=True)
     step = max(evaluator.chunk, ROUND_POINTS) * distributed.world_size()
     for start in range(0, len(todo), step):
         idx = todo[start:start + step]
@@ -93,17 +92,15 @@ def measure_grid(out: Path, coords: np.ndarray, basis: PlaneBasis, evaluator: Po
         for j, m in enumerate(METRICS):
             values[m][idx] = rows[:, j]
         done[idx] = True
-        save_npz(out / PARTIAL, {"done": done, "fingerprint": np.array(fingerprint), **values})
+        save_npz(out / partial, {"done": done, "fingerprint": np.array(fingerprint), **values})
         bar.update(len(idx))
     bar.close()
     return values
 
 
-def finish_partial(out: Path) -> None:
-    """Remove the partial grid once the finished plane is on disk."""
-    remove_file(out / PARTIAL)
-
-
+def finish_partial(out: Path, partial: str = PARTIAL) -> None:
+    """Remove the partial grid once the finished result is on disk."""
+    remove_file(out / partial)
 @torch.no_grad()
 def project_curve(basis: PlaneBasis, curve) -> tuple[dict[str, np.ndarray], dict]:
     """The curve's points and bends in plane coordinates, and how far each lies from the plane."""

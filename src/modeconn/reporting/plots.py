@@ -83,6 +83,75 @@ def plot_plane(result, path) -> None:
     save_figure(fig, path)
 
 
+def plot_landscape(result, path) -> None:
+    """A landscape slice (a LandscapeResult): loss and error along one direction, or contours over two with the
+    plane's colour scales, the centre and any projected trajectory drawn on."""
+    panels = [("train_loss", "train loss (cross-entropy)", 1), ("test_err", "test error (%)", 100)]
+    pca = result.summary.get("directions") == "pca"
+    labels = ("first principal direction", "second principal direction") if pca else \
+        ("random direction 1 (filter-normalised)", "random direction 2 (filter-normalised)")
+    if result.dims == 1:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+        for ax, (metric, label, scale) in zip(axes, panels):
+            ax.plot(result.axes[0], result.metrics[metric] * scale, color="C0", lw=2)
+            ax.axvline(0, color="k", lw=0.8, ls=":")
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].set_yscale("log")
+    else:
+        xs, ys = result.axes
+        fig, axes = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
+        for ax, (metric, label, scale) in zip(axes, panels):
+            z = np.maximum(result.metrics[metric].T * scale, 1e-4)  # contourf wants rows = y
+            cs = ax.contourf(xs, ys, z, levels=_log_levels(z), cmap="viridis_r", norm=matplotlib.colors.LogNorm())
+            fig.colorbar(cs, ax=ax, label=label, format="%.3g")
+            if "trajectory_xy" in result.trajectory:
+                tr = result.trajectory["trajectory_xy"]
+                ax.plot(tr[:, 0], tr[:, 1], "w.-", lw=1.5, ms=6, label="training trajectory (projected)")
+            ax.plot([0], [0], "o", color="white", mec="k", ms=9, label="centre")
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(labels[1])
+            ax.set_title(label)
+        axes[0].legend(loc="lower right", fontsize=8, framealpha=0.6)
+    c = result.summary.get("centre", {})
+    where = f"curve {c['curve']} at t = {c['t']:g}" if "curve" in c else f"network {c.get('network')}"
+    fig.suptitle(f"Loss landscape around {where} (BatchNorm recomputed at every point)")
+    save_figure(fig, path)
+
+
+def plot_curvature(result: dict, path) -> None:
+    """Top Hessian eigenvalue, trace (when measured) and train loss against t for each path, or one network's
+    top eigenvalues."""
+    paths, t = result["paths"], np.asarray(result["t"])
+    if result["kind"] == "network":
+        fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+        values = paths["network"][0]["eigenvalues"]
+        ax.bar(np.arange(1, len(values) + 1), values, color="C0")
+        ax.set_xlabel("eigenvalue rank")
+        ax.set_ylabel("Hessian eigenvalue (train loss)")
+        tr = paths["network"][0]["trace"]
+        ax.set_title(f"top eigenvalues{f', trace {tr:.4g}' if tr is not None else ''}")
+        save_figure(fig, path)
+        return
+    panels = [("top eigenvalue", lambda r: r["eigenvalues"][0])]
+    if result["settings"]["trace"]:
+        panels.append(("trace (Hutch++)", lambda r: r["trace"]))
+    panels.append(("train loss", lambda r: r["train_loss"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), layout="constrained")
+    for ax, (label, get) in zip(axes, panels):
+        for k, (name, rows) in enumerate(paths.items()):
+            ax.plot(t, [get(r) for r in rows], "o-", **{k2: v for k2, v in _style(name, k).items() if k2 != "ls"})
+        ax.set_xlabel("t (0 = start network, 1 = end network)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[-1].set_yscale("log")
+    fig.suptitle(f"Curvature of the train loss along the path ({result['batchnorm']} BatchNorm statistics)"
+                 if result["batchnorm"] != "none" else "Curvature of the train loss along the path")
+    save_figure(fig, path)
+
+
 def plot_fge(result: dict, path) -> None:
     """Ensemble vs single-snapshot test error and NLL (an FGEResult) against snapshots taken and epochs spent."""
     recs = result.snapshots

@@ -216,6 +216,21 @@ def load_endpoints(sources: list[NetworkSource], data_dir: str | None = None, de
     return Endpoints(nets, sources, data, data_dir)
 
 
+def trajectory_states(run_dir) -> list[tuple[int, Path]]:
+    """A network run's kept epochs (OUT/epochN, `train --keep-epochs/--keep-every`) and its final state,
+    as (epoch, folder) in training order."""
+    run_dir = Path(run_dir)
+    final = describe_network(run_dir)
+    if not run_dir.is_dir() or final.info is None:
+        raise ModeconnError(f"{run_dir} is not a network run folder: pass a folder written by `modeconn train`")
+    kept = []
+    for folder in run_dir.glob("epoch*"):
+        if folder.name[5:].isdigit() and (folder / "run.json").exists():
+            kept.append((int(folder.name[5:]), folder))
+    epochs = final.info.raw.get("epochs_trained")
+    return sorted(kept) + [(epochs if isinstance(epochs, int) else len(kept) + 1, run_dir)]
+
+
 def read_curve_run(run_dir) -> RunInfo:
     """A curve run's run.json, refusing any other kind of folder."""
     run_dir = Path(run_dir)

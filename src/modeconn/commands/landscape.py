@@ -1,0 +1,139 @@
+"""`modeconn landscape`: loss and error over a 1-D or 2-D slice around a network or a curve's point."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.directions import pca_directions, random_directions
+from ..core.flat import check_same_architecture, parameter_space, parameters_vector
+from ..errors import ModeconnError
+from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, slice_coords
+from ..evaluation.plane_grid import finish_partial, measure_grid
+from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..runtime.speed import EAGER, Speed
+from ..storage.files import save_tensors
+from ..storage.runfolder import (claim_output, describe_endpoints, describe_network, load_curve, load_endpoints,
+                                 load_network, read_curve_run, trajectory_states)
+from . import validate
+from .common import eval_settings, join
+
+DIRECTIONS = ("random", "pca")
+
+
+@dataclass
+class Centre:
+    """The network a command measures around: a trained network, or a curve's point phi(t)."""
+
+    model: nn.Module
+    data: object
+    wd: float
+    source: dict
+
+
+def check_centre(run, curve, t) -> float | None:
+    """Refuse a centre given twice, not at all, or a t off [0, 1] or without a curve (before any loading)."""
+    if (run is None) == (curve is None):
+        raise ModeconnError("give either a network run (RUN) or --curve RUN --t T")
+    if t is not None and curve is None:
+        raise ModeconnError("--t chooses a point of a curve: use it with --curve")
+    if curve is not None:
+        t = 0.5 if t is None else validate.nonnegative_float("--t", t)
+        if t > 1:
+            raise ModeconnError(f"--t must be between 0 and 1, got {t:g}")
+        read_curve_run(curve)
+    else:
+        describe_endpoints([run])
+    return t
+
+
+def load_centre(run, curve, t, data_dir, device) -> Centre:
+    """Load the checked centre on `device`, with its dataset and the weight decay it was trained with."""
+    if curve is not None:
+        path, info, data = load_curve(curve, device, data_dir)
+        return Centre(path.model_at(t), data, info.wd, {"curve": str(curve), "t": t})
+    ends = load_endpoints(describe_endpoints([run]), data_dir, device)
+    return Centre(ends.nets[0], ends.data, ends.sources[0].wd, {"network": str(run)})
+
+
+def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, grid: int = 21, span: float = 1.0,
+              directions: str = "random", trajectory=None, seed: int = 0, bn_directions: bool = False,
+              bn_samples: int | None = None, train_samples: int | None = None, batch_size: int = 1000,
+              chunk: int | None = None, data_dir: str | None = None, device: str = "auto", force: bool = False,
+              progress: bool = True, speed: Speed = EAGER) -> LandscapeResult:
+    """Metrics over a G (1-D) or G x G (2-D) grid around a network along filter-normalised random directions
+    (Li et al. 2018) or a trajectory's principal directions: landscape.npz/.json/.png, directions.safetensors.
+
+    `span` is the grid's half-width: in direction units for random directions, as a multiple of the
+    trajectory's largest projection for PCA. A killed slice restarted with the same command
+    computes only the missing points.
+    """
+    t = check_centre(run, curve, t)
+    if dims not in (1, 2) or isinstance(dims, bool):
+        raise ModeconnError(f"--dims must be 1 or 2, got {dims}")
+    grid = validate.positive_int("--grid", grid)
+    if grid < 2:
+        raise ModeconnError(f"--grid must be >= 2 points per side, got {grid}")
+    span = validate.positive_float("--span", span)
+    seed = validate.nonnegative_int("--seed", seed)
+    if directions not in DIRECTIONS:
+        raise ModeconnError(f"unknown --directions {directions!r}: choose one of {', '.join(DIRECTIONS)}")
+    if (directions == "pca") != (trajectory is not None):
+        raise ModeconnError("--directions pca takes its directions from --trajectory RUN, and --trajectory needs "
+                            "--directions pca")
+    if bn_directions and directions == "pca":
+        raise ModeconnError("--bn-directions applies to random directions; PCA directions cover every parameter")
+    states = trajectory_states(trajectory) if trajectory is not None else []
+    if trajectory is not None and len(states) < 3:
+        raise ModeconnError(f"{trajectory} holds {len(states)} state(s): PCA needs at least 3; train with "
+                            "--keep-every K")
+    chunk = validate.optional(validate.positive_int, "--chunk", chunk) or 1
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    if (out / "landscape.json").exists() and not force:
+        raise ModeconnError(f"{out / 'landscape.json'} exists; pass --force to replace it or choose another --out")
+    dev = join(device)
+    centre = load_centre(run, curve, t, data_dir, dev)
+    settings = eval_settings(centre.wd, batch_size, bn_samples, train_samples)
+    weights = parameters_vector(centre.model)
+    extra: dict = {}
+    if directions == "random":
+        dirs = random_directions(parameter_space(centre.model), weights, dims, seed, bn_directions)
+        half = [span] * dims
+    else:
+        stack = []
+        for _, folder in states:
+            net = load_network(describe_network(folder), centre.data, dev)
+            check_same_architecture(centre.model.state_dict(), net.state_dict(), what=("the centre", str(folder)))
+            stack.append(parameters_vector(net))
+        dirs, xy, explained = pca_directions(torch.stack(stack), weights, dims)
+        half = [span * float(xy[:, k].abs().max()) for k in range(dims)]
+        extra = {"trajectory_xy": xy.cpu().numpy(), "trajectory_epochs": np.array([e for e, _ in states])}
+    axes = slice_axes(dims, grid, half)
+    coords = slice_coords(axes)
+    piece = Slice(weights, dirs)
+    fingerprint = json.dumps({"centre": centre.source, "dims": dims, "grid": grid, "span": span,
+                              "directions": directions, "trajectory": str(trajectory) if trajectory else None,
+                              "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
+                              "train_samples": settings.train_samples,
+                              "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
+    with claim_output(out):
+        save_tensors(out / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
+        evaluator = PointEvaluator(centre.model, centre.data, settings, chunk=chunk, speed=speed)
+        values = measure_grid(out, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
+        shape = (grid,) * dims
+        summary = {"centre": centre.source, "dims": dims, "directions": directions,
+                   "settings": {"grid": grid, "span": span, "seed": seed, "bn_directions": bn_directions,
+                                "chunk": chunk, **settings.__dict__},
+                   "direction_norms": [float(d.double().norm()) for d in dirs],
+                   "half_widths": half, "grid_index": "metric[i, j] is at (xs[i], ys[j])",
+                   "batchnorm": "statistics recomputed at every grid point",
+                   **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {}),
+                   **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
+        result = LandscapeResult(axes, {m: values[m].reshape(shape) for m in METRICS}, summary, extra)
+        result.save(out)
+        finish_partial(out, PARTIAL)
+    return result
