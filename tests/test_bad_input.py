@@ -187,6 +187,15 @@ CASES = [
     ("landscape {a} --out {file}", "is a file, not a folder"),
     ("landscape {a} --out {out} --train-samples 0", "--train-samples must be a positive integer"),
     ("train --out {out} --keep-every 0", "--keep-every must be a positive integer"),
+    # curvature
+    ("curvature {ab} --top 0 --out {out}", "--top must be a positive integer"),
+    ("curvature {ab} --points 1 --out {out}", "--points must be >= 2"),
+    ("curvature {ab} --trace --probes 2 --out {out}", "--probes must be >= 3"),
+    ("curvature {ab} --steps 0 --out {out}", "--steps must be a positive integer"),
+    ("curvature {ab} --seed -2 --out {out}", "--seed must be an integer >= 0"),
+    ("curvature {missing} --out {out}", "does not exist"),
+    ("curvature {a} --out {file}", "is a file, not a folder"),
+    ("curvature {nan} --out {out}", "NaN or infinite"),
     # plane
     ("plane --curve {ab} --out {out} --grid 1", "--grid must be >= 2"),
     ("plane --curve {ab} --out {out} --grid 0", "--grid must be a positive integer"),
@@ -286,5 +295,5 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo", "landscape"}
+                        "report", "demo", "landscape", "curvature"}
     assert len(CASES) >= 60

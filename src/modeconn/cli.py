@@ -55,6 +55,11 @@ def _summary(command: str, result, args) -> str:
         return (f"{result.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
                 f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}.."
                 f"{m['test_err'].max():.4f}\nwrote {args.out}/landscape.npz, landscape.json, landscape.png")
+    if command == "curvature":
+        rows = [f"  {name} t={t:.2f}: top eigenvalues {', '.join(f'{v:.4g}' for v in r['eigenvalues'])}"
+                + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
+                for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
+        return "\n".join(rows + [f"wrote {args.out or args.run}/curvature.json and curvature.png"])
     if command == "fge":
         last = result.snapshots[-1]
         return (f"FGE: {len(result.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
@@ -191,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move biases and BatchNorm parameters too (default: they stay, as in Li et al.)")
     p.add_argument("--chunk", type=int, default=None, help="grid points evaluated at once with torch.func.vmap")
     _eval_options(p, along=False, repair=False, out_required=True)
+    _common(p, training=False)
+
+    p = sub.add_parser("curvature", help="top Hessian eigenvalues and trace of the train loss along a curve, or at a network")
+    p.add_argument("run", help="a curve run (its points and the line between its endpoints) or a network run")
+    p.add_argument("--points", type=int, default=11, help="evenly spaced t in [0, 1] along a curve")
+    p.add_argument("--top", type=int, default=3, help="how many of the largest eigenvalues (Lanczos)")
+    p.add_argument("--trace", action="store_true", help="also estimate the Hessian's trace (Hutch++)")
+    p.add_argument("--probes", type=int, default=100, help="Hessian-vector products for the trace")
+    p.add_argument("--steps", type=int, default=100, help="at most this many Lanczos steps per point")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Lanczos start and the trace's probes")
+    _eval_options(p, along=False, repair=False)
     _common(p, training=False)
 
     p = sub.add_parser("fge", help="Fast Geometric Ensembling from a trained network")

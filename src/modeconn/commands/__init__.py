@@ -1,10 +1,11 @@
 """The command layer: one function per CLI command, called by the CLI and the demo; nothing below imports it."""
 from .alignment import align, connectivity
+from .curvature import curvature
 from .demo import demo, report
 from .ensembles import budget, fge
 from .landscape import landscape
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
 
-__all__ = ["align", "budget", "connect", "connectivity", "demo", "ensemble", "eval_curve", "eval_line", "fge", "landscape", "plane", "report",
+__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "fge", "landscape", "plane", "report",
            "train"]

@@ -147,8 +147,8 @@ def plot_curvature(result: dict, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[-1].set_yscale("log")
-    fig.suptitle(f"Curvature of the train loss along the path ({result['batchnorm']} BatchNorm statistics)"
-                 if result["batchnorm"] != "none" else "Curvature of the train loss along the path")
+    bn = f" (BatchNorm: {result['batchnorm']})" if result["batchnorm"] != "none" else ""
+    fig.suptitle(f"Curvature of the train loss along the path{bn}")
     save_figure(fig, path)
 
 

@@ -1,0 +1,100 @@
+"""`modeconn curvature`: top Hessian eigenvalues and trace of the train loss along a curve and its line, or at a network."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ModeconnError
+from ..evaluation.along import line_between
+from ..evaluation.curvature import curvature_at
+from ..evaluation.evaluate import has_batchnorm
+from ..reporting.plots import plot_curvature
+from ..runtime.speed import EAGER, Speed
+from ..storage.files import read_json, remove_file, write_json
+from ..storage.runfolder import claim_output, describe_endpoints, load_curve, load_endpoints, read_run
+from . import validate
+from .common import eval_settings, join
+
+PARTIAL = "curvature.partial.json"
+
+
+def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False, probes: int = 100,
+              steps: int = 100, seed: int = 0, bn_samples: int | None = None, train_samples: int | None = None,
+              batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
+              progress: bool = True, speed: Speed = EAGER) -> dict:
+    """Curvature of the train loss at `points` t along a curve run and the line between its endpoints, or at
+    one network: OUT/curvature.json and curvature.png (OUT defaults to the run folder).
+
+    Eigenvalues by Lanczos (at most `steps` Hessian-vector products each), the trace by Hutch++ with
+    `probes` products. A killed run restarted with the same command skips the points already measured.
+    """
+    info = read_run(run)
+    if info.kind not in ("curve", "network"):
+        raise ModeconnError(f"{run} is a {info.kind} run: pass a network or a curve run")
+    if info.kind == "network":
+        describe_endpoints([run])
+    elif validate.positive_int("--points", points) < 2:
+        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    top = validate.positive_int("--top", top)
+    probes = validate.positive_int("--probes", probes)
+    if trace and probes < 3:
+        raise ModeconnError(f"--probes must be >= 3 for Hutch++ (a sketch, its trace, residual probes), got {probes}")
+    steps = validate.positive_int("--steps", steps)
+    seed = validate.nonnegative_int("--seed", seed)
+    settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out if out is not None else run)
+    if (out / "curvature.json").exists() and not force:
+        raise ModeconnError(f"{out / 'curvature.json'} exists; pass --force to replace it or choose another --out")
+    dev = join(device)
+    if info.kind == "curve":
+        curve, _, data = load_curve(run, dev, data_dir)
+        paths = {"curve": curve, "line": line_between(curve.model_at(0.0), curve.model_at(1.0))}
+        ts = np.linspace(0.0, 1.0, points).tolist()
+    else:
+        ends = load_endpoints(describe_endpoints([run]), data_dir, dev)
+        data, paths, ts = ends.data, {"network": None}, [0.0]
+        network = ends.nets[0]
+    config = {"top": top, "trace": trace, "probes": probes if trace else None, "steps": steps, "seed": seed,
+              **settings.__dict__}
+    fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
+    train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
+    with claim_output(out):
+        done = _resume(out, fingerprint, force)
+        bar = tqdm(total=len(paths) * len(ts), desc="curvature", disable=not progress, dynamic_ncols=True)
+        for name, path in paths.items():
+            rows = done.setdefault(name, [None] * len(ts))
+            for i, t in enumerate(ts):
+                if rows[i] is None:
+                    model = network if path is None else path.model_at(t)
+                    rows[i] = curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed,
+                                           speed=speed).to_dict()
+                    write_json(out / PARTIAL, {"fingerprint": fingerprint, "done": done})
+                bar.update(1)
+        bar.close()
+        bn = has_batchnorm(network if info.kind == "network" else paths["curve"].model_at(0.0))
+        result = {"run": str(run), "kind": info.kind, "t": ts, "paths": done, "settings": config,
+                  "hessian": "of the mean train cross-entropy over the training examples measured "
+                             "(weight decay's wd * I not included); eigenvalues are the largest algebraic, "
+                             "by Lanczos; the trace by Hutch++",
+                  "batchnorm": ("eval mode, with the statistics recomputed at each point" if bn else "none")}
+        plot_curvature(result, out / "curvature.png")
+        write_json(out / "curvature.json", result)
+        remove_file(out / PARTIAL)
+    return result
+
+
+def _resume(out, fingerprint: str, force: bool) -> dict:
+    """The points a killed run with the same settings measured; another run's partial is refused unless force."""
+    if not (out / PARTIAL).exists():
+        return {}
+    saved = read_json(out / PARTIAL)
+    if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and isinstance(saved.get("done"), dict):
+        return saved["done"]
+    if not force:
+        raise ModeconnError(f"{out / PARTIAL} was started with other settings; rerun the same command, choose "
+                            "another --out, or pass --force to start over")
+    return {}
+

