@@ -58,13 +58,13 @@ class HessianOperator:
         return total / self.count
 
 
-def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1e-6,
+def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1e-4,
                 device=None, dtype=torch.float32) -> tuple[list[float], int]:
     """The k largest eigenvalues of the symmetric operator `hvp` by Lanczos with full reorthogonalisation.
 
-    Stops when each of the top k Ritz values' residual |beta_m s_m| is below `tol` times its size,
-    when the Krylov space is exhausted (exact), or after `steps` products. Returns the values and
-    the number of products used.
+    Stops when each of the top k Ritz values' residual |beta_m s_m| (a bound on its error) is below
+    `tol` times its size, when the Krylov space is exhausted (exact), or after `steps` products.
+    Returns the values and the number of products used.
     """
     steps = min(steps, dim)
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -152,7 +152,7 @@ class Curvature:
 
 
 def curvature_at(model: nn.Module, train_batches, bn_batches, top: int = 3, trace: bool = False,
-                 probes: int = 100, steps: int = 100, seed: int = 0, tol: float = 1e-6,
+                 probes: int = 100, steps: int = 100, seed: int = 0, tol: float = 1e-4,
                  speed: Speed = EAGER) -> Curvature:
     """Curvature of the mean train cross-entropy at `model` (BatchNorm statistics recomputed for it first)."""
     recompute_bn(model, bn_batches, speed)
