@@ -187,6 +187,15 @@ CASES = [
     ("landscape {a} --out {file}", "is a file, not a folder"),
     ("landscape {a} --out {out} --train-samples 0", "--train-samples must be a positive integer"),
     ("train --out {out} --keep-every 0", "--keep-every must be a positive integer"),
+    # instability
+    ("instability --out {out} --spawn 0 50 --epochs 50", "--spawn 50 is not before --epochs 50"),
+    ("instability --out {out} --spawn -1", "--spawn must be an integer >= 0"),
+    ("instability --out {out} --spawn", "expected at least one argument"),
+    ("instability --out {out} --points 1", "--points must be >= 2"),
+    ("instability --out {out} --dataset nope", "unknown dataset"),
+    ("instability --out {out} --epochs 0", "--epochs must be a positive integer"),
+    ("instability --out {out} --train-samples 0", "--train-samples must be a positive integer"),
+    ("instability --out {file}", "is a file, not a folder"),
     # curvature
     ("curvature {ab} --top 0 --out {out}", "--top must be a positive integer"),
     ("curvature {ab} --points 1 --out {out}", "--points must be >= 2"),
@@ -295,5 +304,5 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo", "landscape", "curvature"}
+                        "report", "demo", "landscape", "curvature", "instability"}
     assert len(CASES) >= 60

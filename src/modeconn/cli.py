@@ -60,6 +60,11 @@ def _summary(command: str, result, args) -> str:
                 + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
                 for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
         return "\n".join(rows + [f"wrote {args.out or args.run}/curvature.json and curvature.png"])
+    if command == "instability":
+        rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
+                f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in result["per_spawn"]]
+        return "\n".join(rows + [f"first stable spawn epoch: {result['first_stable_spawn']}",
+                                  f"wrote {args.out}/instability.json and instability.png"])
     if command == "fge":
         last = result.snapshots[-1]
         return (f"FGE: {len(result.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
@@ -208,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the Lanczos start and the trace's probes")
     _eval_options(p, along=False, repair=False)
     _common(p, training=False)
+
+    p = sub.add_parser("instability", help="from which epoch two copies on different data orders stay linearly "
+                                           "connected (Frankle et al. 2020)")
+    p.add_argument("--dataset", default="mnist1d")
+    p.add_argument("--model", default=None, help="registry name (default: the dataset's default model)")
+    p.add_argument("--spawn", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20],
+                   help="epochs at which two copies are spawned from the parent")
+    p.add_argument("--points", type=int, default=11, help="points along each line between two copies")
+    p.add_argument("--same-order", action="store_true", help="both copies see one data order (a check: no barrier)")
+    p.add_argument("--bn-samples", type=int, default=None, help="recompute BatchNorm on this many training examples")
+    p.add_argument("--train-samples", type=int, default=None, help="train metrics on a random subset")
+    p.add_argument("--out", required=True)
+    _common(p)
 
     p = sub.add_parser("fge", help="Fast Geometric Ensembling from a trained network")
     p.add_argument("--start", required=True, help="a run folder from train (its optimizer state is restored)")

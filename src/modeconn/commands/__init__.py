@@ -3,9 +3,10 @@ from .alignment import align, connectivity
 from .curvature import curvature
 from .demo import demo, report
 from .ensembles import budget, fge
+from .instability import instability
 from .landscape import landscape
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
 
-__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "fge", "landscape", "plane", "report",
+__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "fge", "instability", "landscape", "plane", "report",
            "train"]

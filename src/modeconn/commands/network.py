@@ -23,6 +23,21 @@ from .common import join, training_config
 from ..recipes import recipe_for
 
 
+def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER) -> dict:
+    """Write a network run folder: model.safetensors, optimizer.safetensors, then run.json (with final metrics)."""
+    info = {**info, **split_metrics(net, data, speed=speed).to_dict()}
+    save_tensors(folder / "model.safetensors", net.state_dict())
+    save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
+    write_json(folder / "run.json", info)  # last: a folder with run.json is complete
+    return info
+
+
+def network_info(dataset: str, data_dir, spec: ModelSpec, data, cfg, speed: Speed) -> dict:
+    """The fields every network run.json starts with."""
+    return {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec.to_dict(data),
+            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "processes": distributed.world_size()}
+
+
 def train(out, dataset: str = "mnist1d", model: str | None = None, epochs: int | None = None,
           lr: float | None = None, wd: float | None = None, batch_size: int | None = None, seed: int = 0,
           keep_epochs=(), keep_every: int | None = None, data_dir: str | None = None, device: str = "auto",
@@ -49,15 +64,10 @@ def train(out, dataset: str = "mnist1d", model: str | None = None, epochs: int |
     data = load_dataset(dataset, data_dir).to(dev)
     torch.manual_seed(cfg.seed)
     net = spec.build(data).to(dev)
-    base = {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec.to_dict(data),
-            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "processes": distributed.world_size()}
+    base = network_info(dataset, data_dir, spec, data, cfg, speed)
 
     def save(folder: Path, optimizer, extra: dict) -> dict:
-        info = {**base, **extra, **split_metrics(net, data, speed=speed).to_dict()}
-        save_tensors(folder / "model.safetensors", net.state_dict())
-        save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
-        write_json(folder / "run.json", info)  # last: a folder with run.json is complete
-        return info
+        return save_network_run(folder, net, optimizer, {**base, **extra}, data, speed)
 
     def keep_epoch(epoch: int, optimizer) -> None:
         if epoch + 1 in keep:

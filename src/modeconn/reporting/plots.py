@@ -152,6 +152,27 @@ def plot_curvature(result: dict, path) -> None:
     save_figure(fig, path)
 
 
+def plot_instability(result: dict, path) -> None:
+    """Test-error and train-loss barriers of the line between two copies against the epoch they were spawned at."""
+    rows = result["per_spawn"]
+    k = [r["spawn"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    axes[0].plot(k, [100 * r["test_err_barrier"] for r in rows], "o-", color="C0", lw=2)
+    axes[0].axhline(100 * result["stable_below"], color="k", ls=":", label=f"{100 * result['stable_below']:.0f}% "
+                    "(stable below, Frankle et al.)")
+    axes[0].set_ylabel("test-error barrier (%)")
+    axes[0].legend()
+    axes[1].plot(k, [r["train_loss_barrier"] for r in rows], "o-", color="C3", lw=2)
+    axes[1].set_ylabel("train-loss barrier")
+    for ax in axes:
+        ax.set_xlabel("epoch the two copies were spawned at")
+        ax.grid(alpha=0.3)
+        if k and min(k) >= 0 and max(k) > 0:
+            ax.set_xscale("symlog", linthresh=1)
+    fig.suptitle(f"Instability analysis: {result['model']} on {result['dataset']}, {result['config']['epochs']} epochs")
+    save_figure(fig, path)
+
+
 def plot_fge(result: dict, path) -> None:
     """Ensemble vs single-snapshot test error and NLL (an FGEResult) against snapshots taken and epochs spent."""
     recs = result.snapshots

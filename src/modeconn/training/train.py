@@ -43,7 +43,7 @@ def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
 def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, lr_at=None,
         checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
         progress: bool = True, desc: str = "train", on_epoch_end=None, optimizer_state: dict | None = None,
-        weight_decay: float = 0.0, extra_state=None, speed: Speed = EAGER):
+        weight_decay: float = 0.0, extra_state=None, stop_epoch: int | None = None, speed: Speed = EAGER):
     """The one SGD loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise.
 
     `forward` is the module to call: the module itself, or under torchrun its
@@ -55,7 +55,9 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
     (what the run computes); with `resume` a run continues from it, refusing other settings.
     A checkpoint present without `resume` is refused, never silently loaded or overwritten.
     `extra_state` (get_extra() -> (tensors, strings), set_extra(tensors, strings)) adds a
-    caller's own state. Returns the mean training loss of each epoch and the optimizer.
+    caller's own state. `stop_epoch` ends the run early, after that many epochs of the `cfg.epochs`
+    schedule (a shared prefix, as instability analysis spawns from). Returns the mean training loss
+    of each epoch and the optimizer.
     """
     lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
     settings = settings if settings is not None else {"config": cfg.to_dict()}
@@ -82,7 +84,7 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
                dynamic_ncols=True, leave=False)
     rank_seed = 1_000_003 * distributed.rank()  # ranks draw different dropout masks, as one process would
     module.train()
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, cfg.epochs if stop_epoch is None else stop_epoch):
         torch.manual_seed(_epoch_seed(cfg, epoch) + rank_seed)  # dropout and other global randomness
         t_gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch) + 1)
         batches.set_epoch(epoch)

@@ -1,0 +1,144 @@
+"""`modeconn instability`: from which epoch do two copies trained on different data orders stay linearly
+connected? (Frankle et al. 2020, "Linear Mode Connectivity and the Lottery Ticket Hypothesis".)
+
+One parent network trains up to the last spawn epoch, keeping its state (weights and momentum) at
+each spawn epoch k: the shared prefix is trained once. From each kept state two copies train for
+the remaining epochs of the same schedule, each with its own data order and dropout seed; the
+line between them is measured like `eval-line`.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import load_dataset
+from ..errors import ModeconnError
+from ..evaluation.along import PathEval, eval_path
+from ..recipes import recipe_for
+from ..reporting.plots import plot_along, plot_instability
+from ..runtime.speed import EAGER, Speed
+from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
+from ..storage.files import read_json, remove_file, write_json
+from ..runtime import distributed
+from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, load_network
+from ..training.train import train_network
+from . import validate
+from .common import eval_settings, join, training_config
+from .network import network_info, save_network_run
+
+STABLE = 0.02  # Frankle et al.: a test-error barrier under 2% counts as linearly connected
+COPY_SEED = 1000  # copy i trains with seed + COPY_SEED * (i + 1): its own data order and dropout
+
+
+def instability(out, dataset: str = "mnist1d", spawn=(0, 1, 2, 5, 10, 20), model: str | None = None,
+                epochs: int | None = None, lr: float | None = None, wd: float | None = None,
+                batch_size: int | None = None, seed: int = 0, points: int = 11, same_order: bool = False,
+                bn_samples: int | None = None, train_samples: int | None = None, data_dir: str | None = None,
+                device: str = "auto", resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
+    """Barriers between two copies spawned at each epoch in `spawn`: OUT/instability.json and .png.
+
+    `same_order` trains both copies with one data order (a check: they must come out identical).
+    A killed run continues with --resume and the same settings.
+    """
+    recipe = recipe_for(dataset)
+    spec = ModelSpec(validate.model_name(model) or recipe.model, {})
+    cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)
+    ks = sorted({validate.nonnegative_int("--spawn", k) for k in spawn})
+    if not ks:
+        raise ModeconnError("--spawn needs at least one epoch")
+    if ks[-1] >= cfg.epochs:
+        raise ModeconnError(f"--spawn {ks[-1]} is not before --epochs {cfg.epochs}: copies spawned there would "
+                            "train for no epochs; spawn at epochs 0.." + str(cfg.epochs - 1))
+    if validate.positive_int("--points", points) < 2:
+        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    settings_eval = eval_settings(cfg.wd, 1000, bn_samples, train_samples)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    settings = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": points,
+                "same_order": same_order, "bn_samples": settings_eval.bn_samples,
+                "train_samples": settings_eval.train_samples}
+    check_unfinished(out, "instability.json", resume, settings)
+    dev = join(device)
+    data = load_dataset(dataset, data_dir).to(dev)
+    with claim_output(out, "instability.json", resume, settings):
+        _train_parent(out, spec, data, cfg, ks, settings, progress, speed)
+        rows = []
+        for k in ks:
+            copies = [_train_copy(out, k, i, spec, data, dataset, data_dir, cfg, settings, same_order, progress,
+                                  speed) for i in range(2)]
+            rows.append(_measure(out / f"k{k}", k, copies, data, points, settings_eval, progress, speed))
+        result = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": points,
+                  "same_order": same_order, "stable_below": STABLE, "per_spawn": rows,
+                  "first_stable_spawn": next((r["spawn"] for r in rows if r["stable"]), None),
+                  "settings": settings_eval.__dict__}
+        plot_instability(result, out / "instability.png")
+        write_json(out / "instability.json", result)
+        remove_file(out / CHECKPOINT)
+    return result
+
+
+def _spawn_file(out: Path, k: int) -> Path:
+    return out / "spawn" / f"epoch{k}.safetensors"
+
+
+def _train_parent(out: Path, spec: ModelSpec, data, cfg, ks: list[int], settings: dict, progress, speed) -> None:
+    """Train the shared prefix once (resumable), keeping weights and momentum at each spawn epoch."""
+    torch.manual_seed(cfg.seed)
+    net = spec.build(data).to(data.train_x.device)
+    (out / "spawn").mkdir(exist_ok=True)
+
+    def keep(epoch: int, optimizer) -> None:
+        if epoch in ks and not _spawn_file(out, epoch).exists():
+            save_checkpoint(_spawn_file(out, epoch), Checkpoint(net.state_dict(), optimizer_tensors(optimizer), epoch,
+                                                                [], settings))
+
+    if 0 in ks and not _spawn_file(out, 0).exists():
+        save_checkpoint(_spawn_file(out, 0), Checkpoint(net.state_dict(), {}, 0, [], settings))
+    if ks[-1] > 0 and not _spawn_file(out, ks[-1]).exists():
+        train_network(net, data, cfg, checkpoint=out / CHECKPOINT, resume=True, settings=settings,
+                      progress=progress, desc="parent", on_epoch_end=lambda e, opt: keep(e + 1, opt),
+                      stop_epoch=ks[-1], speed=speed)
+    distributed.barrier()
+
+
+def _train_copy(out: Path, k: int, i: int, spec: ModelSpec, data, dataset, data_dir, cfg, settings: dict,
+                same_order: bool, progress, speed) -> Path:
+    """Copy i spawned at epoch k, trained to the end of the schedule with its own data order (resumable)."""
+    folder = out / f"k{k}" / f"copy{i}"
+    if (folder / "run.json").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    copy_cfg = replace(cfg, seed=cfg.seed + COPY_SEED * (1 if same_order else i + 1))
+    copy_settings = {**settings, "copy": {"spawn": k, "index": i, "seed": copy_cfg.seed}}
+    if not (folder / CHECKPOINT).exists():
+        start = load_checkpoint(_spawn_file(out, k), settings)
+        save_checkpoint(folder / CHECKPOINT, Checkpoint(start.module, start.optimizer, k, [], copy_settings))
+    distributed.barrier()  # under torchrun rank 0 writes; every rank then reads the same checkpoint
+    net = spec.build(data).to(data.train_x.device)
+    _, optimizer = train_network(net, data, copy_cfg, checkpoint=folder / CHECKPOINT, resume=True,
+                                 settings=copy_settings, progress=progress, desc=f"k={k} copy {i}", speed=speed)
+    save_network_run(folder, net, optimizer, {**network_info(dataset, data_dir, spec, data, copy_cfg, speed),
+                                              "epochs_trained": cfg.epochs, "spawned_at": k}, data, speed)
+    remove_file(folder / CHECKPOINT)
+    return folder
+
+
+def _measure(folder: Path, k: int, copies: list[Path], data, points: int, settings, progress, speed) -> dict:
+    """The line between the two copies (line_eval.json in OUT/kK, kept for a resume) and its barriers."""
+    if (folder / "line_eval.json").exists():
+        result = PathEval.from_json(read_json(folder / "line_eval.json"), str(folder / "line_eval.json"))
+    else:
+        nets = [load_network(c, data, data.train_x.device) for c in copies]
+        result = eval_path(None, *nets, data, points, settings, progress, speed)
+        result.start, result.end = str(copies[0]), str(copies[1])
+        plot_along(result, folder / "line_eval.png", f"copies spawned at epoch {k}")
+        write_json(folder / "line_eval.json", result.to_json())
+    test_err = np.asarray(result.values("line", "test_err"))
+    barrier = result.stat("line", "test_err", "barrier")
+    return {"spawn": k, "test_err_barrier": barrier, "train_loss_barrier": result.stat("line", "train_loss", "barrier"),
+            "test_err_mean_barrier": result.stat("line", "test_err", "mean_barrier"),
+            "train_loss_mean_barrier": result.stat("line", "train_loss", "mean_barrier"),
+            "copies_test_err": [float(test_err[0]), float(test_err[-1])], "stable": barrier < STABLE}
