@@ -56,3 +56,17 @@ def test_a_killed_analysis_resumes_to_the_same_result_and_refuses_other_settings
     assert resumed["per_spawn"] == whole["per_spawn"]
     with pytest.raises(ModeconnError, match="already holds a finished run"):
         instability(tmp_path / "cut", **kw, resume=True)
+
+
+def test_the_report_renders_landscapes_curvature_and_instability(tmp_path, mnist1d_runs):
+    from modeconn.commands import curvature, landscape
+    from modeconn.reporting.report import render_report
+
+    instability(tmp_path / "inst", spawn=[0, 1], epochs=2, points=2, **QUICK)
+    landscape(tmp_path / "slice", run=mnist1d_runs["a"], dims=1, grid=3, train_samples=300, **QUICK)
+    curvature(mnist1d_runs["a"], out=tmp_path / "curv", top=2, train_samples=300, **QUICK)
+    page = render_report(tmp_path).read_text()
+    for heading in ("Slices of the loss landscape", "Curvature along paths", "instability analysis"):
+        assert heading in page
+    assert "The trained networks" not in page and "Curves against the straight line" not in page  # copies stay inside
+    assert page.count("<img") == 3
