@@ -94,9 +94,9 @@ def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1
 
 def _tridiagonal_eig(alphas, betas):
     """Eigenvalues (descending) and eigenvectors of the Lanczos tridiagonal matrix."""
-    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64, device="cpu"))
     if betas:
-        off = torch.tensor(betas, dtype=torch.float64)
+        off = torch.tensor(betas, dtype=torch.float64, device="cpu")
         t += torch.diag(off, 1) + torch.diag(off, -1)
     values, vectors = torch.linalg.eigh(t)
     return values.flip(0), vectors.flip(1)
@@ -132,7 +132,7 @@ def hutchinson_trace(hvp, dim: int, probes: int, seed: int = 0, device=None,
         if q is not None:
             v = v - q @ (q.T @ v)
         samples.append(float(v @ hvp(v.to(dtype)).double()))
-    s = torch.tensor(samples, dtype=torch.float64)
+    s = torch.tensor(samples, dtype=torch.float64, device="cpu")
     stderr = float(s.std() / r ** 0.5) if r > 1 else float("nan")
     return exact + float(s.mean()), stderr
 
