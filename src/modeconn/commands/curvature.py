@@ -74,7 +74,7 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
                     write_json(out / PARTIAL, {"fingerprint": fingerprint, "done": done})
                 bar.update(1)
         bar.close()
-        bn = has_batchnorm(network if info.kind == "network" else paths["curve"].model_at(0.0))
+        bn = has_batchnorm(network if info.kind == "network" else paths["curve"].net)  # the template, not a new point
         result = {"run": str(run), "kind": info.kind, "t": ts, "paths": done, "settings": config,
                   "hessian": "of the mean train cross-entropy over the training examples measured "
                              "(weight decay's wd * I not included); eigenvalues are the largest algebraic, "

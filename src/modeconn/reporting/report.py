@@ -49,16 +49,16 @@ def _reading(path: Path):
                             "rerun the command that wrote it, or move the file out of the folder") from None
 
 
-def _inside_instability(path: Path) -> bool:
-    """Whether a file belongs to an instability analysis (its copies and lines have their own section)."""
-    return any((p / "spawn").is_dir() and any(p.glob("k*/copy0")) for p in path.parents)
+def _inside_instability(path: Path, root: Path) -> bool:
+    """Whether a file under ROOT belongs to an instability analysis (its copies and lines have their own section)."""
+    return any((p / "spawn").is_dir() and any(p.glob("k*/copy0")) for p in path.parents if root in (p, *p.parents))
 
 
 def _networks(root: Path) -> str:
     rows = []
     for run in sorted(root.rglob("run.json")):
         info = read_run(run).raw
-        if info["kind"] != "network" or _inside_instability(run):
+        if info["kind"] != "network" or _inside_instability(run, root):
             continue
         with _reading(run):
             rows.append(f"<tr><td>{_rel(run.parent, root)}</td><td>{html.escape(info['model']['name'])}</td>"
@@ -75,7 +75,7 @@ def _networks(root: Path) -> str:
 def _along(root: Path) -> str:
     parts = []
     for f in sorted(list(root.rglob("curve_eval.json")) + list(root.rglob("line_eval.json"))):
-        if _inside_instability(f):
+        if _inside_instability(f, root):
             continue
         r = PathEval.from_json(read_json(f), str(f))
         with _reading(f):
@@ -160,65 +160,63 @@ def _plane_text(s: dict, f: Path, root: Path) -> str:
     return f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "loss surface plane") if png.exists() else "")
 
 
-def _landscapes(root: Path) -> str:
+def _section(root: Path, filename: str, title: str, alt: str, render) -> str:
+    """One report section: for each FILENAME under ROOT, a heading, `render(file)`'s text and the figure beside it."""
     parts = []
-    for f in sorted(root.rglob("landscape.json")):
+    for f in sorted(root.rglob(filename)):
         with _reading(f):
-            s = LandscapeResult.load(f.parent).summary
-            c = s["centre"]
-            where = (f"the point t = {c['t']:g} of the curve <code>{html.escape(c['curve'])}</code>" if "curve" in c
-                     else f"the network <code>{html.escape(c['network'])}</code>")
-            kind = ("the two principal directions of its training trajectory "
-                    f"(<code>{html.escape(s['trajectory'])}</code>, explaining "
-                    f"{100 * sum(s['explained_variance']):.1f}% of its variance)" if s["directions"] == "pca" else
-                    f"{s['dims']} filter-normalised random direction(s) (Li et al. 2018, seed {s['settings']['seed']})")
-            lo, hi = s["train_loss_range"]
-            text = (f"<p>Train loss and test error around {where}, along {kind}, on a "
-                    f"{'×'.join([str(s['settings']['grid'])] * s['dims'])} grid; BatchNorm statistics recomputed at "
-                    f"every point. The train loss ranges from {lo:.3g} to {hi:.3g}.</p>"
-                    f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
+            text = render(f) + f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>"
         png = f.with_suffix(".png")
-        parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "landscape slice") if png.exists() else ""))
-    return "<h2>Slices of the loss landscape</h2>" + "".join(parts) if parts else ""
+        parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, alt) if png.exists() else ""))
+    return f"<h2>{title}</h2>" + "".join(parts) if parts else ""
 
 
-def _curvatures(root: Path) -> str:
-    parts = []
-    for f in sorted(root.rglob("curvature.json")):
-        r = read_json(f)
-        with _reading(f):
-            rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{t:.2f}</td>"
-                           f"<td>{', '.join(f'{v:.4g}' for v in x['eigenvalues'])}</td>"
-                           f"<td>{_optional(x['trace'])}</td>"
-                           f"<td>{x['train_loss']:.4f}</td></tr>"
-                           for name, xs in r["paths"].items() for t, x in zip(r["t"], xs))
-            text = (f"<p>The Hessian of the train loss at each point, {html.escape(r['hessian'])}, both from "
-                    f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}."
-                    "</p><table><tr><th>path</th><th>t</th><th>top eigenvalues</th><th>trace</th><th>train loss</th>"
-                    f"</tr>{rows}</table><p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
-        png = f.with_suffix(".png")
-        parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "curvature") if png.exists() else ""))
-    return "<h2>Curvature along paths</h2>" + "".join(parts) if parts else ""
+def _landscape_text(f: Path) -> str:
+    """What a landscape slice shows."""
+    s = LandscapeResult.load(f.parent).summary
+    c = s["centre"]
+    where = (f"the point t = {c['t']:g} of the curve <code>{html.escape(c['curve'])}</code>" if "curve" in c
+             else f"the network <code>{html.escape(c['network'])}</code>")
+    kind = ("the two principal directions of its training trajectory "
+            f"(<code>{html.escape(s['trajectory'])}</code>, explaining "
+            f"{100 * sum(s['explained_variance']):.1f}% of its variance)" if s["directions"] == "pca" else
+            f"{s['dims']} filter-normalised random direction(s) (Li et al. 2018, seed {s['settings']['seed']})")
+    lo, hi = s["train_loss_range"]
+    text = (f"<p>Train loss and test error around {where}, along {kind}, on a "
+            f"{'×'.join([str(s['settings']['grid'])] * s['dims'])} grid; BatchNorm statistics recomputed at "
+            f"every point. The train loss ranges from {lo:.3g} to {hi:.3g}.</p>")
+    return text
 
 
-def _instabilities(root: Path) -> str:
-    parts = []
-    for f in sorted(root.rglob("instability.json")):
-        r = read_json(f)
-        with _reading(f):
-            rows = "".join(f"<tr><td>{x['spawn']}</td><td>{_pct(x['test_err_barrier'])}</td>"
-                           f"<td>{x['train_loss_barrier']:.4f}</td><td>{'yes' if x['stable'] else 'no'}</td></tr>"
-                           for x in r["per_spawn"])
-            first = r["first_stable_spawn"]
-            text = (f"<p>One {html.escape(r['model'])} trained on {html.escape(r['dataset'])}; at each spawn epoch two "
-                    f"copies continued to epoch {r['config']['epochs']} with their own data orders. Copies are "
-                    f"linearly connected (test-error barrier under {_pct(r['stable_below'])}, Frankle et al. 2020) "
-                    + (f"from epoch <b>{first}</b> on." if first is not None else "at none of the spawn epochs.")
-                    + "</p><table><tr><th>spawn epoch</th><th>test-error barrier</th><th>train-loss barrier</th>"
-                    f"<th>stable</th></tr>{rows}</table><p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
-        png = f.with_suffix(".png")
-        parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "instability") if png.exists() else ""))
-    return "<h2>When do networks become linearly connected? (instability analysis)</h2>" + "".join(parts) if parts else ""
+def _curvature_text(f: Path) -> str:
+    """The curvature table of one run."""
+    r = read_json(f)
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{t:.2f}</td>"
+                   f"<td>{', '.join(f'{v:.4g}' for v in x['eigenvalues'])}</td>"
+                   f"<td>{_optional(x['trace'])}</td>"
+                   f"<td>{x['train_loss']:.4f}</td></tr>"
+                   for name, xs in r["paths"].items() for t, x in zip(r["t"], xs))
+    text = (f"<p>The Hessian of the train loss at each point, {html.escape(r['hessian'])}, both from "
+            f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}."
+            "</p><table><tr><th>path</th><th>t</th><th>top eigenvalues</th><th>trace</th><th>train loss</th>"
+            f"</tr>{rows}</table>")
+    return text
+
+
+def _instability_text(f: Path) -> str:
+    """The barrier table of one instability analysis."""
+    r = read_json(f)
+    rows = "".join(f"<tr><td>{x['spawn']}</td><td>{_pct(x['test_err_barrier'])}</td>"
+                   f"<td>{x['train_loss_barrier']:.4f}</td><td>{'yes' if x['stable'] else 'no'}</td></tr>"
+                   for x in r["per_spawn"])
+    first = r["first_stable_spawn"]
+    text = (f"<p>One {html.escape(r['model'])} trained on {html.escape(r['dataset'])}; at each spawn epoch two "
+            f"copies continued to epoch {r['config']['epochs']} with their own data orders. Copies are "
+            f"linearly connected (test-error barrier under {_pct(r['stable_below'])}, Frankle et al. 2020) "
+            + (f"from epoch <b>{first}</b> on." if first is not None else "at none of the spawn epochs.")
+            + "</p><table><tr><th>spawn epoch</th><th>test-error barrier</th><th>train-loss barrier</th>"
+            f"<th>stable</th></tr>{rows}</table>")
+    return text
 
 
 def _fge(root: Path) -> str:
@@ -268,8 +266,12 @@ def render_report(root) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise ModeconnError(f"{root} is not a folder: pass a folder holding modeconn runs")
-    body = "".join([_networks(root), _along(root), _connectivity(root), _planes(root), _landscapes(root),
-                    _curvatures(root), _instabilities(root), _fge(root)])
+    body = "".join([_networks(root), _along(root), _connectivity(root), _planes(root),
+                    _section(root, "landscape.json", "Slices of the loss landscape", "landscape slice", _landscape_text),
+                    _section(root, "curvature.json", "Curvature along paths", "curvature", _curvature_text),
+                    _section(root, "instability.json", "When do networks become linearly connected? (instability "
+                             "analysis)", "instability", _instability_text),
+                    _fge(root)])
     if not body:
         raise ModeconnError(f"{root} holds no modeconn results (run.json, curve_eval.json, paths.json, plane.json, "
                             "landscape.json, curvature.json, instability.json, fge.json)")
