@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeconn.commands import connect, ensemble, eval_curve, landscape, plane
+from modeconn.commands import connect, ensemble, eval_curve, instability, landscape, plane
 
 PROBE = Path(__file__).parent / "helpers" / "rank_probe.py"
 # The curve each test trains: short, so that a 2-process run takes seconds.
@@ -117,6 +117,29 @@ def test_sharded_evaluation_equals_single_process(mnist1d_runs, tmp_path):
     for r1, r2 in zip(ens1.members, ens2["members"]):
         for key, value in r1.items():
             assert r2[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+def test_instability_copies_train_side_by_side_and_match_one_process(tmp_path):
+    """Under torchrun the parent trains data-parallel, each rank trains its share of the copies by itself."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    args = ["--spawn", 0, 1, "--epochs", 3, "--points", 3, "--quiet"]
+    torchrun([PROBE, tmp_path / "two", logs, "--", "instability", "--out", tmp_path / "two", *args], tmp_path)
+    with one_thread():
+        one = instability(tmp_path / "one", spawn=[0, 1], epochs=3, points=3, device="cpu", progress=False)
+    rank1 = {Path(p).relative_to(tmp_path / "two").parts[:2] for event, p in
+             json.loads((logs / "rank1.json").read_text()) if event == "os.rename"}
+    assert rank1 == {("k0", "copy1"), ("k1", "copy1")}, rank1  # rank 1 trained and wrote copy 1 of each spawn
+    for k, tol in ((0, 1e-5), (1, 1e-2)):  # spawned at 1, the parent's DDP reduction order shows (as for curves)
+        for i in (0, 1):
+            w1, w2 = (load_file(str(root / f"k{k}" / f"copy{i}" / "model.safetensors"))
+                      for root in (tmp_path / "one", tmp_path / "two"))
+            for name in w1:
+                if w1[name].is_floating_point():
+                    assert float((w2[name] - w1[name]).norm()) <= tol * max(float(w1[name].norm()), 1e-3), (k, i, name)
+    two = json.loads((tmp_path / "two" / "instability.json").read_text())
+    for r1, r2 in zip(one["per_spawn"], two["per_spawn"]):
+        assert r2["train_loss_barrier"] == pytest.approx(r1["train_loss_barrier"], rel=0.05, abs=1e-3)
 
 
 def _workers(parent: int) -> dict[int, int]:

@@ -4,7 +4,8 @@ connected? (Frankle et al. 2020, "Linear Mode Connectivity and the Lottery Ticke
 One parent network trains up to the last spawn epoch, keeping its state (weights and momentum) at
 each spawn epoch k: the shared prefix is trained once. From each kept state two copies train for
 the remaining epochs of the same schedule, each with its own data order and dropout seed; the
-line between them is measured like `eval-line`.
+line between them is measured like `eval-line`. Under torchrun the parent trains data-parallel, the
+copies are dealt to the ranks and train side by side, and the lines are measured sharded.
 """
 from __future__ import annotations
 
@@ -65,11 +66,14 @@ def instability(out, dataset: str = "mnist1d", spawn=(0, 1, 2, 5, 10, 20), model
     data = load_dataset(dataset, data_dir).to(dev)
     with claim_output(out, "instability.json", resume, settings):
         _train_parent(out, spec, data, cfg, ks, settings, progress, speed)
-        rows = []
-        for k in ks:
-            copies = [_train_copy(out, k, i, spec, data, dataset, data_dir, cfg, settings, same_order, progress,
-                                  speed) for i in range(2)]
-            rows.append(_measure(out / f"k{k}", k, copies, data, points, settings_eval, progress, speed))
+        copies = [(k, i) for k in ks for i in range(2)]
+        mine = [copies[j] for j in distributed.my_indices(len(copies))]
+        with distributed.alone():  # copies are independent: under torchrun each rank trains its share by itself
+            for k, i in mine:
+                _train_copy(out, k, i, spec, data, dataset, data_dir, cfg, settings, same_order, progress, speed)
+        distributed.barrier()
+        rows = [_measure(out / f"k{k}", k, [_copy_folder(out, k, i) for i in range(2)], data, points, settings_eval,
+                         progress, speed) for k in ks]
         result = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": points,
                   "same_order": same_order, "stable_below": STABLE, "per_spawn": rows,
                   "first_stable_spawn": next((r["spawn"] for r in rows if r["stable"]), None),
@@ -104,10 +108,17 @@ def _train_parent(out: Path, spec: ModelSpec, data, cfg, ks: list[int], settings
     distributed.barrier()
 
 
+def _copy_folder(out: Path, k: int, i: int) -> Path:
+    return out / f"k{k}" / f"copy{i}"
+
+
 def _train_copy(out: Path, k: int, i: int, spec: ModelSpec, data, dataset, data_dir, cfg, settings: dict,
                 same_order: bool, progress, speed) -> Path:
-    """Copy i spawned at epoch k, trained to the end of the schedule with its own data order (resumable)."""
-    folder = out / f"k{k}" / f"copy{i}"
+    """Copy i spawned at epoch k, trained to the end of the schedule with its own data order (resumable).
+
+    Called inside `distributed.alone()`: this process trains the copy by itself and writes its folder.
+    """
+    folder = _copy_folder(out, k, i)
     if (folder / "run.json").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,7 +127,6 @@ def _train_copy(out: Path, k: int, i: int, spec: ModelSpec, data, dataset, data_
     if not (folder / CHECKPOINT).exists():
         start = load_checkpoint(_spawn_file(out, k), settings)
         save_checkpoint(folder / CHECKPOINT, Checkpoint(start.module, start.optimizer, k, [], copy_settings))
-    distributed.barrier()  # under torchrun rank 0 writes; every rank then reads the same checkpoint
     net = spec.build(data).to(data.train_x.device)
     _, optimizer = train_network(net, data, copy_cfg, checkpoint=folder / CHECKPOINT, resume=True,
                                  settings=copy_settings, progress=progress, desc=f"k={k} copy {i}", speed=speed)

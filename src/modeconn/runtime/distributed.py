@@ -6,6 +6,7 @@ one process, so the rest of the code has a single path for both cases.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -19,13 +20,18 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+_alone = False  # inside `alone()`: this rank works as a process of its own
+
+
 def active() -> bool:
-    """Whether a process group with more than one process is running."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """Whether a process group with more than one process is running (and this rank is not `alone()`)."""
+    return not _alone and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    """This process's global rank (from torchrun's environment before the group is joined)."""
+    """This process's global rank (from torchrun's environment before the group is joined); 0 when alone."""
+    if _alone:
+        return 0
     if active():
         return dist.get_rank()
     return int(os.environ.get("RANK", "0")) if launched() else 0
@@ -38,6 +44,18 @@ def world_size() -> int:
 def is_main() -> bool:
     """Rank 0: the only process that writes files and shows progress."""
     return rank() == 0
+
+
+@contextmanager
+def alone():
+    """Within: this rank acts as one process on its own (rank 0 of 1: it writes its own files and joins
+    no collective), e.g. to train its own share of independent networks while the others train theirs."""
+    global _alone
+    before, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = before
 
 
 def setup(device: torch.device) -> torch.device:
