@@ -1,5 +1,6 @@
 """Shared fixtures: real MNIST-1D endpoints and a trained curve, built once per test session."""
 import os
+import sys
 
 import pytest
 import torch
@@ -56,3 +57,22 @@ def kill_after_checkpoints(monkeypatch):
         return lambda: monkeypatch.setattr(train_mod, "save_checkpoint", real)
 
     return arm
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Counts every read of a tensor's value back to Python (a host sync on a GPU).
+
+    `n` counts them all; `log` keeps (device type, calling function) of each read.
+    """
+    count = {"n": 0, "log": []}
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _real=real, **kwargs):
+            count["n"] += 1
+            count["log"].append((self.device.type, sys._getframe(1).f_code.co_name))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return count

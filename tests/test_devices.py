@@ -81,21 +81,6 @@ def test_cropflip_draws_are_unchanged():
     assert torch.equal(got, want)
 
 
-@pytest.fixture
-def host_reads(monkeypatch):
-    """Counts every read of a tensor's value back to Python (a host sync on a GPU)."""
-    count = {"n": 0}
-    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
-        real = getattr(torch.Tensor, name)
-
-        def counting(self, *args, _real=real, **kwargs):
-            count["n"] += 1
-            return _real(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counting)
-    return count
-
-
 def test_bn_recomputation_equals_update_bn_and_never_reads_back(host_reads):
     torch.manual_seed(0)
     net = create_model("convbn", (1, 16, 16), 10)

@@ -58,6 +58,11 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
     caller's own state. `stop_epoch` ends the run early, after that many epochs of the `cfg.epochs`
     schedule (a shared prefix, as instability analysis spawns from). Returns the mean training loss
     of each epoch and the optimizer.
+
+    Losses stay on the device and are read back every CHECK_EVERY steps and at the end of each
+    epoch, so no step waits for the device; a loss that is not finite then stops the run, naming
+    the first such step and its learning rate (the network holds the weights of the steps taken
+    since; nothing of them is saved).
     """
     lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
     settings = settings if settings is not None else {"config": cfg.to_dict()}
@@ -88,6 +93,7 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
         torch.manual_seed(_epoch_seed(cfg, epoch) + rank_seed)  # dropout and other global randomness
         t_gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch) + 1)
         batches.set_epoch(epoch)
+        window = _LossWindow(epoch * steps_per_epoch, checkpoint if epoch > 0 else None)
         loss_sum, n = 0.0, 0
         for i, (x, y) in enumerate(batches):
             step = epoch * steps_per_epoch + i
@@ -99,16 +105,14 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
                 loss = step_loss(forward, x, y, t_gen)
             if share != 1.0:  # DDP averages gradients over ranks; weight each rank's mean by its share
                 loss = loss * share
-            value = distributed.all_mean(loss.detach().clone()).item()
-            if not math.isfinite(value):
-                bar.close()
-                raise ModeconnError(_diverged(value, step, epoch, lr, checkpoint if epoch > 0 else None))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum, n = loss_sum + value, n + 1
-            bar.update(1)
-            if i % 10 == 0:
+            window.add(loss, lr)
+            if len(window) == CHECK_EVERY or i == steps_per_epoch - 1:
+                values = window.read(epoch, bar)  # raises, naming the first bad step, if a loss is not finite
+                loss_sum, n = loss_sum + sum(values), n + len(values)
+                bar.update(len(values))
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n:.4f}", lr=f"{lr:.3g}")
         history.append(loss_sum / max(n, 1))
         if on_epoch_end is not None:
@@ -119,6 +123,41 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
                                                    settings, tensors, meta or {}))
     bar.close()
     return history, optimizer
+
+
+CHECK_EVERY = 25  # steps between reads of the losses back to the host (NaN check, progress bar)
+
+
+class _LossWindow:
+    """The last few steps' losses, kept on the device and read back to the host once per window.
+
+    Reading a loss every step (`loss.item()`) would make the host wait for the device at every
+    step. Here the losses stay on the device until `read`, which checks them all at once and, if
+    one is not finite, names the first such step and its learning rate exactly.
+    """
+
+    def __init__(self, first_step: int, checkpoint: Path | None):
+        self.first_step, self.checkpoint = first_step, checkpoint
+        self.losses: list[torch.Tensor] = []
+        self.lrs: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def add(self, loss: torch.Tensor, lr: float) -> None:
+        self.losses.append(loss.detach())
+        self.lrs.append(lr)
+
+    def read(self, epoch: int, bar) -> list[float]:
+        """The window's losses (averaged over ranks) as floats; one host read. Starts the next window."""
+        values = distributed.all_mean(torch.stack(self.losses).float()).tolist()
+        bad = next((j for j, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is not None:
+            bar.close()
+            raise ModeconnError(_diverged(values[bad], self.first_step + bad, epoch, self.lrs[bad], self.checkpoint))
+        self.first_step += len(values)
+        self.losses, self.lrs = [], []
+        return values
 
 
 def _diverged(value: float, step: int, epoch: int, lr: float, checkpoint: Path | None) -> str:
