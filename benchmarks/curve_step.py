@@ -71,8 +71,7 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
     def curve_step():
         t = float(torch.rand((), generator=gen))
         with speed.autocast(device):  # as modeconn.training.train.train_curve does
-            logits, w = curve(x, t, wd=wd, with_weights=True)
-            loss = cross_entropy(logits, y) + 0.5 * wd * w.dot(w)
+            loss = cross_entropy(curve(x, t, wd=wd), y)
         opt_curve.zero_grad(set_to_none=True)
         loss.backward()
         opt_curve.step()

@@ -132,3 +132,65 @@ def test_curve_does_not_touch_its_endpoints():
     curve(torch.randn(MODELS["convbn"][1]), 0.0).sum().backward()
     for k, v in a.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+class Tied(nn.Module):
+    """One weight used by two layers: both must see the curve's point."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 6)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+class Recurrent(nn.Module):
+    """An RNN caches its weights in its own __setattr__: the curve must fall back to functional_call."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.GRU(6, 5, batch_first=True), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(self.rnn(x.view(len(x), 2, 3).repeat(1, 1, 2))[0][:, -1])
+
+
+FAST = {**MODELS, "tied": (Tied, (5, 6)), "rnn": (Recurrent, (5, 6))}
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("training", [True, False])
+def test_the_curve_runs_its_network_as_functional_call_would(name, training):
+    """Outputs, gradients and BatchNorm's running statistics equal torch.func.functional_call's on the same state."""
+    make, shape = FAST[name]
+    a, b = _pair(make)
+    curve = Curve(a, b).train(training)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    results = []
+    for run in (curve.run, lambda state, x: torch.func.functional_call(curve.net, state, (x,))):
+        curve.free_points.grad = None
+        w, state = curve.point(0.3, wd=1e-3)
+        out = run(state, x)
+        (out.square().sum() + 0.5e-3 * w.dot(w)).backward()
+        stats = {k: v.detach().clone() for k, v in state.items() if "running" in k}
+        results.append((out.detach(), curve.free_points.grad.clone(), stats))
+    (out1, grad1, stats1), (out2, grad2, stats2) = results
+    torch.testing.assert_close(out1, out2, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad1, grad2, rtol=1e-6, atol=1e-6)
+    assert stats1.keys() == stats2.keys()
+    for k in stats1:
+        torch.testing.assert_close(stats1[k], stats2[k], rtol=1e-6, atol=1e-6, msg=k)
+    assert (curve.__dict__["_binder"] is False) == (name == "rnn")
+    # the template is left as it was: placeholders only, no tensor of the step
+    assert all(t.device.type == "meta" for t in [*curve.net.parameters(), *curve.net.buffers()])
+
+
+def test_tied_weights_stay_tied_in_the_curve_and_in_its_networks():
+    a, b = _pair(Tied)
+    curve = Curve(a, b).eval()
+    x = torch.randn(4, 6)
+    for model in (curve.model_at(0.3), curve.control_model(1)):
+        assert model.a.weight is model.b.weight
+    torch.testing.assert_close(curve.model_at(0.3)(x), curve(x, 0.3), rtol=1e-6, atol=1e-6)

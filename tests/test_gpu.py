@@ -113,3 +113,33 @@ def test_speed_settings_train_a_vgg_curve_on_gpu(settings):
     history, _ = train_curve(Curve(a, b), data, cfg, progress=False, speed=settings)
     assert all(torch.isfinite(torch.tensor(history)))
     assert history[-1] == pytest.approx(history_ref[-1], rel=0.1)
+
+
+@pytest.mark.parametrize("kind", ["network", "curve"])
+def test_training_steps_never_sync_between_loss_reads(monkeypatch, kind):
+    """Only the loss window's read (every CHECK_EVERY steps) may wait for the GPU; steps never do."""
+    from modeconn.training import train as train_mod
+
+    real_read = train_mod._LossWindow.read
+
+    def read_allowed(self, *args):
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            return real_read(self, *args)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    monkeypatch.setattr(train_mod._LossWindow, "read", read_allowed)
+    data = _cifar_shaped().to(CUDA)
+    cfg = TrainConfig(epochs=1, lr=0.05, batch_size=32)
+    torch.manual_seed(0)
+    nets = [create_model("convfc", data.input_shape, 10).to(CUDA) for _ in range(2)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        if kind == "network":
+            train_mod.train_network(nets[0], data, cfg, progress=False)
+        else:
+            train_curve(Curve(*nets), data, cfg, progress=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

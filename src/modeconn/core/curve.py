@@ -1,12 +1,14 @@
 """A curve in weight space between two networks of any architecture.
 
 Every curve is phi(t) = sum_k c_k(t) theta_k: linear in its control points theta (a (K, P) tensor),
-so a point costs one small matmul, and the network runs through `torch.func.functional_call`
-on views of that vector. No layer is rewritten and any `nn.Module` works.
+so a point costs one small matmul, and the network runs on views of that vector, written into a
+template module as `torch.func.functional_call` would (see `_Binder`). No layer is rewritten and
+any `nn.Module` works.
 """
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -34,11 +36,14 @@ class Curve(nn.Module):
         check_family(kind, bends + 2)
         self.kind, self.num_points = kind, bends + 2
         # The template runs the computation; it lives on the meta device and owns no data.
-        object.__setattr__(self, "net", copy.deepcopy(start).to("meta"))
+        self._ties = _ties(start)
+        object.__setattr__(self, "net", _retie(copy.deepcopy(start).to("meta"), self._ties))
         self.param_space = parameter_space(start)
         self.fbuf_space = float_buffer_space(start)
         self.ibuf_space = int_buffer_space(start)
         self._sizes = [s.numel for s in self.param_space.slots]
+        # (name, shape) of each slot; shape None where split's 1-D piece already has it (no view node)
+        self._shapes = [(s.name, None if len(s.shape) == 1 else s.shape) for s in self.param_space.slots]
 
         w_start = self.param_space.flatten(dict(start.named_parameters()))
         w_end = self.param_space.flatten(dict(end.named_parameters()))
@@ -50,6 +55,7 @@ class Curve(nn.Module):
         fixed = torch.tensor(self._fixed_list, dtype=torch.bool, device=device)
         free_rows = [k for k, f in enumerate(self._fixed_list) if not f]
         fixed_rows = [k for k, f in enumerate(self._fixed_list) if f]
+        self._free_rows, self._fixed_rows = free_rows, fixed_rows
         self.register_buffer("fixed_mask", fixed)
         self.register_buffer("fixed_points", points[fixed_rows].clone())
         self.free_points = nn.Parameter(points[free_rows].clone())
@@ -74,12 +80,30 @@ class Curve(nn.Module):
         add that term's value to the loss yourself if you report it.
         """
         c = FAMILIES[self.kind](float(t), self.num_points)
-        c_free = [ci for ci, f in zip(c, self._fixed_list) if not f]
-        c_fixed = [ci for ci, f in zip(c, self._fixed_list) if f]
-        w, *pieces = _CurvePoint.apply(self.free_points, self.fixed_points, c_free, c_fixed, wd, self._sizes)
-        state = {s.name: p.view(s.shape) for s, p in zip(self.param_space.slots, pieces)}
+        w = self._combine(c, wd)
+        state = {name: p if shape is None else p.view(shape) for (name, shape), p in
+                 zip(self._shapes, torch.split(w, self._sizes))}
         state.update(self.buffers_at(c))
         return w, state
+
+    def _combine(self, c: list[float], wd: float) -> torch.Tensor:
+        """phi = sum_k c_k theta_k, built from autograd's own ops (its bookkeeping runs in C++).
+
+        The fixed rows are summed without autograd; each free row is added with its coefficient,
+        whose backward scales the gradient once. The decay's gradient, wd * phi, joins in a hook on
+        phi: one pass over the weights, no extra term in the graph. Python floats as coefficients
+        keep the device from ever waiting on the host.
+        """
+        w = None
+        for row, k in zip(self.fixed_points, self._fixed_rows):  # buffers: no autograd here
+            w = row * c[k] if w is None else w.add_(row, alpha=c[k])
+        free = self.free_points
+        rows = [free.view(-1)] if len(free) == 1 else free.unbind(0)  # a view: no copy in the backward
+        for row, k in zip(rows, self._free_rows):
+            w = row * c[k] if w is None else torch.add(w, row, alpha=c[k])
+        if wd and w.requires_grad:
+            w.register_hook(functools.partial(_add_decay, w.detach(), wd))
+        return w
 
     def weights(self, t: float, wd: float = 0.0) -> torch.Tensor:
         """The flat parameter vector phi(t)."""
@@ -89,9 +113,12 @@ class Curve(nn.Module):
         """Buffers for coefficients c: float ones interpolated, integer ones from the start network."""
         state = {}
         if self.fbuf_space.size:
-            b = sum(ci * row for ci, row in zip(c, self.buffer_points))
+            b = self.buffer_points[0] * c[0]
+            for ci, row in zip(c[1:], self.buffer_points[1:]):
+                b.add_(row, alpha=ci)
             state = self.fbuf_space.unflatten(b)
-        state.update(self.ibuf_space.unflatten(self.int_buffers.clone()))
+        if self.ibuf_space.size:  # a copy: BatchNorm counts batches in it
+            state.update(self.ibuf_space.unflatten(self.int_buffers.clone()))
         return state
 
     def state_at(self, t: float, wd: float = 0.0) -> dict[str, torch.Tensor]:
@@ -107,32 +134,39 @@ class Curve(nn.Module):
     def run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Run the network with a state from `point` or `state_at` (to reuse one phi(t))."""
         compiled = self.__dict__.get("_compiled_run")
-        return compiled(state, x) if compiled is not None else self._run_net(state, x)
+        return compiled(state, x) if compiled is not None else self._bound_run(state, x)
 
     def compile_network(self) -> None:
         """torch.compile the network run only: t and phi(t) stay outside the graph (done once)."""
         if "_compiled_run" not in self.__dict__:
-            object.__setattr__(self, "_compiled_run", torch.compile(self._run_net))
+            object.__setattr__(self, "_compiled_run", torch.compile(self._functional_run))
 
-    def _run_net(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def _functional_run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.net, state, (x,))
+
+    def _bound_run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        binder = self.__dict__.get("_binder")
+        if binder is None:  # built on first use; False where the network needs functional_call
+            binder = _Binder.for_module(self.net) or False
+            object.__setattr__(self, "_binder", binder)
+        return binder(state, x) if binder else self._functional_run(state, x)
 
     def model_at(self, t) -> nn.Module:
         """An ordinary `nn.Module` holding the weights and buffers at phi(t)."""
         with torch.no_grad():
-            state = {k: v.detach().clone() for k, v in self.state_at(t).items()}
-        model = copy.deepcopy(self.net).to_empty(device=self.fixed_points.device)
-        model.load_state_dict(state)
-        model.train(self.training)
-        return model
+            return self._module_with({k: v.detach().clone() for k, v in self.state_at(t).items()})
 
     def control_model(self, k: int) -> nn.Module:
         """An ordinary `nn.Module` holding control point k (its buffers as at that point's knot)."""
         with torch.no_grad():
             state = self.param_space.unflatten(self.control_points()[k].detach().clone())
             state.update({n: v.clone() for n, v in self.buffers_at([float(i == k) for i in range(self.num_points)]).items()})
-        model = copy.deepcopy(self.net).to_empty(device=self.fixed_points.device)
-        model.load_state_dict(state)
+        return self._module_with(state)
+
+    def _module_with(self, state: dict[str, torch.Tensor]) -> nn.Module:
+        """A copy of the network on the curve's device holding `state` (tied tensors kept tied)."""
+        model = _retie(copy.deepcopy(self.net).to_empty(device=self.fixed_points.device), self._ties)
+        model.load_state_dict({**state, **{alias: state[name] for alias, name in self._ties}})
         return model.train(self.training)
 
     def length(self, steps: int = 1000) -> float:
@@ -152,48 +186,72 @@ class Curve(nn.Module):
         return self
 
 
-class _CurvePoint(torch.autograd.Function):
-    """w = sum_k c_k theta_k with scalar coefficients, returned whole and split per parameter.
+def _ties(module: nn.Module) -> list[tuple[str, str]]:
+    """(alias, name) for each tensor a module holds under a second name (a tied weight)."""
+    first, ties = {}, []
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        for slots in (sub._parameters, sub._buffers):
+            for key, tensor in slots.items():
+                if tensor is not None:
+                    full = f"{prefix}.{key}" if prefix else key
+                    name = first.setdefault(id(tensor), full)
+                    if name != full:
+                        ties.append((full, name))
+    return ties
 
-    Written by hand because the generic route (a (1, K) @ (K, P) product, autograd's split and
-    cat, a separate weight-decay term) costs several extra full passes and allocations over the
-    P weights per step, which dominated large networks on CPU. Here the backward concatenates
-    the per-parameter gradients straight into the free points' gradient and adds the decay there.
+
+def _retie(module: nn.Module, ties: list[tuple[str, str]]) -> nn.Module:
+    """Make each alias the same tensor as its name again (moving a module between devices unties them)."""
+    for alias, name in ties:
+        owner, _, key = alias.rpartition(".")
+        sub = module.get_submodule(owner)
+        if key in sub._parameters:
+            sub._parameters[key] = module.get_parameter(name)
+        else:
+            sub._buffers[key] = module.get_buffer(name)
+    return module
+
+
+class _Binder:
+    """Runs a template module with the step's tensors in place of its parameters and buffers.
+
+    Does what `functional_call` does for ordinary modules at a fraction of its per-call cost: the
+    dict entries to fill (every alias of a tied tensor included) are found once, and each call
+    writes the step's tensors into them and puts the template's placeholders back afterwards.
+    `functional_call` re-resolves every name and swaps each tensor in and out on each call, which
+    was most of a curve step's overhead on networks whose step takes a millisecond.
     """
 
-    @staticmethod
-    def forward(ctx, free, fixed, c_free, c_fixed, wd, sizes):
-        w = None
-        for rows, coeffs in ((free, c_free), (fixed, c_fixed)):
-            for row, ci in zip(rows, coeffs):
-                if w is None:
-                    w = row * ci
-                elif ci != 0.0:
-                    w.add_(row, alpha=ci)
-        ctx.c_free, ctx.wd, ctx.sizes = c_free, wd, sizes
-        ctx.set_materialize_grads(False)
-        if wd:
-            ctx.save_for_backward(w)
-        return (w, *torch.split(w, sizes))
+    def __init__(self, targets: dict[str, list[tuple[dict, str]]], net: nn.Module):
+        self.targets, self.net = targets, net
+        self.placeholders = [(slots, key, slots[key]) for places in targets.values() for slots, key in places]
 
-    @staticmethod
-    def backward(ctx, grad_w, *grad_pieces):
-        nothing = (None,) * 6
-        if not ctx.needs_input_grad[0] or not ctx.c_free:
-            return nothing
-        ref = grad_w if grad_w is not None else next((g for g in grad_pieces if g is not None), None)
-        if ref is None and not ctx.wd:
-            return nothing
-        if ref is None:
-            ref = ctx.saved_tensors[0]
-        grad_free = torch.empty((len(ctx.c_free), sum(ctx.sizes)), dtype=ref.dtype, device=ref.device)
-        base = grad_free[0]
-        parts = [g.reshape(-1) if g is not None else ref.new_zeros(n) for g, n in zip(grad_pieces, ctx.sizes)]
-        torch.cat(parts, out=base)
-        if grad_w is not None:
-            base.add_(grad_w)
-        if ctx.wd:  # d/dw of 0.5 wd ||w||^2 is wd w
-            base.add_(ctx.saved_tensors[0], alpha=ctx.wd)
-        for k in reversed(range(len(ctx.c_free))):  # row 0 last: it holds `base`
-            torch.mul(base, ctx.c_free[k], out=grad_free[k])
-        return (grad_free, None, None, None, None, None)
+    @classmethod
+    def for_module(cls, net: nn.Module) -> "_Binder | None":
+        """A binder for `net`, or None where only `functional_call` is safe: a module with its own
+        `__setattr__` (e.g. RNNs cache their weights there) would not see tensors written this way."""
+        if any(type(m).__setattr__ is not nn.Module.__setattr__ for m in net.modules()):
+            return None
+        canonical = {id(t): name for name, t in [*net.named_parameters(), *net.named_buffers()]}
+        targets: dict[str, list[tuple[dict, str]]] = {}
+        for prefix, module in net.named_modules(remove_duplicate=False):
+            for slots in (module._parameters, module._buffers):
+                for key, tensor in slots.items():
+                    if tensor is not None:
+                        targets.setdefault(canonical[id(tensor)], []).append((slots, key))
+        return cls(targets, net)
+
+    def __call__(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        try:
+            for name, tensor in state.items():
+                for slots, key in self.targets[name]:
+                    slots[key] = tensor
+            return self.net(x)
+        finally:  # the template keeps no reference to this step's tensors
+            for slots, key, placeholder in self.placeholders:
+                slots[key] = placeholder
+
+
+def _add_decay(w: torch.Tensor, wd: float, grad: torch.Tensor) -> torch.Tensor:
+    """phi's gradient plus that of 0.5 * wd * ||phi||^2."""
+    return grad.add(w, alpha=wd)

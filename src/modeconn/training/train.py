@@ -206,9 +206,9 @@ def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
     """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
     def step_loss(forward, x, y, gen):
         t = float(torch.rand((), generator=gen, device="cpu"))  # the same t on every rank: same generator, same draws
-        # The decay's gradient is applied inside the curve's backward; its value is added here.
-        logits, w = forward(x, t, wd=cfg.wd, with_weights=True)
-        return cross_entropy(logits, y) + 0.5 * cfg.wd * w.dot(w)
+        # The decay's gradient joins in the curve's backward. Its value is left out of the reported
+        # loss, as SGD's weight_decay leaves it out of a network's: both report the cross-entropy.
+        return cross_entropy(forward(x, t, wd=cfg.wd), y)
 
     free = [p for p in curve.parameters() if p.requires_grad]
     return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)
