@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from modeconn import Curve, ModeconnError
+from modeconn.core.families import FAMILIES
 from modeconn.models import create_model
 
 
@@ -194,3 +195,22 @@ def test_tied_weights_stay_tied_in_the_curve_and_in_its_networks():
     for model in (curve.model_at(0.3), curve.control_model(1)):
         assert model.a.weight is model.b.weight
     torch.testing.assert_close(curve.model_at(0.3)(x), curve(x, 0.3), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["bezier", "polychain"])
+def test_the_one_bend_shortcut_equals_the_general_sum(kind):
+    """lerp(lerp(A, B, c2 / (c0 + c2)), F, c1) is c0 A + c1 F + c2 B (the coefficients sum to one)."""
+    a, b = _pair(MODELS["mlp"][0])
+    curve = Curve(a, b, kind=kind)
+    with torch.no_grad():
+        curve.free_points.add_(torch.randn_like(curve.free_points))
+    for t in (0.0, 0.2, 0.5, 0.77, 1.0):
+        c = FAMILIES[kind](t, 3)
+        results = []
+        for combine in (curve._combine_one_bend, curve._combine_general):
+            curve.free_points.grad = None
+            w = combine(c)
+            w.pow(2).sum().backward()
+            results.append((w.detach(), curve.free_points.grad.clone()))
+        torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-6, atol=1e-6)
