@@ -120,6 +120,8 @@ class Curve(nn.Module):
         rows = [free.view(-1)] if len(free) == 1 else free.unbind(0)  # a view: no copy in the backward
         for row, k in zip(rows, self._free_rows):
             w = row * c[k] if w is None else torch.add(w, row, alpha=c[k])
+        if not self._free_rows and free.requires_grad:  # a line: nothing free, but training still backpropagates
+            w = w + free.sum(0)
         return w
 
     def weights(self, t: float, wd: float = 0.0) -> torch.Tensor:
