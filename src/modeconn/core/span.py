@@ -1,0 +1,151 @@
+"""Weights spanned by control points: phi = sum_k c_k theta_k over a (K, P) tensor, any network.
+
+The common core of curves (coefficients from t) and simplexes (barycentric weights). Free control
+points are one parameter, fixed ones a buffer; floating-point buffers (BatchNorm statistics) follow
+the same coefficients and are placeholders until BN is recomputed; the network runs on views of
+phi written into a template module (`binding.Binder`), so no layer is rewritten.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .binding import Binder, retie, tied_names
+from .flat import float_buffer_space, int_buffer_space, parameter_space
+
+
+class WeightSpan(nn.Module):
+    """K control points of one architecture and the networks at their combinations."""
+
+    def __init__(self, template: nn.Module, points: torch.Tensor, fixed: list[bool], buffer_points: torch.Tensor):
+        """`points` (K, P) in `parameter_space(template)` order, `fixed[k]` whether row k is fixed,
+        `buffer_points` (K, B) the float buffers at each control point."""
+        super().__init__()
+        self._ties = tied_names(template)
+        # The template runs the computation; it lives on the meta device and owns no data.
+        object.__setattr__(self, "net", retie(copy.deepcopy(template).to("meta"), self._ties))
+        self.param_space = parameter_space(template)
+        self.fbuf_space = float_buffer_space(template)
+        self.ibuf_space = int_buffer_space(template)
+        self._sizes = [s.numel for s in self.param_space.slots]
+        # (name, shape) of each slot; shape None where split's 1-D piece already has it (no view node)
+        self._shapes = [(s.name, None if len(s.shape) == 1 else s.shape) for s in self.param_space.slots]
+        device = points.device
+        # Which control points are fixed, decided in Python: reading a mask back from a GPU would sync.
+        self._fixed_list = list(fixed)
+        self._free_rows = [k for k, f in enumerate(fixed) if not f]
+        self._fixed_rows = [k for k, f in enumerate(fixed) if f]
+        self.register_buffer("fixed_mask", torch.tensor(self._fixed_list, dtype=torch.bool, device=device))
+        self.register_buffer("fixed_points", points[self._fixed_rows].clone())
+        self.free_points = nn.Parameter(points[self._free_rows].clone())
+        self.register_buffer("buffer_points", buffer_points)
+        self.register_buffer("int_buffers", self.ibuf_space.flatten(
+            dict(template.named_buffers()), like=torch.zeros(0, dtype=torch.long, device=device)))
+
+    @property
+    def num_points(self) -> int:
+        return len(self._fixed_list)
+
+    def control_points(self) -> torch.Tensor:
+        """All K control points in order, as one (K, P) tensor."""
+        free, fixed = iter(self.free_points), iter(self.fixed_points)
+        return torch.stack([next(fixed) if f else next(free) for f in self._fixed_list])
+
+    def point_at(self, c: list[float], wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """phi = sum_k c_k theta_k as a flat vector and as a full state dict of views into it (plus buffers).
+
+        Differentiable w.r.t. the free control points. With `wd`, the gradient of
+        0.5 * wd * ||phi||^2 is added in the backward pass (add its value to a loss yourself if
+        you report it).
+        """
+        w = self._combine(c, wd)
+        state = {name: p if shape is None else p.view(shape) for (name, shape), p in
+                 zip(self._shapes, torch.split(w, self._sizes))}
+        state.update(self.buffers_at(c))
+        return w, state
+
+    def _combine(self, c: list[float], wd: float) -> torch.Tensor:
+        """phi from autograd's own ops (its bookkeeping runs in C++), the decay's gradient in a hook.
+
+        The decay joins as one pass over the weights, with no extra term in the graph. Python floats
+        as coefficients keep the device from ever waiting on the host.
+        """
+        w = self._weighted_sum(c)
+        if wd and w.requires_grad:
+            w.register_hook(functools.partial(_add_decay, w.detach(), wd))
+        return w
+
+    def _weighted_sum(self, c: list[float]) -> torch.Tensor:
+        """Fixed rows summed outside autograd; each free row added with its coefficient, whose
+        backward scales the gradient once."""
+        w = None
+        for row, k in zip(self.fixed_points, self._fixed_rows):  # buffers: no autograd here
+            w = row * c[k] if w is None else w.add_(row, alpha=c[k])
+        free = self.free_points
+        rows = [free.view(-1)] if len(free) == 1 else free.unbind(0)  # a view: no copy in the backward
+        for row, k in zip(rows, self._free_rows):
+            w = row * c[k] if w is None else torch.add(w, row, alpha=c[k])
+        if not self._free_rows and free.requires_grad:  # nothing free, but training still backpropagates
+            w = w + free.sum(0)
+        return w
+
+    def buffers_at(self, c) -> dict[str, torch.Tensor]:
+        """Buffers for coefficients c: float ones combined alike, integer ones from the first network."""
+        state = {}
+        if self.fbuf_space.size:
+            b = self.buffer_points[0] * c[0]
+            for ci, row in zip(c[1:], self.buffer_points[1:]):
+                b.add_(row, alpha=ci)
+            state = self.fbuf_space.unflatten(b)
+        if self.ibuf_space.size:  # a copy: BatchNorm counts batches in it
+            state.update(self.ibuf_space.unflatten(self.int_buffers.clone()))
+        return state
+
+    def run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Run the network with a state from `point_at` (to reuse one phi)."""
+        compiled = self.__dict__.get("_compiled_run")
+        return compiled(state, x) if compiled is not None else self._bound_run(state, x)
+
+    def compile_network(self) -> None:
+        """torch.compile the network run only: the coefficients and phi stay outside the graph (done once)."""
+        if "_compiled_run" not in self.__dict__:
+            object.__setattr__(self, "_compiled_run", torch.compile(self._functional_run))
+
+    def _functional_run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.net, state, (x,))
+
+    def _bound_run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        binder = self.__dict__.get("_binder")
+        if binder is None:  # built on first use; False where the network needs functional_call
+            binder = Binder.for_module(self.net) or False
+            object.__setattr__(self, "_binder", binder)
+        return binder(state, x) if binder else self._functional_run(state, x)
+
+    def module_at(self, c: list[float]) -> nn.Module:
+        """An ordinary `nn.Module` holding the weights and buffers at coefficients c."""
+        with torch.no_grad():
+            return self._module_with({k: v.detach().clone() for k, v in self.point_at(c)[1].items()})
+
+    def control_model(self, k: int) -> nn.Module:
+        """An ordinary `nn.Module` holding control point k (its buffers as at that point)."""
+        return self.module_at([float(i == k) for i in range(self.num_points)])
+
+    def _module_with(self, state: dict[str, torch.Tensor]) -> nn.Module:
+        """A copy of the network on the span's device holding `state` (tied tensors kept tied)."""
+        model = retie(copy.deepcopy(self.net).to_empty(device=self.fixed_points.device), self._ties)
+        model.load_state_dict({**state, **{alias: state[name] for alias, name in self._ties}})
+        return model.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.net.train(mode)
+        return self
+
+
+def _add_decay(w: torch.Tensor, wd: float, grad: torch.Tensor) -> torch.Tensor:
+    """phi's gradient plus that of 0.5 * wd * ||phi||^2."""
+    return grad.add(w, alpha=wd)
