@@ -3,6 +3,7 @@ from .alignment.matching import align
 from .alignment.repair import repair
 from .alignment.spec import permutation_spec, permute
 from .core.curve import Curve
+from .core.simplex import Simplex
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
 from .evaluation.evaluate import evaluate, recompute_bn
@@ -10,5 +11,5 @@ from .models import create_model
 from .training.train import TrainConfig, train_curve, train_network
 
 __all__ = ["Curve", "Dataset", "ModeconnError", "TrainConfig", "align", "create_model", "evaluate", "load_dataset",
-           "permutation_spec", "permute", "recompute_bn", "repair", "train_curve", "train_network"]
+           "permutation_spec", "permute", "recompute_bn", "repair", "Simplex", "train_curve", "train_network"]
 __version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""A simplex in weight space: the networks at barycentric combinations of K vertex networks.
+
+phi(a) = sum_k a_k theta_k with a_k >= 0 and sum_k a_k = 1 (Benton et al. 2021; Wortsman et al.
+2021 for subspaces trained from scratch). It is the same span of control points as a curve, with
+the caller's weights in place of a curve's coefficients, so any `nn.Module` works unchanged.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ModeconnError
+from .flat import check_same_architecture, float_buffer_space, parameters_vector
+from .span import WeightSpan
+
+WEIGHTS_TOLERANCE = 1e-6  # barycentric weights must sum to one within this
+
+
+class Simplex(WeightSpan):
+    """K vertices (networks of one architecture); `free[k]` says whether vertex k is trained."""
+
+    def __init__(self, vertices: list[nn.Module], free: list[bool] | None = None):
+        if len(vertices) < 2:
+            raise ModeconnError(f"a simplex needs at least 2 vertices, got {len(vertices)}")
+        free = [False] * len(vertices) if free is None else list(free)
+        if len(free) != len(vertices):
+            raise ModeconnError(f"free has {len(free)} entries for {len(vertices)} vertices; give one per vertex")
+        for k, vertex in enumerate(vertices[1:], 1):
+            check_same_architecture(vertices[0].state_dict(), vertex.state_dict(), what=("vertex 0", f"vertex {k}"))
+        points = torch.stack([parameters_vector(v) for v in vertices])
+        buffers = torch.stack([float_buffer_space(v).flatten(dict(v.named_buffers()), like=points) for v in vertices])
+        super().__init__(vertices[0], points, [not f for f in free], buffers)
+
+    def check_weights(self, weights) -> list[float]:
+        """The weights as floats, refused unless there is one per vertex, none negative, summing to one."""
+        a = [float(x) for x in weights]
+        if len(a) != self.num_points:
+            raise ModeconnError(f"{len(a)} barycentric weights for a simplex of {self.num_points} vertices")
+        if min(a) < 0 or abs(sum(a) - 1) > WEIGHTS_TOLERANCE or not all(map(math.isfinite, a)):
+            raise ModeconnError(f"barycentric weights must be >= 0 and sum to 1, got {a}")
+        return a
+
+    def point(self, weights, wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """phi(weights) as a flat vector and a state dict of views (see `WeightSpan.point_at`)."""
+        return self.point_at(self.check_weights(weights), wd)
+
+    def forward(self, x: torch.Tensor, weights, wd: float = 0.0) -> torch.Tensor:
+        """Run the network at phi(weights) on x."""
+        return self.run(self.point(weights, wd)[1], x)
+
+    def model_at(self, weights) -> nn.Module:
+        """An ordinary `nn.Module` holding the weights and buffers at phi(weights)."""
+        return self.module_at(self.check_weights(weights))
+
+    def sample_weights(self, generator: torch.Generator) -> list[float]:
+        """Barycentric weights drawn uniformly over the simplex (Dirichlet(1)), from a CPU generator."""
+        e = -torch.rand(self.num_points, generator=generator, dtype=torch.float64, device="cpu").log()
+        return (e / e.sum()).tolist()
+
+    def edge_gram(self) -> torch.Tensor:
+        """Gram matrix of the edges from vertex 0 to the others, in float64 (differentiable)."""
+        v = self.control_points().double()
+        edges = v[1:] - v[0]
+        return edges @ edges.T
+
+    def volume(self) -> torch.Tensor:
+        """The simplex's (K-1)-dimensional volume, sqrt(det G) / (K-1)!, in float64 (differentiable).
+
+        Where the vertices are affinely dependent (a new vertex at the others' centroid) the volume
+        is 0 and its gradient 0, not NaN: |height| has no direction there.
+        """
+        det = torch.linalg.det(self.edge_gram()).clamp(min=1e-300)
+        return det.sqrt() / math.factorial(self.num_points - 1)
+
+    def distances(self) -> torch.Tensor:
+        """(K, K) Euclidean distances between the vertices."""
+        with torch.no_grad():
+            return torch.cdist(self.control_points().double()[None], self.control_points().double()[None])[0]
+
+    def centroid(self) -> list[float]:
+        """The barycentric weights of the simplex's centre."""
+        return [1.0 / self.num_points] * self.num_points
+
+    def grown(self) -> "Simplex":
+        """A simplex with one more vertex, free, at this one's centroid; the present vertices fixed (SPRO)."""
+        with torch.no_grad():
+            vertices = [self.control_model(k) for k in range(self.num_points)]
+            vertices.append(self.model_at(self.centroid()))
+        return Simplex(vertices, [False] * self.num_points + [True])

@@ -1,0 +1,104 @@
+"""Simplexes of networks: exact at vertices and edges, uniform sampling, gradients, the volume term."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from modeconn import Curve, ModeconnError, Simplex
+from modeconn.models import create_model
+
+
+def _nets(k, make=lambda: create_model("convbn", (1, 12, 12), 5, channels=4, hidden=8)):
+    nets = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        net = make()
+        for m in net.modules():  # non-trivial BN statistics
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+        nets.append(net.eval())
+    return nets
+
+
+X = torch.randn(6, 1, 12, 12, generator=torch.Generator().manual_seed(9))
+
+
+def test_a_1_simplex_is_the_straight_line():
+    a, b = _nets(2)
+    simplex, line = Simplex([a, b]).eval(), Curve(a, b, bends=0).eval()
+    for t in (0.0, 0.3, 0.5, 1.0):
+        torch.testing.assert_close(simplex(X, [1 - t, t]), line(X, t), rtol=1e-6, atol=1e-6)
+
+
+def test_a_2_simplex_reproduces_its_vertices_exactly():
+    nets = _nets(3)
+    simplex = Simplex(nets, free=[False, True, True]).eval()
+    for k, net in enumerate(nets):
+        weights = [float(i == k) for i in range(3)]
+        assert torch.equal(simplex(X, weights), net(X))
+        for (name, got), want in zip(simplex.model_at(weights).state_dict().items(), net.state_dict().values()):
+            assert torch.equal(got, want), name
+
+
+def test_sampled_weights_are_uniform_over_the_simplex():
+    """Dirichlet(1, 1, 1): mean 1/3, variance 1/18, covariance -1/36 (5000 draws: a few stderr)."""
+    simplex = Simplex(_nets(3))
+    gen = torch.Generator().manual_seed(0)
+    a = torch.tensor([simplex.sample_weights(gen) for _ in range(5000)], dtype=torch.float64)
+    assert (a >= 0).all() and torch.allclose(a.sum(1), torch.ones(5000, dtype=torch.float64))
+    assert torch.allclose(a.mean(0), torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.01)
+    cov = torch.cov(a.T)
+    assert torch.allclose(cov.diagonal(), torch.full((3,), 1 / 18, dtype=torch.float64), atol=0.004)
+    assert abs(float(cov[0, 1]) + 1 / 36) < 0.004
+
+
+def test_gradients_reach_only_the_free_vertices():
+    nets = _nets(3)
+    simplex = Simplex(nets, free=[False, True, False]).train()
+    simplex(X, [0.2, 0.5, 0.3], wd=1e-3).square().mean().backward()
+    assert simplex.free_points.shape[0] == 1 and simplex.free_points.grad.abs().sum() > 0
+    assert not simplex.fixed_points.requires_grad
+    torch.testing.assert_close(simplex.control_points()[0], torch.cat([p.flatten() for p in nets[0].parameters()]))
+
+
+def test_the_volume_and_its_gradient_agree_with_geometry_and_finite_differences():
+    simplex = Simplex(_nets(3, lambda: nn.Linear(2, 2).double()), free=[False, True, True])  # float64: exact eps
+    v = simplex.control_points().detach().double()
+    a, b, c = v
+    cos = torch.dot(b - a, c - a) / ((b - a).norm() * (c - a).norm())
+    area = 0.5 * (b - a).norm() * (c - a).norm() * torch.sqrt(1 - cos ** 2)  # a triangle's area
+    assert float(simplex.volume().detach()) == pytest.approx(float(area), rel=1e-9)
+    log_vol = torch.log(simplex.volume() + 1e-4)
+    grad, = torch.autograd.grad(log_vol, simplex.free_points)
+    eps, free = 1e-6, simplex.free_points
+    for i, j in [(0, 0), (0, 3), (1, 5)]:
+        with torch.no_grad():
+            free[i, j] += eps
+            up = float(torch.log(simplex.volume() + 1e-4))
+            free[i, j] -= 2 * eps
+            down = float(torch.log(simplex.volume() + 1e-4))
+            free[i, j] += eps
+        assert float(grad[i, j]) == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-6)
+
+
+def test_a_grown_simplex_adds_a_free_vertex_at_the_centroid_with_no_volume_gradient_yet():
+    simplex = Simplex(_nets(2), free=[False, True])
+    grown = simplex.grown()
+    assert grown.num_points == 3 and grown._free_rows == [2]
+    torch.testing.assert_close(grown.control_points()[2], simplex.control_points().mean(0).detach())
+    assert float(grown.volume().detach()) < 1e-6 * float(simplex.volume().detach())
+    grad, = torch.autograd.grad(torch.log(grown.volume() + 1e-4), grown.free_points)
+    assert torch.isfinite(grad).all()
+
+
+def test_bad_simplexes_are_refused():
+    with pytest.raises(ModeconnError, match="at least 2 vertices"):
+        Simplex(_nets(1))
+    with pytest.raises(ModeconnError, match="different architectures"):
+        Simplex([create_model("mlp", (4,), 2), create_model("mlp", (5,), 2)])
+    simplex = Simplex(_nets(3))
+    for bad in ([0.5, 0.5], [0.5, 0.6, -0.1], [0.2, 0.2, 0.2], [math.nan, 0.5, 0.5]):
+        with pytest.raises(ModeconnError, match="barycentric"):
+            simplex.model_at(bad)
