@@ -1,5 +1,7 @@
-"""Learning-rate schedules: the paper's step-down schedule and FGE's triangular cycle."""
+"""Learning-rate schedules: the paper's step-down schedule, cosine annealing and FGE's triangular cycle."""
 from __future__ import annotations
+
+import math
 
 from ..errors import ModeconnError
 
@@ -13,6 +15,11 @@ def paper_lr(base_lr: float, progress: float) -> float:
     else:
         factor = 0.01
     return base_lr * factor
+
+
+def cosine_lr(base_lr: float, progress: float) -> float:
+    """Cosine annealing from base_lr to 0 (Benton et al.'s schedule for each simplex vertex)."""
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def fge_lr(lr1: float, lr2: float, position: float) -> float:

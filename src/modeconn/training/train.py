@@ -15,6 +15,8 @@ from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
 from ..core.curve import Curve
+from ..core.simplex import Simplex
+from ..core.span import WeightSpan
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
 from .schedule import paper_lr
@@ -172,7 +174,7 @@ def _diverged(value: float, step: int, epoch: int, lr: float, checkpoint: Path |
 
 def _step_forward(module: nn.Module, speed: Speed):
     """What a training step calls: the module, made channels_last, DDP and compiled as asked."""
-    if isinstance(module, Curve):  # its weights are views of flat vectors; it compiles its network run itself
+    if isinstance(module, WeightSpan):  # curves, simplexes: views of flat vectors; they compile their run
         if speed.compile:
             module.compile_network()
         return _data_parallel(module)
@@ -185,12 +187,12 @@ def _data_parallel(module: nn.Module):
         return module
     device = next(module.parameters()).device
     ddp = nn.parallel.DistributedDataParallel
-    # A curve's buffers (fixed endpoints, BN statistics at the control points) never change while it
+    # A curve's or simplex's buffers (fixed points, BN statistics at the control points) never change while it
     # trains: broadcasting them from rank 0 before every step would send two networks' worth each time.
     # (torch >= 2.13 names the option forward_sync_buffers; older releases broadcast_buffers.)
     sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
     return ddp(module, device_ids=[device.index] if device.type == "cuda" else None,
-               **{sync: not isinstance(module, Curve)})
+               **{sync: not isinstance(module, WeightSpan)})
 
 
 def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
@@ -212,3 +214,22 @@ def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
 
     free = [p for p in curve.parameters() if p.requires_grad]
     return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)
+
+
+VOLUME_FLOOR = 1e-4  # Benton et al.: log(volume + 1e-4), finite for a vertex still in the others' span
+SPRO_VOLUME_WEIGHT = 1e-8  # Benton et al.'s code: max(1e-10 / log(initial volume), 1e-8), i.e. 1e-8
+
+
+def train_simplex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT,
+                  **kwargs):
+    """Fit a simplex's free vertices (SPRO, Benton et al. 2021): each minibatch draws one point
+    uniformly from the simplex and steps on L(phi) + 0.5 wd ||phi||^2 - volume_weight log(volume + 1e-4)."""
+    def step_loss(forward, x, y, gen):
+        weights = simplex.sample_weights(gen)  # the same draw on every rank: same generator
+        loss = cross_entropy(forward(x, weights, wd=cfg.wd), y)
+        if volume_weight:
+            loss = loss - volume_weight * torch.log(simplex.volume() + VOLUME_FLOOR).to(loss.dtype)
+        return loss
+
+    free = [p for p in simplex.parameters() if p.requires_grad]
+    return fit(simplex, free, step_loss, data, cfg, desc=kwargs.pop("desc", "simplex"), **kwargs)
