@@ -8,8 +8,9 @@ from .data import Dataset, load_dataset
 from .errors import ModeconnError
 from .evaluation.evaluate import evaluate, recompute_bn
 from .models import create_model
-from .training.train import TrainConfig, train_curve, train_network
+from .training.train import TrainConfig, train_curve, train_network, train_simplex
 
 __all__ = ["Curve", "Dataset", "ModeconnError", "TrainConfig", "align", "create_model", "evaluate", "load_dataset",
-           "permutation_spec", "permute", "recompute_bn", "repair", "Simplex", "train_curve", "train_network"]
+           "permutation_spec", "permute", "recompute_bn", "repair", "Simplex", "train_curve", "train_network",
+           "train_simplex"]
 __version__ = "0.1.0"
