@@ -196,6 +196,15 @@ CASES = [
     ("instability --out {out} --epochs 0", "--epochs must be a positive integer"),
     ("instability --out {out} --train-samples 0", "--train-samples must be a positive integer"),
     ("instability --out {file}", "is a file, not a folder"),
+    # simplex
+    ("simplex --start {a} --out {out} --vertices 9", "--vertices 9 is too many"),
+    ("simplex --start {a} --out {out} --vertices 0", "--vertices must be a positive integer"),
+    ("simplex --start {a} --out {out} --volume-weight -1", "--volume-weight must be a number >= 0"),
+    ("simplex --start {a} --out {out} --volume-weight nan", "--volume-weight must be a finite number"),
+    ("simplex --start {ab} --out {out}", "is a curve run, not a network"),
+    ("simplex --start {nan} --out {out}", "NaN or infinite"),
+    ("simplex --start {missing} --out {out}", "does not exist"),
+    ("simplex --start {a} --out {file}", "is a file, not a folder"),
     # curvature
     ("curvature {ab} --top 0 --out {out}", "--top must be a positive integer"),
     ("curvature {ab} --points 1 --out {out}", "--points must be >= 2"),
@@ -304,5 +313,5 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo", "landscape", "curvature", "instability"}
+                        "report", "demo", "landscape", "curvature", "instability", "simplex"}
     assert len(CASES) >= 60

@@ -60,6 +60,11 @@ def _summary(command: str, result, args) -> str:
                 + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
                 for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
         return "\n".join(rows + [f"wrote {args.out or args.run}/curvature.json and curvature.png"])
+    if command == "simplex":
+        return (f"{args.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; centroid test error "
+                f"{result['centroid_test_err']:.4f} (BN recomputed), vertices "
+                + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result['vertices']))
+                + f" ({result['seconds']:.1f} s)")
     if command == "instability":
         rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
                 f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in result["per_spawn"]]
@@ -224,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--same-order", action="store_true", help="both copies see one data order (a check: no barrier)")
     p.add_argument("--bn-samples", type=int, default=None, help="recompute BatchNorm on this many training examples")
     p.add_argument("--train-samples", type=int, default=None, help="train metrics on a random subset")
+    p.add_argument("--out", required=True)
+    _common(p)
+
+    p = sub.add_parser("simplex", help="grow a low-loss simplex around a trained network (SPRO, Benton et al. 2021)")
+    p.add_argument("--start", required=True, help="a trained network: run folder or weights file")
+    p.add_argument("--vertices", type=int, default=2, help="free vertices to grow, one at a time, each trained "
+                   "--epochs (default 10) with a cosine schedule from --lr (default 0.01)")
+    p.add_argument("--volume-weight", type=float, default=1e-8,
+                   help="weight of -log(volume + 1e-4) in the loss (default: Benton et al.'s, 1e-8)")
+    p.add_argument("--dataset", default=None, help="override the network's dataset")
+    p.add_argument("--model", default=None, help="override the network's model")
     p.add_argument("--out", required=True)
     _common(p)
 

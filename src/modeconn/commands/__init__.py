@@ -7,6 +7,7 @@ from .instability import instability
 from .landscape import landscape
 from .measure import ensemble, eval_curve, eval_line, plane
 from .network import connect, train
+from .simplex import simplex
 
 __all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "fge", "instability", "landscape", "plane", "report",
-           "train"]
+           "simplex", "train"]

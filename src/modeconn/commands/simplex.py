@@ -1,0 +1,102 @@
+"""`modeconn simplex`: SPRO (Benton et al. 2021), a low-loss simplex grown around a trained network.
+
+Vertices are added one at a time at the centroid of the ones before and trained with those fixed,
+one uniformly drawn point of the simplex per minibatch, weight decay at that point, and the
+volume term. Each finished stage is kept (OUT/stageK.safetensors), so a killed run resumes at the
+stage it was in, from that stage's last checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..core.simplex import Simplex
+from ..errors import ModeconnError
+from ..evaluation.evaluate import recompute_bn, split_metrics
+from ..recipes import recipe_for
+from ..runtime.speed import EAGER, Speed
+from ..storage.checkpoint import load_checkpoint
+from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
+from ..storage.runfolder import CHECKPOINT, check_unfinished, claim_output, describe_endpoints, load_endpoints
+from ..training.schedule import cosine_lr
+from ..training.train import SPRO_VOLUME_WEIGHT, train_simplex
+from . import validate
+from .common import join, training_config
+
+MAX_VERTICES = 8  # free vertices grown around one network; each costs a full stage of training
+EPOCHS_PER_VERTEX, LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
+
+
+def simplex(start, out, vertices: int = 2, volume_weight: float = SPRO_VOLUME_WEIGHT, dataset: str | None = None,
+            model: str | None = None, epochs: int | None = None, lr: float | None = None, wd: float | None = None,
+            batch_size: int | None = None, seed: int = 0, data_dir: str | None = None, device: str = "auto",
+            resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
+    """Grow `vertices` free vertices around the network START into OUT: simplex.safetensors and run.json."""
+    vertices = validate.positive_int("--vertices", vertices)
+    if vertices > MAX_VERTICES:
+        raise ModeconnError(f"--vertices {vertices} is too many: at most {MAX_VERTICES} (each vertex is a full "
+                            "stage of training)")
+    volume_weight = validate.nonnegative_float("--volume-weight", volume_weight)
+    sources = describe_endpoints([start], dataset, validate.model_name(model))
+    base = replace(recipe_for(sources[0].dataset).connect, epochs=EPOCHS_PER_VERTEX, lr=LR)
+    cfg = training_config(base, epochs, lr, wd, batch_size, seed)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    settings = {"start": str(Path(start).resolve()), "dataset": sources[0].dataset, "model": sources[0].model.name,
+                "vertices": vertices, "volume_weight": volume_weight, "config": cfg.to_dict()}
+    check_unfinished(out, "run.json", resume, settings)
+    dev = join(device)
+    ends = load_endpoints(sources, data_dir, dev)
+    network = ends.nets[0]
+    with claim_output(out, "run.json", resume, settings):
+        began = time.time()
+        shape = Simplex([network, copy.deepcopy(network)], free=[False, True])
+        histories = []
+        for k in range(1, vertices + 1):
+            shape = shape.grown() if k > 1 else shape
+            histories.append(_stage(shape, k, out, ends.data, cfg, volume_weight, settings, resume, progress, speed))
+        info = _summary(shape, ends, settings, cfg, histories, time.time() - began, speed)
+        save_tensors(out / "simplex.safetensors", shape.state_dict(),
+                     metadata={"vertices": str(shape.num_points), "names": ",".join(shape.param_space.names)})
+        write_json(out / "run.json", info)
+        for k in range(1, vertices + 1):
+            remove_file(out / f"stage{k}.safetensors")
+    return info
+
+
+def _stage(shape: Simplex, k: int, out: Path, data, cfg, volume_weight, settings, resume, progress, speed) -> list:
+    """Train vertex k with the others fixed, or load it where an earlier run finished this stage."""
+    kept = out / f"stage{k}.safetensors"
+    if kept.exists():
+        load_state_into(shape, load_tensors(kept), str(kept))
+        return json.loads(load_metadata(kept)["history"])
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists() and load_checkpoint(checkpoint, settings).module["fixed_points"].shape[0] != k:
+        remove_file(checkpoint)  # the last epoch of the stage before, killed before it was removed
+    history, _ = train_simplex(shape, data, cfg, volume_weight, lr_at=lambda p: cosine_lr(cfg.lr, p),
+                               checkpoint=checkpoint, resume=resume, settings=settings,
+                               progress=progress, desc=f"vertex {k}/{settings['vertices']}", speed=speed)
+    save_tensors(kept, shape.state_dict(), metadata={"history": json.dumps(history)})
+    remove_file(out / CHECKPOINT)
+    return history
+
+
+def _summary(shape: Simplex, ends, settings, cfg, histories, seconds: float, speed) -> dict:
+    """run.json: the geometry (volume, distances) and the metrics at the vertices and centroid, BN recomputed."""
+    points = {f"vertex{k}": [float(i == k) for i in range(shape.num_points)] for k in range(shape.num_points)}
+    points["centroid"] = shape.centroid()
+    metrics = {}
+    for name, weights in points.items():
+        net = shape.model_at(weights)
+        recompute_bn(net, ends.data.train_batches(500, shuffle=False), speed)
+        metrics[name] = split_metrics(net, ends.data, speed=speed).to_dict()
+    return {"kind": "simplex", "dataset": ends.dataset, "data_dir": ends.data_dir,
+            "model": ends.model.to_dict(ends.data), "start": settings["start"], "vertices": shape.num_points,
+            "free_vertices": settings["vertices"], "volume_weight": settings["volume_weight"],
+            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "stage_train_loss": histories,
+            "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
+            "distances": shape.distances().tolist(), "metrics": metrics,
+            **{f"centroid_{k}": v for k, v in metrics["centroid"].items()}}
