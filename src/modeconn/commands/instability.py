@@ -22,7 +22,7 @@ from ..recipes import recipe_for
 from ..reporting.plots import plot_along, plot_instability
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
-from ..storage.files import read_json, remove_file, write_json
+from ..storage.files import make_dir, read_json, remove_file, write_json
 from ..runtime import distributed
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, load_network
 from ..training.train import train_network
@@ -92,16 +92,20 @@ def _train_parent(out: Path, spec: ModelSpec, data, cfg, ks: list[int], settings
     """Train the shared prefix once (resumable), keeping weights and momentum at each spawn epoch."""
     torch.manual_seed(cfg.seed)
     net = spec.build(data).to(data.train_x.device)
-    (out / "spawn").mkdir(exist_ok=True)
+    make_dir(out / "spawn")
+    # Every rank decides from the same view of the folder, taken before anyone writes: a rank that
+    # looked after rank 0 had written a state would skip the write's barrier and hang the others.
+    kept = {k for k in ks if _spawn_file(out, k).exists()}
+    distributed.barrier()
 
     def keep(epoch: int, optimizer) -> None:
-        if epoch in ks and not _spawn_file(out, epoch).exists():
+        if epoch in ks and epoch not in kept:
             save_checkpoint(_spawn_file(out, epoch), Checkpoint(net.state_dict(), optimizer_tensors(optimizer), epoch,
                                                                 [], settings))
 
-    if 0 in ks and not _spawn_file(out, 0).exists():
+    if 0 in ks and 0 not in kept:
         save_checkpoint(_spawn_file(out, 0), Checkpoint(net.state_dict(), {}, 0, [], settings))
-    if ks[-1] > 0 and not _spawn_file(out, ks[-1]).exists():
+    if ks[-1] > 0 and ks[-1] not in kept:
         train_network(net, data, cfg, checkpoint=out / CHECKPOINT, resume=True, settings=settings,
                       progress=progress, desc="parent", on_epoch_end=lambda e, opt: keep(e + 1, opt),
                       stop_epoch=ks[-1], speed=speed)
