@@ -2,7 +2,9 @@
 
 Prints a table: median milliseconds per step (interleaved repeats) and the ratio curve / plain.
 Usage: python benchmarks/curve_step.py [--device cpu|cuda] [--repeats N] [--vgg-batch B]
-       [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile]
+       [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile] [--simplex]
+With --simplex, a simplex step (3 vertices, one free, a Dirichlet draw per step, the volume term:
+SPRO's second stage) is timed too, with its ratio to the plain step.
 The speed settings apply to both steps alike, as modeconn's training loop applies them.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 import torch
 from torch.nn.functional import cross_entropy
 
-from modeconn import Curve
+from modeconn import Curve, Simplex
 from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed
@@ -45,7 +47,7 @@ def time_steps(step, device, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed):
+def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed, with_simplex=False):
     torch.manual_seed(0)
     a = create_model(model_name, shape, classes).to(device)
     b = create_model(model_name, shape, classes).to(device)
@@ -76,16 +78,34 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
         loss.backward()
         opt_curve.step()
 
+    steps = [plain_step, curve_step]
+    if with_simplex:
+        c_net = create_model(model_name, shape, classes).to(device)
+        simplex = Simplex([a, b, c_net], free=[False, False, True]).to(device).train()
+        if speed.compile:
+            simplex.compile_network()
+        opt_simplex = torch.optim.SGD([simplex.free_points], lr=0.01, momentum=0.9)
+
+        def simplex_step():
+            weights = simplex.sample_weights(gen)
+            with speed.autocast(device):  # as modeconn.training.train.train_simplex does
+                loss = cross_entropy(simplex(x, weights, wd=wd), y)
+                loss = loss - 1e-8 * torch.log(simplex.volume() + 1e-4).to(loss.dtype)
+            opt_simplex.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_simplex.step()
+
+        steps.append(simplex_step)
     for _ in range(max(2, iters // 2)):  # warm-up
-        plain_step()
-        curve_step()
-    p, c = [], []
-    for _ in range(repeats):  # interleave so machine noise hits both alike
-        p.append(time_steps(plain_step, device, iters))
-        c.append(time_steps(curve_step, device, iters))
-    pm, cm = statistics.median(p), statistics.median(c)
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
+    for _ in range(repeats):  # interleave so machine noise hits all alike
+        for step, recorded in zip(steps, times):
+            recorded.append(time_steps(step, device, iters))
+    ms = [statistics.median(t) * 1e3 for t in times]
     params = sum(q.numel() for q in plain.parameters())
-    return name, params, batch, pm * 1e3, cm * 1e3, cm / pm
+    return (name, params, batch, ms[0], ms[1], ms[1] / ms[0], *((ms[2], ms[2] / ms[0]) if with_simplex else ()))
 
 
 def main():
@@ -98,6 +118,7 @@ def main():
     parser.add_argument("--amp", choices=["bf16"], default=None)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--simplex", action="store_true", help="also time a simplex step (SPRO's second stage)")
     args = parser.parse_args()
     run(args, Speed(args.amp, args.channels_last, args.compile))
 
@@ -109,15 +130,17 @@ def run(args, speed: Speed):
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
           f"glibc keeps freed memory: {tuned}, speed settings: {speed.to_dict()}")
-    print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}")
+    print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}"
+          + (f" {'simplex ms':>10} {'ratio':>6}" if args.simplex else ""))
     for name, model, shape, classes, batch in CASES:
         if args.models and model not in args.models:
             continue
         if model in BIG:
             batch = args.vgg_batch
         iters = args.iters or (3 if model in BIG and device.type == "cpu" else 20)
-        row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed)
-        print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}", flush=True)
+        row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed, args.simplex)
+        print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}"
+              + (f" {row[6]:>10.2f} {row[7]:>6.3f}" if args.simplex else ""), flush=True)
 
 
 if __name__ == "__main__":
