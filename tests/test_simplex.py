@@ -136,6 +136,10 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     assert whole["vertices"] == 3 and len(whole["distances"]) == 3 and len(whole["stage_train_loss"]) == 2
     assert whole["metrics"]["vertex0"]["test_err"] == pytest.approx(
         json.loads((mnist1d_runs["a"] / "run.json").read_text())["test_err"], abs=1e-9)
+    from modeconn.commands import report
+
+    page = report(tmp_path / "whole").read_text()
+    assert "Simplexes grown around a network" in page and f"{whole['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first
     with pytest.raises(KeyboardInterrupt):
         simplex_command(mnist1d_runs["a"], tmp_path / "cut", **kw)

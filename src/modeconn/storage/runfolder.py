@@ -97,8 +97,8 @@ def read_run(folder) -> RunInfo:
     if not isinstance(raw, dict):
         raise ModeconnError(f"{path} must hold a JSON object, got {type(raw).__name__}; rerun the command that wrote it")
     kind = _field(raw, "kind", str, path)
-    if kind not in ("network", "curve"):
-        raise ModeconnError(f"{path}: field 'kind' must be 'network' or 'curve', got {kind!r}")
+    if kind not in ("network", "curve", "simplex"):
+        raise ModeconnError(f"{path}: field 'kind' must be 'network', 'curve' or 'simplex', got {kind!r}")
     dataset = _field(raw, "dataset", str, path)
     model = _field(raw, "model", dict, path)
     spec = ModelSpec(_field(model, "name", str, path, "model."),
