@@ -150,3 +150,16 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
         simplex_command(mnist1d_runs["a"], tmp_path / "cut", **{**kw, "volume_weight": 0.1}, resume=True)
     resumed = simplex_command(mnist1d_runs["a"], tmp_path / "cut", **kw, resume=True)
     assert resumed["metrics"] == whole["metrics"] and resumed["volume"] == pytest.approx(whole["volume"], rel=1e-9)
+
+
+def test_the_kept_fixed_block_gives_the_full_volume_and_follows_changed_fixed_points():
+    def reference(s):
+        v = s.control_points().detach().double()
+        e = v[1:] - v[0]
+        return float(torch.linalg.det(e @ e.T).sqrt()) / math.factorial(s.num_points - 1)
+
+    simplex = Simplex(_nets(4, lambda: nn.Linear(3, 2).double()), free=[False, True, False, True])
+    assert float(simplex.volume().detach()) == pytest.approx(reference(simplex), rel=1e-9)
+    with torch.no_grad():
+        simplex.fixed_points[1].mul_(2.0)  # e.g. load_state_dict: the kept block must not be reused
+    assert float(simplex.volume().detach()) == pytest.approx(reference(simplex), rel=1e-9)

@@ -60,10 +60,30 @@ class Simplex(WeightSpan):
         return (e / e.sum()).tolist()
 
     def edge_gram(self) -> torch.Tensor:
-        """Gram matrix of the edges from vertex 0 to the others, in float64 (differentiable)."""
-        v = self.control_points().double()
-        edges = v[1:] - v[0]
-        return edges @ edges.T
+        """Gram matrix of the edges from vertex 0 to the others, in float64 (differentiable), up to
+        a simultaneous permutation of rows and columns (the fixed vertices' edges first): its
+        determinant is the same. Float64 because a new vertex starts in the others' span, where the
+        determinant is a difference of nearly equal products."""
+        if not self._fixed_list[0] or not self._free_rows:
+            v = self.control_points().double()
+            edges = v[1:] - v[0]
+            return edges @ edges.T
+        fixed_edges, fixed_gram = self._fixed_block()
+        free_edges = (self.free_points - self.fixed_points[0]).double()
+        cross = fixed_edges @ free_edges.T
+        return torch.cat([torch.cat([fixed_gram, cross], 1), torch.cat([cross.T, free_edges @ free_edges.T], 1)])
+
+    def _fixed_block(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed vertices' edges and their Gram block: constant while the free vertices train,
+        so kept until the fixed points change (a step then forms only the free vertices' rows)."""
+        key = (self.fixed_points.data_ptr(), self.fixed_points._version, self.fixed_points.device)
+        cached = self.__dict__.get("_fixed_block_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                edges = (self.fixed_points[1:] - self.fixed_points[0]).double()
+                cached = (key, edges, edges @ edges.T)
+            object.__setattr__(self, "_fixed_block_cache", cached)
+        return cached[1], cached[2]
 
     def volume(self) -> torch.Tensor:
         """The simplex's (K-1)-dimensional volume, sqrt(det G) / (K-1)!, in float64 (differentiable).
