@@ -205,6 +205,12 @@ CASES = [
     ("simplex --start {nan} --out {out}", "NaN or infinite"),
     ("simplex --start {missing} --out {out}", "does not exist"),
     ("simplex --start {a} --out {file}", "is a file, not a folder"),
+    # eval-simplex
+    ("eval-simplex {a} --out {out}", "is a network run, not a simplex"),
+    ("eval-simplex {ab} --out {out}", "is a curve run, not a simplex"),
+    ("eval-simplex {missing} --out {out}", "does not exist"),
+    ("eval-simplex {a} --samples 0 --out {out}", "--samples must be a positive integer"),
+    ("eval-simplex {a} --seed -1 --out {out}", "--seed must be an integer >= 0"),
     # curvature
     ("curvature {ab} --top 0 --out {out}", "--top must be a positive integer"),
     ("curvature {ab} --points 1 --out {out}", "--points must be >= 2"),
@@ -313,5 +319,5 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo", "landscape", "curvature", "instability", "simplex"}
+                        "report", "demo", "landscape", "curvature", "instability", "simplex", "eval-simplex"}
     assert len(CASES) >= 60

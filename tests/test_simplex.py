@@ -136,7 +136,17 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     assert whole["vertices"] == 3 and len(whole["distances"]) == 3 and len(whole["stage_train_loss"]) == 2
     assert whole["metrics"]["vertex0"]["test_err"] == pytest.approx(
         json.loads((mnist1d_runs["a"] / "run.json").read_text())["test_err"], abs=1e-9)
-    from modeconn.commands import report
+    from modeconn.commands import eval_simplex, report
+    from modeconn.evaluation.evaluate import split_metrics
+    from modeconn.storage.runfolder import load_simplex
+
+    ev = eval_simplex(tmp_path / "whole", samples=4, device="cpu", progress=False)
+    assert ev["summary"]["test_err"]["mean"] == pytest.approx(sum(ev["test_err"]) / 4, abs=1e-12)
+    assert json.loads((tmp_path / "whole" / "simplex_eval.json").read_text())["test_err"] == ev["test_err"]
+    shape, _, data = load_simplex(tmp_path / "whole")
+    own = split_metrics(shape.model_at(ev["weights"][2]), data)  # the same point, built another way
+    assert abs(own.test.err - ev["test_err"][2]) <= 2 / len(data.test_y)
+    assert own.train.loss == pytest.approx(ev["train_loss"][2], rel=1e-4)
 
     page = report(tmp_path / "whole").read_text()
     assert "Simplexes grown around a network" in page and f"{whole['volume']:.4g}" in page

@@ -60,6 +60,10 @@ def _summary(command: str, result, args) -> str:
                 + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
                 for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
         return "\n".join(rows + [f"wrote {args.out or args.run}/curvature.json and curvature.png"])
+    if command == "eval-simplex":
+        t = result["summary"]["test_err"]
+        return (f"{result['samples']} points: test error mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
+                f"max {t['max']:.4f}\nwrote {args.out or args.run}/simplex_eval.json")
     if command == "simplex":
         return (f"{args.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; centroid test error "
                 f"{result['centroid_test_err']:.4f} (BN recomputed), vertices "
@@ -242,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="override the network's model")
     p.add_argument("--out", required=True)
     _common(p)
+
+    p = sub.add_parser("eval-simplex", help="metrics at points drawn uniformly from a simplex, and their distribution")
+    p.add_argument("run", help="a simplex run folder (from simplex)")
+    p.add_argument("--samples", type=int, default=50, help="points drawn uniformly (Dirichlet(1)) from the simplex")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    _eval_options(p, along=False, repair=False)
+    _common(p, training=False)
 
     p = sub.add_parser("fge", help="Fast Geometric Ensembling from a trained network")
     p.add_argument("--start", required=True, help="a run folder from train (its optimizer state is restored)")

@@ -5,9 +5,9 @@ from .demo import demo, report
 from .ensembles import budget, fge
 from .instability import instability
 from .landscape import landscape
-from .measure import ensemble, eval_curve, eval_line, plane
+from .measure import ensemble, eval_curve, eval_line, eval_simplex, plane
 from .network import connect, train
 from .simplex import simplex
 
-__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "fge", "instability", "landscape", "plane", "report",
+__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "eval_simplex", "fge", "instability", "landscape", "plane", "report",
            "simplex", "train"]

@@ -1,9 +1,12 @@
-"""`modeconn eval-curve`, `eval-line`, `plane` and `ensemble`: measure curves, lines, planes and curve ensembles."""
+"""`modeconn eval-curve`, `eval-line`, `plane`, `ensemble` and `eval-simplex`: measure curves, lines, planes,
+curve ensembles and simplexes."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..alignment.repair import repairable_layers, repaired_plane, repaired_points
 from ..core.flat import parameters_vector
@@ -16,7 +19,8 @@ from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_along
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import write_json
-from ..storage.runfolder import claim_output, describe_endpoints, load_curve, load_endpoints, read_curve_run
+from ..storage.runfolder import (claim_output, describe_endpoints, load_curve, load_endpoints, load_simplex,
+                                 read_curve_run, read_simplex_run)
 from . import validate
 from .common import eval_settings, join
 
@@ -177,3 +181,45 @@ def ensemble(curve, points: int = 5, out=None, data_dir: str | None = None, devi
 
 
 
+
+
+SIMPLEX_PARTIAL = "simplex_eval.partial.npz"
+
+
+def eval_simplex(run, samples: int = 50, seed: int = 0, out=None, bn_samples: int | None = None,
+                 train_samples: int | None = None, batch_size: int = 1000, data_dir: str | None = None,
+                 device: str = "auto", force: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
+    """Metrics at points drawn uniformly from a simplex run, and their distribution: simplex_eval.json
+    (in the run folder or OUT). Resumable and sharded like a plane's grid."""
+    samples = validate.positive_int("--samples", samples)
+    seed = validate.nonnegative_int("--seed", seed)
+    info = read_simplex_run(run)
+    settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out if out is not None else run)
+    _refuse_existing(out / "simplex_eval.json", force)
+    dev = join(device)
+    shape, info, data = load_simplex(run, dev, data_dir)
+    gen = torch.Generator().manual_seed(seed)
+    weights = np.array([shape.sample_weights(gen) for _ in range(samples)])
+    vertices = shape.control_points().detach()
+    fingerprint = json.dumps({"run": str(Path(run).resolve()), "samples": samples, "seed": seed,
+                              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples}, sort_keys=True)
+    with claim_output(out):
+        evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=speed)
+        values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
+                              @ vertices, evaluator, fingerprint, force, progress, SIMPLEX_PARTIAL)
+        result = {"run": str(run), "samples": samples, "seed": seed, "settings": settings.__dict__,
+                  "batchnorm": "statistics recomputed at every point", "weights": weights.tolist(),
+                  **{m: values[m].tolist() for m in METRICS},
+                  "summary": {m: _distribution(values[m]) for m in METRICS}}
+        write_json(out / "simplex_eval.json", result)
+        finish_partial(out, SIMPLEX_PARTIAL)
+    return result
+
+
+def _distribution(values: np.ndarray) -> dict:
+    """Mean, spread and quantiles of one metric over the sampled points."""
+    q05, median, q95 = np.quantile(values, [0.05, 0.5, 0.95])
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()), "q05": float(q05),
+            "median": float(median), "q95": float(q95), "max": float(values.max())}

@@ -9,10 +9,12 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..core.curve import Curve
 from ..core.families import FAMILIES
+from ..core.simplex import Simplex
 from ..core.flat import check_same_architecture
 from ..data import Dataset, load_dataset
 from ..errors import ModeconnError
@@ -255,6 +257,31 @@ def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curv
     file = Path(run_dir) / "curve.safetensors"
     load_state_into(curve, load_tensors(file), str(file))
     return curve.to(device), info, data
+
+
+def read_simplex_run(run_dir) -> RunInfo:
+    """Read a simplex run's run.json, refusing any other kind of run by name."""
+    info = read_run(run_dir)
+    if info.kind != "simplex":
+        raise ModeconnError(f"{run_dir} is a {info.kind} run, not a simplex: pass a folder written by `modeconn simplex`")
+    if _field(info.raw, "vertices", int, info.path) < 2:
+        raise ModeconnError(f"{info.path}: field 'vertices' must be >= 2; rerun `modeconn simplex`")
+    return info
+
+
+def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Simplex, RunInfo, Dataset]:
+    """Load a simplex run folder: the Simplex, its run.json and its dataset (on `device`)."""
+    info = read_simplex_run(run_dir)
+    data = load_dataset(info.dataset, data_dir or info.data_dir).to(device)
+    template = info.model.build(data)
+    file = Path(run_dir) / "simplex.safetensors"
+    state = load_tensors(file)
+    fixed = state.get("fixed_mask")
+    if fixed is None or fixed.dtype != torch.bool or fixed.numel() != info.raw["vertices"]:
+        raise ModeconnError(f"{file} does not hold a simplex of {info.raw['vertices']} vertices; rerun `modeconn simplex`")
+    shape = Simplex([template] * info.raw["vertices"], free=[not f for f in fixed.tolist()])
+    load_state_into(shape, state, str(file))
+    return shape.to(device), info, data
 
 
 def check_unfinished(out: Path, finished: str, resume: bool, settings: dict | None = None, force: bool = False) -> None:
