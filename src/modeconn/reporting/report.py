@@ -54,41 +54,45 @@ def _inside_instability(path: Path, root: Path) -> bool:
     return any((p / "spawn").is_dir() and any(p.glob("k*/copy0")) for p in path.parents if root in (p, *p.parents))
 
 
-def _networks(root: Path) -> str:
+def _table(headers: list[str], rows) -> str:
+    """An HTML table: header cells as given, body rows of cells already formatted."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _runs(root: Path, kind: str, cells) -> list[list]:
+    """One table row, `cells(info)`, per run.json of this kind under ROOT (instability copies left out)."""
     rows = []
     for run in sorted(root.rglob("run.json")):
         info = read_run(run).raw
-        if info["kind"] != "network" or _inside_instability(run, root):
+        if info["kind"] != kind or _inside_instability(run, root):
             continue
         with _reading(run):
-            rows.append(f"<tr><td>{_rel(run.parent, root)}</td><td>{html.escape(info['model']['name'])}</td>"
-                        f"<td>{info['seed']}</td><td>{_pct(info['train_err'])}</td><td>{_pct(info['test_err'])}</td>"
-                        f"<td>{info['test_loss']:.4f}</td></tr>")
+            rows.append([_rel(run.parent, root), *cells(info)])
+    return rows
+
+
+def _networks(root: Path) -> str:
+    rows = _runs(root, "network", lambda i: [html.escape(i["model"]["name"]), i["seed"], _pct(i["train_err"]),
+                                             _pct(i["test_err"]), f"{i['test_loss']:.4f}"])
     if not rows:
         return ""
     return ("<h2>The trained networks (endpoints)</h2><p>Each network was trained independently from its own random "
             "initialisation. Their errors are the reference every curve and ensemble below is compared with.</p>"
-            "<table><tr><th>run</th><th>model</th><th>seed</th><th>train error</th><th>test error</th>"
-            f"<th>test loss</th></tr>{''.join(rows)}</table>")
+            + _table(["run", "model", "seed", "train error", "test error", "test loss"], rows))
 
 
 def _simplexes(root: Path) -> str:
-    rows = []
-    for run in sorted(root.rglob("run.json")):
-        info = read_run(run).raw
-        if info["kind"] != "simplex":
-            continue
-        with _reading(run):
-            vertices = ", ".join(_pct(info["metrics"][f"vertex{k}"]["test_err"]) for k in range(info["vertices"]))
-            rows.append(f"<tr><td>{_rel(run.parent, root)}</td><td>{info['vertices']}</td>"
-                        f"<td>{info['volume']:.4g}</td><td>{_pct(info['centroid_test_err'])}</td><td>{vertices}</td></tr>")
+    rows = _runs(root, "simplex", lambda i: [
+        i["vertices"], f"{i['volume']:.4g}", _pct(i["centroid_test_err"]),
+        ", ".join(_pct(i["metrics"][f"vertex{k}"]["test_err"]) for k in range(i["vertices"]))])
     if not rows:
         return ""
     return ("<h2>Simplexes grown around a network (SPRO)</h2><p>Vertex 0 is the trained network; each further "
             "vertex was trained on points drawn uniformly from the simplex, with a reward for its volume (Benton "
             "et al., 2021). Errors with BatchNorm recomputed at each point.</p>"
-            "<table><tr><th>run</th><th>vertices</th><th>volume</th><th>centroid test error</th>"
-            f"<th>vertex test errors</th></tr>{''.join(rows)}</table>")
+            + _table(["run", "vertices", "volume", "centroid test error", "vertex test errors"], rows))
 
 
 def _along(root: Path) -> str:
@@ -135,20 +139,18 @@ def _connectivity(root: Path) -> str:
     for f in sorted(root.rglob("paths.json")):
         r = PathsResult.from_json(read_json(f), str(f))
         with _reading(f):
-            rows = "".join(f"<tr><td>{html.escape(PATH_NAMES.get(n, n))}</td><td>{_pct(r.stat(n, 'test_err', 'max'))}</td>"
-                           f"<td>{_pct(r.stat(n, 'test_err', 'barrier'))}</td>"
-                           f"<td>{_pct(r.stat(n, 'test_err', 'mean_barrier'))}</td>"
-                           f"<td>{r.stat(n, 'train_loss', 'barrier'):.3g}</td>"
-                           f"<td>{r.summary['length'][n]:.3g}</td></tr>" for n in r.paths())
+            rows = [[html.escape(PATH_NAMES.get(n, n)), _pct(r.stat(n, "test_err", "max")),
+                     _pct(r.stat(n, "test_err", "barrier")), _pct(r.stat(n, "test_err", "mean_barrier")),
+                     f"{r.stat(n, 'train_loss', 'barrier'):.3g}", f"{r.summary['length'][n]:.3g}"] for n in r.paths()]
             text = ("<p>Hidden units can be relabelled without changing what a network computes. After b's units "
                     "are matched to a's (by their weights, or by their activations on training data), the "
                     "straight line between the two networks crosses a far lower ridge: much of the barrier is a "
                     "symmetry. REPAIR restores the unit statistics that interpolation collapses "
                     f"({html.escape(str(r.settings['repair']))}). Barriers are measured against the chord "
                     "between the endpoints (Frankle et al.) and against the endpoints' mean (Git Re-Basin).</p>"
-                    "<table><tr><th>path</th><th>max test error</th><th>test-error barrier (chord)</th>"
-                    "<th>test-error barrier (mean)</th><th>train-loss barrier</th><th>length</th></tr>"
-                    f"{rows}</table><p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
+                    + _table(["path", "max test error", "test-error barrier (chord)", "test-error barrier (mean)",
+                              "train-loss barrier", "length"], rows)
+                    + f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
         png = f.with_suffix(".png")
         parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "plain and aligned paths") if png.exists()
                                                                  else ""))
@@ -210,31 +212,24 @@ def _landscape_text(f: Path) -> str:
 def _curvature_text(f: Path) -> str:
     """The curvature table of one run."""
     r = read_json(f)
-    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{t:.2f}</td>"
-                   f"<td>{', '.join(f'{v:.4g}' for v in x['eigenvalues'])}</td>"
-                   f"<td>{_optional(x['trace'])}</td>"
-                   f"<td>{x['train_loss']:.4f}</td></tr>"
-                   for name, xs in r["paths"].items() for t, x in zip(r["t"], xs))
-    text = (f"<p>The Hessian of the train loss at each point, {html.escape(r['hessian'])}, both from "
-            f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}."
-            "</p><table><tr><th>path</th><th>t</th><th>top eigenvalues</th><th>trace</th><th>train loss</th>"
-            f"</tr>{rows}</table>")
-    return text
+    rows = [[html.escape(name), f"{t:.2f}", ", ".join(f"{v:.4g}" for v in x["eigenvalues"]), _optional(x["trace"]),
+             f"{x['train_loss']:.4f}"] for name, xs in r["paths"].items() for t, x in zip(r["t"], xs)]
+    return (f"<p>The Hessian of the train loss at each point, {html.escape(r['hessian'])}, both from "
+            f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}.</p>"
+            + _table(["path", "t", "top eigenvalues", "trace", "train loss"], rows))
 
 
 def _instability_text(f: Path) -> str:
     """The barrier table of one instability analysis."""
     r = read_json(f)
-    rows = "".join(f"<tr><td>{x['spawn']}</td><td>{_pct(x['test_err_barrier'])}</td>"
-                   f"<td>{x['train_loss_barrier']:.4f}</td><td>{'yes' if x['stable'] else 'no'}</td></tr>"
-                   for x in r["per_spawn"])
+    rows = [[x["spawn"], _pct(x["test_err_barrier"]), f"{x['train_loss_barrier']:.4f}", "yes" if x["stable"] else "no"]
+            for x in r["per_spawn"]]
     first = r["first_stable_spawn"]
     text = (f"<p>One {html.escape(r['model'])} trained on {html.escape(r['dataset'])}; at each spawn epoch two "
             f"copies continued to epoch {r['config']['epochs']} with their own data orders. Copies are "
             f"linearly connected (test-error barrier under {_pct(r['stable_below'])}, Frankle et al. 2020) "
             + (f"from epoch <b>{first}</b> on." if first is not None else "at none of the spawn epochs.")
-            + "</p><table><tr><th>spawn epoch</th><th>test-error barrier</th><th>train-loss barrier</th>"
-            f"<th>stable</th></tr>{rows}</table>")
+            + "</p>" + _table(["spawn epoch", "test-error barrier", "train-loss barrier", "stable"], rows))
     return text
 
 
@@ -250,9 +245,9 @@ def _fge(root: Path) -> str:
 
 
 def _fge_text(r: FGEResult, f: Path) -> str:
-    rows = "".join(f"<tr><td>{x['snapshot']}</td><td>{x['epoch']}</td><td>{x['lr']:.2g}</td><td>{_pct(x['test_err'])}</td>"
-                   f"<td>{x['test_nll']:.4f}</td><td>{_pct(x['ensemble_test_err'])}</td><td>{x['ensemble_test_nll']:.4f}</td>"
-                   f"<td>{x['ensemble_test_ece']:.4f}</td></tr>" for x in r.snapshots)
+    rows = [[x["snapshot"], x["epoch"], f"{x['lr']:.2g}", _pct(x["test_err"]), f"{x['test_nll']:.4f}",
+             _pct(x["ensemble_test_err"]), f"{x['ensemble_test_nll']:.4f}", f"{x['ensemble_test_ece']:.4f}"]
+            for x in r.snapshots]
     last = r.snapshots[-1] if r.snapshots else None
     text = ""
     if last:
@@ -274,8 +269,8 @@ def _fge_text(r: FGEResult, f: Path) -> str:
         if r.swa:
             text += f" Averaging their weights instead (SWA) gives {_pct(r.swa['test_err'])}, NLL {r.swa['test_nll']:.4f}."
         text += "</p>"
-    table = ("<table><tr><th>snapshot</th><th>epoch</th><th>lr</th><th>its test error</th><th>its NLL</th>"
-             f"<th>ensemble error</th><th>ensemble NLL</th><th>ensemble ECE</th></tr>{rows}</table>")
+    table = _table(["snapshot", "epoch", "lr", "its test error", "its NLL", "ensemble error", "ensemble NLL",
+                    "ensemble ECE"], rows)
     png = f.with_suffix(".png")
     return f"{text}{table}" + (_img(png, "FGE") if png.exists() else "")
 
