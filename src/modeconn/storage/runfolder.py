@@ -247,11 +247,16 @@ def read_curve_run(run_dir) -> RunInfo:
     return info
 
 
+def _data_and_template(info: RunInfo, data_dir: str | None, device) -> tuple[Dataset, nn.Module]:
+    """A run's dataset (on `device`) and a freshly built network of its model, to load weights into."""
+    data = load_dataset(info.dataset, data_dir or info.data_dir).to(device)
+    return data, info.model.build(data)
+
+
 def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curve, RunInfo, Dataset]:
     """Load a curve run folder: the Curve, its run.json and its dataset (on `device`)."""
     info = read_curve_run(run_dir)
-    data = load_dataset(info.dataset, data_dir or info.data_dir).to(device)
-    template = info.model.build(data)
+    data, template = _data_and_template(info, data_dir, device)
     c = info.curve
     curve = Curve(template, template, kind=c.kind, bends=c.bends, free_endpoints=c.free_endpoints)
     file = Path(run_dir) / "curve.safetensors"
@@ -266,14 +271,15 @@ def read_simplex_run(run_dir) -> RunInfo:
         raise ModeconnError(f"{run_dir} is a {info.kind} run, not a simplex: pass a folder written by `modeconn simplex`")
     if _field(info.raw, "vertices", int, info.path) < 2:
         raise ModeconnError(f"{info.path}: field 'vertices' must be >= 2; rerun `modeconn simplex`")
+    if not (Path(run_dir) / "simplex.safetensors").exists():
+        raise ModeconnError(f"{run_dir} has no simplex.safetensors: the simplex run did not finish; rerun simplex")
     return info
 
 
 def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Simplex, RunInfo, Dataset]:
     """Load a simplex run folder: the Simplex, its run.json and its dataset (on `device`)."""
     info = read_simplex_run(run_dir)
-    data = load_dataset(info.dataset, data_dir or info.data_dir).to(device)
-    template = info.model.build(data)
+    data, template = _data_and_template(info, data_dir, device)
     file = Path(run_dir) / "simplex.safetensors"
     state = load_tensors(file)
     fixed = state.get("fixed_mask")
