@@ -7,7 +7,6 @@ stage it was in, from that stage's last checkpoint.
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import replace
@@ -21,8 +20,8 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, check_unfinished, claim_output, describe_endpoints, load_endpoints
-from ..training.schedule import cosine_lr
-from ..training.train import SPRO_VOLUME_WEIGHT, train_simplex
+from ..training.spro import grow_simplex, train_vertex
+from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import join, training_config
 
@@ -53,11 +52,9 @@ def simplex(start, out, vertices: int = 2, volume_weight: float = SPRO_VOLUME_WE
     network = ends.nets[0]
     with claim_output(out, "run.json", resume, settings):
         began = time.time()
-        shape = Simplex([network, copy.deepcopy(network)], free=[False, True])
         histories = []
-        for k in range(1, vertices + 1):
-            shape = shape.grown() if k > 1 else shape
-            histories.append(_stage(shape, k, out, ends.data, cfg, volume_weight, settings, resume, progress, speed))
+        shape = grow_simplex(network, ends.data, cfg, vertices, stage=lambda s, k: histories.append(
+            _stage(s, k, out, ends.data, cfg, volume_weight, settings, resume, progress, speed)))
         info = _summary(shape, ends, settings, cfg, histories, time.time() - began, speed)
         save_tensors(out / "simplex.safetensors", shape.state_dict(),
                      metadata={"vertices": str(shape.num_points), "names": ",".join(shape.param_space.names)})
@@ -76,9 +73,8 @@ def _stage(shape: Simplex, k: int, out: Path, data, cfg, volume_weight, settings
     checkpoint = out / CHECKPOINT
     if checkpoint.exists() and load_checkpoint(checkpoint, settings).module["fixed_points"].shape[0] != k:
         remove_file(checkpoint)  # the last epoch of the stage before, killed before it was removed
-    history, _ = train_simplex(shape, data, cfg, volume_weight, lr_at=lambda p: cosine_lr(cfg.lr, p),
-                               checkpoint=checkpoint, resume=resume, settings=settings,
-                               progress=progress, desc=f"vertex {k}/{settings['vertices']}", speed=speed)
+    history, _ = train_vertex(shape, data, cfg, volume_weight, checkpoint=checkpoint, resume=resume, settings=settings,
+                              progress=progress, desc=f"vertex {k}/{settings['vertices']}", speed=speed)
     save_tensors(kept, shape.state_dict(), metadata={"history": json.dumps(history)})
     remove_file(out / CHECKPOINT)
     return history

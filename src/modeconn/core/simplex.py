@@ -97,7 +97,8 @@ class Simplex(WeightSpan):
     def distances(self) -> torch.Tensor:
         """(K, K) Euclidean distances between the vertices."""
         with torch.no_grad():
-            return torch.cdist(self.control_points().double()[None], self.control_points().double()[None])[0]
+            v = self.control_points().double()[None]
+            return torch.cdist(v, v)[0]
 
     def centroid(self) -> list[float]:
         """The barycentric weights of the simplex's centre."""

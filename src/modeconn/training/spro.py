@@ -11,15 +11,24 @@ from .schedule import cosine_lr
 from .train import SPRO_VOLUME_WEIGHT, TrainConfig, train_simplex
 
 
+def train_vertex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT,
+                 **kwargs):
+    """One SPRO stage: the free vertex trained with the others fixed, cosine schedule from `cfg.lr`."""
+    return train_simplex(simplex, data, cfg, volume_weight, lr_at=lambda p: cosine_lr(cfg.lr, p), **kwargs)
+
+
 def grow_simplex(network: nn.Module, data: Dataset, cfg: TrainConfig, vertices: int,
-                 volume_weight: float = SPRO_VOLUME_WEIGHT, progress: bool = True, **kwargs) -> Simplex:
+                 volume_weight: float = SPRO_VOLUME_WEIGHT, stage=None, **kwargs) -> Simplex:
     """A simplex of 1 + `vertices` vertices around `network` (fixed): each new vertex starts at the
-    centroid of the ones before, is trained for `cfg.epochs` with them fixed (cosine schedule from
-    `cfg.lr`), then fixed in turn."""
+    centroid of the ones before, is trained for `cfg.epochs` with them fixed, then fixed in turn.
+
+    `stage(simplex, k)` trains vertex k (default: `train_vertex` with `kwargs`); the command passes
+    its own, which keeps each finished stage for a resume.
+    """
+    stage = stage or (lambda shape, k: train_vertex(shape, data, cfg, volume_weight, desc=f"vertex {k}/{vertices}",
+                                                    **kwargs))
     simplex = Simplex([network, copy.deepcopy(network)], free=[False, True])
-    for k in range(vertices):
-        if k:
-            simplex = simplex.grown()
-        train_simplex(simplex, data, cfg, volume_weight, lr_at=lambda p: cosine_lr(cfg.lr, p), progress=progress,
-                      desc=f"vertex {k + 1}/{vertices}", **kwargs)
+    for k in range(1, vertices + 1):
+        simplex = simplex.grown() if k > 1 else simplex
+        stage(simplex, k)
     return simplex
