@@ -21,6 +21,7 @@ from modeconn import Curve, Simplex
 from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed
+from modeconn.training.train import SPRO_VOLUME_WEIGHT, VOLUME_FLOOR
 
 CASES = [  # name, model, input shape, classes, batch
     ("mnist1d default", "conv1d", (40,), 10, 64),
@@ -90,7 +91,7 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
             weights = simplex.sample_weights(gen)
             with speed.autocast(device):  # as modeconn.training.train.train_simplex does
                 loss = cross_entropy(simplex(x, weights, wd=wd), y)
-                loss = loss - 1e-8 * torch.log(simplex.volume() + 1e-4).to(loss.dtype)
+                loss = loss - SPRO_VOLUME_WEIGHT * torch.log(simplex.volume() + VOLUME_FLOOR).to(loss.dtype)
             opt_simplex.zero_grad(set_to_none=True)
             loss.backward()
             opt_simplex.step()

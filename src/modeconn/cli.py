@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", required=True, help="a trained network: run folder or weights file")
     p.add_argument("--vertices", type=int, default=2, help="free vertices to grow, one at a time, each trained "
                    "--epochs (default 10) with a cosine schedule from --lr (default 0.01)")
-    p.add_argument("--volume-weight", type=float, default=1e-8,
+    p.add_argument("--volume-weight", type=float, default=None,
                    help="weight of -log(volume + 1e-4) in the loss (default: Benton et al.'s, 1e-8)")
     p.add_argument("--dataset", default=None, help="override the network's dataset")
     p.add_argument("--model", default=None, help="override the network's model")

@@ -29,7 +29,7 @@ MAX_VERTICES = 8  # free vertices grown around one network; each costs a full st
 EPOCHS_PER_VERTEX, LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
 
 
-def simplex(start, out, vertices: int = 2, volume_weight: float = SPRO_VOLUME_WEIGHT, dataset: str | None = None,
+def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, dataset: str | None = None,
             model: str | None = None, epochs: int | None = None, lr: float | None = None, wd: float | None = None,
             batch_size: int | None = None, seed: int = 0, data_dir: str | None = None, device: str = "auto",
             resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
@@ -38,7 +38,8 @@ def simplex(start, out, vertices: int = 2, volume_weight: float = SPRO_VOLUME_WE
     if vertices > MAX_VERTICES:
         raise ModeconnError(f"--vertices {vertices} is too many: at most {MAX_VERTICES} (each vertex is a full "
                             "stage of training)")
-    volume_weight = validate.nonnegative_float("--volume-weight", volume_weight)
+    volume_weight = (SPRO_VOLUME_WEIGHT if volume_weight is None
+                     else validate.nonnegative_float("--volume-weight", volume_weight))
     sources = describe_endpoints([start], dataset, validate.model_name(model))
     base = replace(recipe_for(sources[0].dataset).connect, epochs=EPOCHS_PER_VERTEX, lr=LR)
     cfg = training_config(base, epochs, lr, wd, batch_size, seed)
