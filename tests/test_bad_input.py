@@ -205,6 +205,16 @@ CASES = [
     ("simplex --start {nan} --out {out}", "NaN or infinite"),
     ("simplex --start {missing} --out {out}", "does not exist"),
     ("simplex --start {a} --out {file}", "is a file, not a folder"),
+    # subspace
+    ("subspace --out {out} --shape triangle", "--shape 'triangle' is not a subspace shape"),
+    ("subspace --out {out} --shape simplex9", "--shape 'simplex9' is not a subspace shape"),
+    ("subspace --out {out} --shape simplex2", "--shape 'simplex2' is not a subspace shape"),
+    ("subspace --out {out} --spread -1", "--spread must be a number >= 0"),
+    ("subspace --out {out} --spread inf", "--spread must be a finite number"),
+    ("subspace --out {out} --dataset nope", "unknown dataset"),
+    ("subspace --out {out} --model nope", "unknown model"),
+    ("subspace --out {out} --epochs 0", "--epochs must be a positive integer"),
+    ("subspace --out {file}", "is a file, not a folder"),
     # eval-simplex
     ("eval-simplex {a} --out {out}", "is a network run, not a simplex"),
     ("eval-simplex {ab} --out {out}", "is a curve run, not a simplex"),
@@ -319,5 +329,5 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo", "landscape", "curvature", "instability", "simplex", "eval-simplex"}
+                        "report", "demo", "landscape", "curvature", "instability", "simplex", "eval-simplex", "subspace"}
     assert len(CASES) >= 60

@@ -149,7 +149,7 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     assert own.train.loss == pytest.approx(ev["train_loss"][2], rel=1e-4)
 
     page = report(tmp_path / "whole").read_text()
-    assert "Simplexes grown around a network" in page and f"{whole['volume']:.4g}" in page
+    assert "<td>SPRO</td>" in page and f"{whole['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first
     with pytest.raises(KeyboardInterrupt):
         simplex_command(mnist1d_runs["a"], tmp_path / "cut", **kw)

@@ -69,6 +69,11 @@ def _summary(command: str, result, args) -> str:
                 f"{result['centroid_test_err']:.4f} (BN recomputed), vertices "
                 + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result['vertices']))
                 + f" ({result['seconds']:.1f} s)")
+    if command == "subspace":
+        return (f"{args.out}: {args.shape} from scratch, midpoint test error {result['midpoint_test_err']:.4f} "
+                "(BN recomputed; kept as the network run " f"{args.out}/midpoint), vertices "
+                + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(len(result['distances'])))
+                + f" ({result['seconds']:.1f} s)")
     if command == "instability":
         rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
                 f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in result["per_spawn"]]
@@ -244,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of -log(volume + 1e-4) in the loss (default: Benton et al.'s, 1e-8)")
     p.add_argument("--dataset", default=None, help="override the network's dataset")
     p.add_argument("--model", default=None, help="override the network's model")
+    p.add_argument("--out", required=True)
+    _common(p)
+
+    p = sub.add_parser("subspace", help="train a line, curve or simplex of networks from scratch (Wortsman et al. 2021)")
+    p.add_argument("--dataset", default="mnist1d")
+    p.add_argument("--shape", default="line", help="line, curve (one bend) or simplexK (K = 3..8 vertices)")
+    p.add_argument("--spread", type=float, default=None,
+                   help="weight of the vertices' mean squared cosine similarity in the loss (default 1, Wortsman et al.'s)")
+    p.add_argument("--model", default=None, help="default: the dataset's recipe")
     p.add_argument("--out", required=True)
     _common(p)
 

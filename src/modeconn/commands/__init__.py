@@ -8,6 +8,7 @@ from .landscape import landscape
 from .measure import ensemble, eval_curve, eval_line, eval_simplex, plane
 from .network import connect, train
 from .simplex import simplex
+from .subspace import subspace
 
 __all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "eval_simplex", "fge", "instability", "landscape", "plane", "report",
-           "simplex", "train"]
+           "simplex", "subspace", "train"]

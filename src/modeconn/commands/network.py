@@ -24,10 +24,12 @@ from ..recipes import recipe_for
 
 
 def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER) -> dict:
-    """Write a network run folder: model.safetensors, optimizer.safetensors, then run.json (with final metrics)."""
+    """Write a network run folder: model.safetensors, optimizer.safetensors (unless `optimizer` is None),
+    then run.json (with final metrics)."""
     info = {**info, **split_metrics(net, data, speed=speed).to_dict()}
     save_tensors(folder / "model.safetensors", net.state_dict())
-    save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
+    if optimizer is not None:
+        save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
     write_json(folder / "run.json", info)  # last: a folder with run.json is complete
     return info
 

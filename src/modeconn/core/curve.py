@@ -37,6 +37,20 @@ class Curve(WeightSpan):
                          ((1 - s) * b_start + s * b_end).to(b_start.dtype))
         self.kind = kind
 
+    @classmethod
+    def through(cls, networks: list[nn.Module], kind: str = "bezier") -> "Curve":
+        """A curve whose control points are these networks, every one free (a subspace trained from
+        scratch, Wortsman et al. 2021): 2 networks give a line, 3 a one-bend curve."""
+        check_family(kind, len(networks))
+        for k, net in enumerate(networks[1:], 1):
+            check_same_architecture(networks[0].state_dict(), net.state_dict(), what=("network 0", f"network {k}"))
+        points = torch.stack([parameters_vector(n) for n in networks])
+        curve = cls.__new__(cls)
+        WeightSpan.__init__(curve, networks[0], points, [False] * len(networks), torch.stack(
+            [float_buffer_space(n).flatten(dict(n.named_buffers()), like=points) for n in networks]))
+        curve.kind = kind
+        return curve
+
     def point(self, t: float, wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """phi(t) as a flat vector and as a full state dict of views into it (plus buffers).
 

@@ -94,12 +94,6 @@ class Simplex(WeightSpan):
         det = torch.linalg.det(self.edge_gram()).clamp(min=1e-300)
         return det.sqrt() / math.factorial(self.num_points - 1)
 
-    def distances(self) -> torch.Tensor:
-        """(K, K) Euclidean distances between the vertices."""
-        with torch.no_grad():
-            v = self.control_points().double()[None]
-            return torch.cdist(v, v)[0]
-
     def centroid(self) -> list[float]:
         """The barycentric weights of the simplex's centre."""
         return [1.0 / self.num_points] * self.num_points

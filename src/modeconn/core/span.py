@@ -52,8 +52,16 @@ class WeightSpan(nn.Module):
 
     def control_points(self) -> torch.Tensor:
         """All K control points in order, as one (K, P) tensor."""
+        if not self._fixed_rows:  # every point free: the parameter itself, no copy
+            return self.free_points
         free, fixed = iter(self.free_points), iter(self.fixed_points)
         return torch.stack([next(fixed) if f else next(free) for f in self._fixed_list])
+
+    def distances(self) -> torch.Tensor:
+        """(K, K) Euclidean distances between the control points."""
+        with torch.no_grad():
+            v = self.control_points().double()[None]
+            return torch.cdist(v, v)[0]
 
     def point_at(self, c: list[float], wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """phi = sum_k c_k theta_k as a flat vector and as a full state dict of views into it (plus buffers).

@@ -85,14 +85,16 @@ def _networks(root: Path) -> str:
 
 def _simplexes(root: Path) -> str:
     rows = _runs(root, "simplex", lambda i: [
-        i["vertices"], f"{i['volume']:.4g}", _pct(i["centroid_test_err"]),
+        "from scratch" if "subspace" in i else "SPRO", i["vertices"], f"{i['volume']:.4g}", _pct(i["centroid_test_err"]),
         ", ".join(_pct(i["metrics"][f"vertex{k}"]["test_err"]) for k in range(i["vertices"]))])
     if not rows:
         return ""
-    return ("<h2>Simplexes grown around a network (SPRO)</h2><p>Vertex 0 is the trained network; each further "
-            "vertex was trained on points drawn uniformly from the simplex, with a reward for its volume (Benton "
-            "et al., 2021). Errors with BatchNorm recomputed at each point.</p>"
-            + _table(["run", "vertices", "volume", "centroid test error", "vertex test errors"], rows))
+    return ("<h2>Simplexes</h2><p>A simplex grown around a network (SPRO) has the trained network as vertex 0; each "
+            "further vertex was trained on points drawn uniformly from the simplex, with a reward for its volume "
+            "(Benton et al., 2021). A simplex from scratch trained every vertex from its own initialisation on such "
+            "points, its vertices kept apart (Wortsman et al., 2021). Errors with BatchNorm recomputed at each "
+            "point.</p>"
+            + _table(["run", "made by", "vertices", "volume", "centroid test error", "vertex test errors"], rows))
 
 
 def _along(root: Path) -> str:
@@ -112,8 +114,15 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
     text = (f"<p>Along the <b>straight line</b> between the two networks the test error climbs to "
             f"<b>{_pct(r.stat('line', 'test_err', 'max'))}</b> (barrier {_pct(r.stat('line', 'test_err', 'barrier'))} "
             f"above the chord between the endpoints) and the train loss to {r.stat('line', 'train_loss', 'max'):.3g}.")
+    run = read_run(f.parent) if r.curve is not None and (f.parent / "run.json").exists() else None
+    if run is not None and "subspace" in run.raw:  # trained from scratch: its ends were never separate minima
+        shape = html.escape(str(run.raw["subspace"].get("shape")))
+        return (f"<p>A <b>{shape}</b> of networks trained from scratch as one subspace (Wortsman et al., 2021): its "
+                f"test error never exceeds <b>{_pct(r.stat('curve', 'test_err', 'max'))}</b> (mean over arc length "
+                f"{_pct(r.stat('curve', 'test_err', 'arc_mean'))}); its midpoint is kept as the network run "
+                f"<code>{_rel(f.parent / 'midpoint', root)}</code>.</p>" + _along_note(r, f, root))
     if r.curve is not None:
-        kind = read_run(f.parent).curve.kind if (f.parent / "run.json").exists() else "curve"
+        kind = run.curve.kind if run is not None else "curve"
         lengths = r.summary["length"]
         text += (f" Along the trained <b>{html.escape(kind)} curve</b> it never exceeds "
                  f"<b>{_pct(r.stat('curve', 'test_err', 'max'))}</b> (barrier "
@@ -121,8 +130,12 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
                  f"{_pct(r.stat('curve', 'test_err', 'arc_mean'))}). The two minima are connected by a path of low "
                  f"loss: this is mode connectivity. The curve is {lengths['curve'] / lengths['line']:.2f}× as "
                  f"long as the line.")
+    return text + "</p>" + _along_note(r, f, root)
+
+
+def _along_note(r: PathEval, f: Path, root: Path) -> str:
     bn = r.settings.get("bn_samples")
-    text += (f"</p><p class=note>{len(r.t)} evenly spaced points; BatchNorm statistics recomputed at every point "
+    text = (f"<p class=note>{len(r.t)} evenly spaced points; BatchNorm statistics recomputed at every point "
              f"({'a subset of ' + str(bn) if bn else 'full pass'}). Source: <code>{_rel(f, root)}</code>.</p>")
     png = f.with_suffix(".png")
     return text + (_img(png, f"metrics along {f.parent.name}") if png.exists() else "")

@@ -1,0 +1,111 @@
+"""`modeconn subspace`: a line, curve or simplex of networks trained from scratch (Wortsman et al. 2021).
+
+Every vertex starts from its own random initialisation (vertex 0 from the one `train --seed` uses).
+A line or curve is written as a curve run (eval-curve, plane and ensemble read it), a simplex as a
+simplex run (eval-simplex); OUT/midpoint is the subspace's midpoint as an ordinary network run.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import torch
+
+from ..core.curve import Curve
+from ..core.simplex import Simplex
+from ..data import load_dataset
+from ..errors import ModeconnError
+from ..evaluation.evaluate import recompute_bn, split_metrics
+from ..recipes import recipe_for
+from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
+from ..storage.files import remove_file, save_tensors, write_json
+from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
+from ..training.subspace import SPREAD, squared_cosine, matrix_mask, train_subspace
+from . import validate
+from .common import join, training_config
+from .network import network_info, save_network_run
+from .simplex import MAX_VERTICES
+
+SHAPES = "line, curve or simplexK (K vertices, 3 to 8)"
+
+
+def vertex_count(shape: str) -> int:
+    """Vertices of a subspace shape: line 2, curve 3 (a one-bend Bezier), simplexK K."""
+    if shape == "line":
+        return 2
+    if shape == "curve":
+        return 3
+    match = re.fullmatch(r"simplex(\d+)", shape)
+    if match and 3 <= int(match.group(1)) <= MAX_VERTICES:
+        return int(match.group(1))
+    raise ModeconnError(f"--shape {shape!r} is not a subspace shape: choose {SHAPES}")
+
+
+def subspace(out, dataset: str = "mnist1d", shape: str = "line", spread: float | None = None, model: str | None = None,
+             epochs: int | None = None, lr: float | None = None, wd: float | None = None, batch_size: int | None = None,
+             seed: int = 0, data_dir: str | None = None, device: str = "auto", resume: bool = False,
+             progress: bool = True, speed: Speed = EAGER) -> dict:
+    """Train a SHAPE subspace from scratch into OUT; returns its run.json."""
+    recipe = recipe_for(dataset)
+    k = vertex_count(shape)
+    spread = SPREAD if spread is None else validate.nonnegative_float("--spread", spread)
+    spec = ModelSpec(validate.model_name(model) or recipe.model, {})
+    cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)
+    data_dir = validate.data_dir(data_dir)
+    out = validate.output_folder("--out", out)
+    settings = {"dataset": dataset, "model": spec.name, "shape": shape, "spread": spread, "config": cfg.to_dict()}
+    check_unfinished(out, "run.json", resume, settings)
+    dev = join(device)
+    data = load_dataset(dataset, data_dir).to(dev)
+    torch.manual_seed(cfg.seed)  # vertex 0 starts where `train --seed` starts
+    vertices = [spec.build(data) for _ in range(k)]
+    span = (Simplex(vertices, free=[True] * k) if shape.startswith("simplex") else Curve.through(vertices)).to(dev)
+    with claim_output(out, "run.json", resume, settings):
+        began = time.time()
+        history, _ = train_subspace(span, data, cfg, spread, checkpoint=out / CHECKPOINT, resume=resume,
+                                    settings=settings, progress=progress, desc=f"subspace {out.name}", speed=speed)
+        seconds = round(time.time() - began, 2)
+        info = _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history, seconds, speed)
+        remove_file(out / CHECKPOINT)
+    return info
+
+
+def _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history, seconds, speed) -> dict:
+    """The subspace file, OUT/midpoint (a network run) and run.json, last."""
+    is_curve = isinstance(span, Curve)
+    middle = 0.5 if is_curve else span.centroid()
+    mid = span.model_at(middle)
+    recompute_bn(mid, data.train_batches(500, shuffle=False), speed)
+    base = network_info(dataset, data_dir, spec, data, cfg, speed)
+    mid_info = save_network_run(out / "midpoint", mid, None, {**base, "subspace": "..", "epochs_trained": cfg.epochs},
+                                data, speed)
+    metrics = {f"vertex{k}": _metrics(span.control_model(k), data, speed) for k in range(span.num_points)}
+    metrics["midpoint"] = {key: mid_info[key] for key in metrics["vertex0"]}
+    with torch.no_grad():
+        cos2 = float(squared_cosine(span, matrix_mask(span)))
+    info = {**base, "subspace": {"shape": shape, "spread": spread}, "processes": distributed.world_size(),
+            "epoch_train_loss": history, "seconds": seconds, "squared_cosine": cos2,
+            "distances": span.distances().tolist(), "metrics": metrics,
+            **{f"midpoint_{key}": value for key, value in metrics["midpoint"].items()}}
+    if is_curve:
+        info.update(kind="curve", curve={"kind": span.kind, "bends": span.num_points - 2, "free_endpoints": True},
+                    length=span.length())
+        save_tensors(out / "curve.safetensors", span.state_dict(),
+                     metadata={"kind": span.kind, "bends": str(span.num_points - 2),
+                               "names": ",".join(span.param_space.names)})
+    else:
+        info.update(kind="simplex", vertices=span.num_points, free_vertices=span.num_points, volume_weight=0.0,
+                    volume=float(span.volume().detach()),
+                    **{f"centroid_{key}": value for key, value in metrics["midpoint"].items()})
+        save_tensors(out / "simplex.safetensors", span.state_dict(),
+                     metadata={"vertices": str(span.num_points), "names": ",".join(span.param_space.names)})
+    write_json(out / "run.json", info)
+    return info
+
+
+def _metrics(net, data, speed) -> dict:
+    """Split metrics of one vertex, BN recomputed."""
+    recompute_bn(net, data.train_batches(500, shuffle=False), speed)
+    return split_metrics(net, data, speed=speed).to_dict()
+
