@@ -264,6 +264,10 @@ CASES = [
     ("ensemble --curve {ab} --out {empty} --force", "is a folder; name the JSON file"),
     ("ensemble --curve {ab} --out {ens_json}", "exists; pass --force"),
     ("ensemble --curve {a} --out {out}/e.json", "is not a curve run"),
+    ("ensemble --out {out}/e.json", "give either --curve RUN or --simplex RUN"),
+    ("ensemble --curve {ab} --simplex {ab} --out {out}/e.json", "give either --curve RUN or --simplex RUN"),
+    ("ensemble --simplex {ab} --out {out}/e.json", "is a curve run, not a simplex"),
+    ("ensemble --simplex {a} --seed -1 --out {out}/e.json", "--seed must be an integer >= 0"),
     # budget
     ("budget --epochs 3 --dataset mnist1d --out {out}", "leaves 0.2B"),
     ("budget --epochs 0 --dataset mnist1d --out {out}", "--epochs must be a positive integer"),

@@ -148,6 +148,15 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     assert abs(own.test.err - ev["test_err"][2]) <= 2 / len(data.test_y)
     assert own.train.loss == pytest.approx(ev["train_loss"][2], rel=1e-4)
 
+    from modeconn.commands import ensemble
+
+    ens = ensemble(simplex=tmp_path / "whole", points=4, device="cpu", progress=False)  # the same seed: the same points
+    assert [m["weights"] for m in ens.members] == ev["weights"]
+    for member, err in zip(ens.members, ev["test_err"]):
+        assert abs(member["test_err"] - err) <= 2 / len(data.test_y)
+    assert ens.ensemble.nll <= sum(m["test_nll"] for m in ens.members) / 4 + 1e-9  # Jensen: never worse than the mean
+    assert json.loads((tmp_path / "whole" / "ensemble.json").read_text())["simplex"] == str(tmp_path / "whole")
+
     page = report(tmp_path / "whole").read_text()
     assert "<td>SPRO</td>" in page and f"{whole['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first

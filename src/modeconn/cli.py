@@ -86,7 +86,7 @@ def _summary(command: str, result, args) -> str:
                 f"\nwrote {args.out}/fge.json and fge.png")
     if command == "ensemble":
         e = result.ensemble
-        return f"curve ensemble of {args.points}: test error {e.err:.4f}, NLL {e.nll:.4f}, ECE {e.ece:.4f}"
+        return f"{'curve' if args.curve else 'simplex'} ensemble of {args.points}: test error {e.err:.4f}, NLL {e.nll:.4f}, ECE {e.ece:.4f}"
     if command == "budget":
         from pathlib import Path
 
@@ -282,10 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an unfinished FGE run with the same settings")
     _common(p, training=False)
 
-    p = sub.add_parser("ensemble", help="ensemble of networks sampled along a trained curve")
-    p.add_argument("--curve", required=True)
-    p.add_argument("--points", type=int, default=5, help="evenly spaced t in [0, 1]")
-    p.add_argument("--out", default=None, help="JSON file (default: CURVE/ensemble.json)")
+    p = sub.add_parser("ensemble", help="ensemble of networks along a trained curve or drawn from a simplex")
+    p.add_argument("--curve", default=None, help="a curve run: members at evenly spaced t in [0, 1]")
+    p.add_argument("--simplex", default=None, help="a simplex run: members drawn uniformly from it")
+    p.add_argument("--points", type=int, default=5, help="members")
+    p.add_argument("--seed", type=int, default=0, help="seed of a simplex's draws")
+    p.add_argument("--out", default=None, help="JSON file (default: RUN/ensemble.json)")
     p.add_argument("--force", action="store_true")
     _common(p, training=False)
 

@@ -13,7 +13,7 @@ from ..core.flat import parameters_vector
 from ..core.plane import grid_axes, plane_basis
 from ..errors import ModeconnError
 from ..evaluation.along import PathEval, eval_path
-from ..evaluation.ensemble import CurveEnsemble, curve_ensemble
+from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
 from ..evaluation.plane_grid import PlaneResult, finish_partial, measure_grid, plane_fingerprint, project_curve
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_along
@@ -165,22 +165,33 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
     return result
 
 
-def ensemble(curve, points: int = 5, out=None, data_dir: str | None = None, device: str = "auto",
-             force: bool = False, progress: bool = True, speed: Speed = EAGER) -> CurveEnsemble:
-    """Ensemble of `points` networks evenly spaced along a curve run: ensemble.json (default in the run folder)."""
+def ensemble(curve=None, points: int = 5, out=None, simplex=None, seed: int = 0, data_dir: str | None = None,
+             device: str = "auto", force: bool = False, progress: bool = True, speed: Speed = EAGER) -> SpanEnsemble:
+    """Ensemble of `points` networks of a curve run (evenly spaced t) or a simplex run (points drawn
+    uniformly, `seed`): ensemble.json (default in the run folder)."""
+    if (curve is None) == (simplex is None):
+        raise ModeconnError("give either --curve RUN or --simplex RUN: the ensemble's members come from one of them")
     points = validate.positive_int("--points", points)
-    read_curve_run(curve)
+    seed = validate.nonnegative_int("--seed", seed)
+    run = curve if curve is not None else simplex
+    if curve is not None:
+        read_curve_run(curve)
+    else:
+        read_simplex_run(simplex)
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_file("--out", out if out is not None else Path(curve) / "ensemble.json", force)
+    out = validate.output_file("--out", out if out is not None else Path(run) / "ensemble.json", force)
     dev = join(device)
-    path, _, data = load_curve(curve, dev, data_dir)
     with claim_output(out.parent):
-        result = curve_ensemble(path, data, points, progress=progress, speed=speed)
-        write_json(out, {**result.to_json(), "curve": str(curve), "points": points, "out": str(out)})
+        if curve is not None:
+            path, _, data = load_curve(curve, dev, data_dir)
+            result = curve_ensemble(path, data, points, progress=progress, speed=speed)
+            where = {"curve": str(curve)}
+        else:
+            shape, _, data = load_simplex(simplex, dev, data_dir)
+            result = simplex_ensemble(shape, data, points, seed, progress=progress, speed=speed)
+            where = {"simplex": str(simplex), "seed": seed}
+        write_json(out, {**result.to_json(), **where, "points": points, "out": str(out)})
     return result
-
-
-
 
 
 SIMPLEX_PARTIAL = "simplex_eval.partial.npz"

@@ -96,8 +96,8 @@ def member_record(own: Metrics, ensemble: EnsembleMetrics) -> dict[str, float]:
 
 
 @dataclass
-class CurveEnsemble:
-    """Networks at evenly spaced t along a curve, ensembled: one record per member and the final metrics."""
+class SpanEnsemble:
+    """Networks at chosen points of a curve or simplex, ensembled: one record per member and the final metrics."""
 
     members: list[dict]
     ensemble: EnsembleMetrics
@@ -106,29 +106,41 @@ class CurveEnsemble:
         return {"members": self.members, "ensemble": self.ensemble.to_dict()}
 
 
-def curve_ensemble(curve, data, points: int, batch_size: int = 1000, progress: bool = True,
-                   speed: Speed = EAGER) -> CurveEnsemble:
-    """Ensemble of networks at `points` evenly spaced t along a curve (BN recomputed for each).
+def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 1000, progress: bool = True,
+                  speed: Speed = EAGER) -> SpanEnsemble:
+    """Ensemble of the networks `model_at(w)` for each w in `where` (BN recomputed for each); each
+    member's record names its point as `label` (t along a curve, weights in a simplex).
 
     Under torchrun each rank computes whole members, a round of one per rank at a time; every
-    rank adds them in t order, so the sums are exactly those of one process.
+    rank adds them in order, so the sums are exactly those of one process.
     """
     ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes, speed)
     bn_batches = data.train_batches(batch_size, shuffle=False)
-    ts, width = np.linspace(0, 1, points), distributed.world_size()
-    records = []
-    bar = tqdm(total=points, desc="ensemble", disable=not progress, leave=False)
-    for start in range(0, points, width):
-        block = ts[start:start + width]
+    width, records = distributed.world_size(), []
+    bar = tqdm(total=len(where), desc="ensemble", disable=not progress, leave=False)
+    for start in range(0, len(where), width):
+        block = where[start:start + width]
         logps = torch.zeros(len(block), *ens.prob_sum.shape, dtype=torch.float64, device=ens.prob_sum.device)
         for i in distributed.my_indices(len(block)):
-            member = curve.model_at(float(block[i]))
+            member = model_at(block[i])
             recompute_bn(member, bn_batches, speed)
             logps[i] = ens.log_probs(member)
         logps = distributed.combine_rows(logps)
-        for t, logp in zip(block, logps):
+        for w, logp in zip(block, logps):
             own = ens.add_log_probs(logp)
-            records.append({"t": float(t), **member_record(own, ens.metrics())})
+            records.append({label: w, **member_record(own, ens.metrics())})
         bar.update(len(block))
     bar.close()
-    return CurveEnsemble(records, ens.metrics())
+    return SpanEnsemble(records, ens.metrics())
+
+
+def curve_ensemble(curve, data, points: int, **kwargs) -> SpanEnsemble:
+    """Ensemble of networks at `points` evenly spaced t along a curve (BN recomputed for each)."""
+    return span_ensemble(curve.model_at, [float(t) for t in np.linspace(0, 1, points)], "t", data, **kwargs)
+
+
+def simplex_ensemble(simplex, data, points: int, seed: int = 0, **kwargs) -> SpanEnsemble:
+    """Ensemble of networks at `points` points drawn uniformly from a simplex (BN recomputed for each)."""
+    gen = torch.Generator().manual_seed(seed)
+    return span_ensemble(simplex.model_at, [simplex.sample_weights(gen) for _ in range(points)], "weights", data,
+                         **kwargs)
