@@ -277,6 +277,9 @@ CASES = [
     ("budget --epochs 10 --seeds -1 --dataset mnist1d --out {out}", "--seeds must be an integer >= 0"),
     ("budget --epochs 10 --seeds 1 1 --dataset mnist1d --out {out}", "distinct seeds"),
     ("budget --epochs 10 --dataset nosuch --out {out}", "unknown dataset"),
+    ("budget --epochs 10 --dataset mnist1d --method swag --out {out}", "--method 'swag' is not known"),
+    ("budget --epochs 10 --dataset mnist1d --volume-weight 0.1 --out {out}", "use it with --method espro"),
+    ("budget --epochs 10 --dataset mnist1d --method espro --volume-weight -1 --out {out}", "--volume-weight must be"),
     # align
     ("align --start {a} --end {mlp} --out {out}", "different architectures"),
     ("align --start {a} --end {fashion_b} --out {out}", "was trained on mnist1d but"),

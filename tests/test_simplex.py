@@ -158,6 +158,8 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     assert json.loads((tmp_path / "whole" / "ensemble.json").read_text())["simplex"] == str(tmp_path / "whole")
 
     page = report(tmp_path / "whole").read_text()
+    assert (tmp_path / "whole" / "simplex_eval.png").exists()  # a triangle: its heat map, shown in the report
+    assert 'alt="test error over whole"' in page and f"has mean <b>{100 * ev['summary']['test_err']['mean']:.2f}%" in page
     assert "<td>SPRO</td>" in page and f"{whole['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first
     with pytest.raises(KeyboardInterrupt):

@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr1", type=float, default=None, help="FGE high lr (default: the recipe's)")
     p.add_argument("--lr2", type=float, default=None, help="FGE low lr (default: the recipe's)")
     p.add_argument("--train-samples", type=int, default=None, help="train on the first N training examples")
+    p.add_argument("--method", default="fge", help="fge (the paper's table) or espro (adds ESPRO at 2B: a SPRO "
+                   "simplex around each network, Benton et al. 2021)")
+    p.add_argument("--volume-weight", type=float, default=None,
+                   help="ESPRO's weight of -log(volume + 1e-4) (default: Benton et al.'s, 1e-8)")
     p.add_argument("--out", required=True)
     _common(p, training=False)
 

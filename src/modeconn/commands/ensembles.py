@@ -11,6 +11,7 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.files import atomic_write, load_tensors, read_json, remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, describe_network, load_endpoints
 from ..training.budget import budget_markdown, budget_seed, summarize_budget
+from ..training.train import SPRO_VOLUME_WEIGHT
 from ..training.fge import FGEConfig, FGEResult, fast_geometric_ensemble, snapshot_epochs
 from ..training.schedule import check_cycle
 from . import validate
@@ -72,11 +73,15 @@ def fge(start, out, epochs: int | None = None, cycle: int | None = None, lr1: fl
     return result
 
 
+METHODS = ("fge", "espro")  # the comparison's ensemble methods: FGE always, ESPRO on request
+
+
 def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None = None, seeds=(0, 1, 2),
            cycle: int | None = None, lr: float | None = None, lr1: float | None = None, lr2: float | None = None,
-           train_samples: int | None = None, data_dir: str | None = None, device: str = "auto",
-           progress: bool = True, speed: Speed = EAGER) -> dict:
+           train_samples: int | None = None, method: str = "fge", volume_weight: float | None = None,
+           data_dir: str | None = None, device: str = "auto", progress: bool = True, speed: Speed = EAGER) -> dict:
     """Single network vs independent ensemble vs FGE at budgets 1B and 2B over seeds: budget.json and budget.md.
+    `method` "espro" adds ESPRO at 2B (a SPRO simplex around each seed's network, `volume_weight`).
 
     Finished seeds are kept, so a rerun of the same command continues.
     """
@@ -90,6 +95,12 @@ def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None =
     if not seeds or len(set(seeds)) != len(seeds):
         raise ModeconnError(f"--seeds must list distinct seeds, got {seeds}")
     train_samples = validate.optional(validate.positive_int, "--train-samples", train_samples)
+    if method not in METHODS:
+        raise ModeconnError(f"--method {method!r} is not known: choose {' or '.join(METHODS)}")
+    if volume_weight is not None and method != "espro":
+        raise ModeconnError("--volume-weight sets ESPRO's simplexes: use it with --method espro")
+    volume_weight = (SPRO_VOLUME_WEIGHT if volume_weight is None
+                     else validate.nonnegative_float("--volume-weight", volume_weight))
     check_cycle(cycle)
     if cfg.epochs < 5 or round(0.2 * cfg.epochs) < cycle // 2:
         raise ModeconnError(f"--epochs {cfg.epochs} leaves 0.2B = {0.2 * cfg.epochs:g} epochs for FGE, less than one "
@@ -100,6 +111,8 @@ def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None =
     data = load_dataset(dataset, data_dir).subset(train=train_samples).to(dev)
     settings = {"dataset": dataset, "model": spec.to_dict(data), "B": cfg.epochs, "cycle": cycle, "lr1": lr1,
                 "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
+    if method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
+        settings.update(method=method, volume_weight=volume_weight)
     path = out / "budget.json"
     state = read_json(path) if path.exists() else {"settings": settings, "per_seed": {}}
     if not isinstance(state, dict) or state.get("settings") != settings or not isinstance(state.get("per_seed"), dict):
@@ -109,7 +122,8 @@ def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None =
             if str(seed) in state["per_seed"]:
                 continue
             state["per_seed"][str(seed)] = budget_seed(lambda: spec.build(data).to(dev), data, cfg, cycle, lr1, lr2,
-                                                       seed, progress, speed=speed)
+                                                       seed, progress, speed=speed, espro=method == "espro",
+                                                       volume_weight=volume_weight)
             write_json(path, state)  # each finished seed survives a crash
         state["table"] = summarize_budget([state["per_seed"][str(s)] for s in seeds])
         write_json(path, state)

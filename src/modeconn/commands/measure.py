@@ -16,7 +16,7 @@ from ..evaluation.along import PathEval, eval_path
 from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
 from ..evaluation.plane_grid import PlaneResult, finish_partial, measure_grid, plane_fingerprint, project_curve
 from ..evaluation.pointwise import METRICS, PointEvaluator
-from ..reporting.plots import plot_along
+from ..reporting.plots import plot_along, plot_triangle
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import write_json
 from ..storage.runfolder import (claim_output, describe_endpoints, load_curve, load_endpoints, load_simplex,
@@ -225,8 +225,19 @@ def eval_simplex(run, samples: int = 50, seed: int = 0, out=None, bn_samples: in
                   **{m: values[m].tolist() for m in METRICS},
                   "summary": {m: _distribution(values[m]) for m in METRICS}}
         write_json(out / "simplex_eval.json", result)
+        if shape.num_points == 3:  # a triangle: its heat map
+            plot_triangle(weights, values["test_err"], _vertex_errors(info), out / "simplex_eval.png")
         finish_partial(out, SIMPLEX_PARTIAL)
     return result
+
+
+def _vertex_errors(info) -> list[float] | None:
+    """The vertices' test errors as the simplex run measured them (BN recomputed), where it holds them."""
+    metrics = info.raw.get("metrics")
+    try:
+        return [float(metrics[f"vertex{k}"]["test_err"]) for k in range(3)]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _distribution(values: np.ndarray) -> dict:

@@ -20,13 +20,12 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, check_unfinished, claim_output, describe_endpoints, load_endpoints
-from ..training.spro import grow_simplex, train_vertex
+from ..training.spro import EPOCHS_PER_VERTEX, SPRO_LR, grow_simplex, train_vertex
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import join, training_config
 
 MAX_VERTICES = 8  # free vertices grown around one network; each costs a full stage of training
-EPOCHS_PER_VERTEX, LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
 
 
 def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, dataset: str | None = None,
@@ -41,7 +40,7 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
     volume_weight = (SPRO_VOLUME_WEIGHT if volume_weight is None
                      else validate.nonnegative_float("--volume-weight", volume_weight))
     sources = describe_endpoints([start], dataset, validate.model_name(model))
-    base = replace(recipe_for(sources[0].dataset).connect, epochs=EPOCHS_PER_VERTEX, lr=LR)
+    base = replace(recipe_for(sources[0].dataset).connect, epochs=EPOCHS_PER_VERTEX, lr=SPRO_LR)
     cfg = training_config(base, epochs, lr, wd, batch_size, seed)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)

@@ -194,3 +194,27 @@ def plot_fge(result: dict, path) -> None:
         ax.legend()
     fig.suptitle("Fast Geometric Ensembling")
     save_figure(fig, path)
+
+
+def plot_triangle(weights: np.ndarray, test_err: np.ndarray, corners: list[float] | None, path, title: str = "") -> None:
+    """Test error over a 2-simplex: a heat map interpolated between the measured points (dots), the
+    vertices marked (with their own errors in the interpolation when given)."""
+    import matplotlib.tri as mtri
+
+    corner_xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+    xy = weights @ corner_xy  # barycentric weights -> the plane of an equilateral triangle
+    values = np.asarray(test_err, dtype=float)
+    if corners is not None:
+        xy, values = np.vstack([xy, corner_xy]), np.concatenate([values, corners])
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    shown = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), 100 * values, shading="gouraud", cmap="viridis")
+    fig.colorbar(shown, ax=ax, label="test error (%)")
+    ax.plot(*(weights @ corner_xy).T, ".", color="white", ms=3, alpha=0.7)
+    ax.plot(*np.vstack([corner_xy, corner_xy[:1]]).T, color="k", lw=1)
+    for k, (x, y) in enumerate(corner_xy):
+        label = f"vertex {k}" + (f"\n{100 * corners[k]:.1f}%" if corners is not None else "")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 8 if k == 2 else -22), ha="center")
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title or "test error over the simplex (BN recomputed at each point)", fontsize=10, pad=30)
+    save_figure(fig, path)

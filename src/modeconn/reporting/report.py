@@ -94,7 +94,19 @@ def _simplexes(root: Path) -> str:
             "(Benton et al., 2021). A simplex from scratch trained every vertex from its own initialisation on such "
             "points, its vertices kept apart (Wortsman et al., 2021). Errors with BatchNorm recomputed at each "
             "point.</p>"
-            + _table(["run", "made by", "vertices", "volume", "centroid test error", "vertex test errors"], rows))
+            + _table(["run", "made by", "vertices", "volume", "centroid test error", "vertex test errors"], rows)
+            + "".join(_sampled(f, root) for f in sorted(root.rglob("simplex_eval.json"))))
+
+
+def _sampled(f: Path, root: Path) -> str:
+    """What eval-simplex measured at points drawn from a simplex, with the triangle's heat map."""
+    with _reading(f):
+        t = read_json(f)["summary"]["test_err"]
+        text = (f"<p>{_rel(f.parent, root)}: over points drawn uniformly from the simplex the test error has mean "
+                f"<b>{_pct(t['mean'])}</b>, 5-95% range {_pct(t['q05'])} to {_pct(t['q95'])}, max {_pct(t['max'])} "
+                f"(<code>{_rel(f, root)}</code>).</p>")
+    png = f.with_suffix(".png")
+    return text + (_img(png, f"test error over {f.parent.name}") if png.exists() else "")
 
 
 def _along(root: Path) -> str:

@@ -4,7 +4,9 @@ B is the epochs of one network's training. Per seed:
 - single @1B: one network trained for B epochs (the paper's schedule);
 - independent @2B: that network and a second one (another seed), probabilities averaged;
 - FGE @1B: from the first network's state at 0.8B epochs, 0.2B epochs of cycles;
-- FGE @2B: the same FGE run continued to 1.2B epochs of cycles (0.8B + 1.2B = 2B).
+- FGE @2B: the same FGE run continued to 1.2B epochs of cycles (0.8B + 1.2B = 2B);
+- ESPRO @2B (with `espro`): a simplex grown around the first network (SPRO, Benton et al. 2021),
+  2 vertices of B/2 epochs each (B + B = 2B), ensembled over ESPRO_SAMPLES points drawn from it.
 Every member's BatchNorm statistics are recomputed with a full training pass before evaluation.
 """
 from __future__ import annotations
@@ -21,7 +23,10 @@ from ..evaluation.evaluate import recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from .fge import FGEConfig, fast_geometric_ensemble
-from .train import TrainConfig, train_network
+from .spro import SPRO_LR, grow_simplex
+from .train import SPRO_VOLUME_WEIGHT, TrainConfig, train_network
+
+ESPRO_SAMPLES = 10  # points drawn from the simplex for its ensemble
 
 
 def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> dict:
@@ -34,8 +39,10 @@ def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> 
 
 
 def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
-                seed: int, progress: bool = True, two_budgets: bool = True, speed: Speed = EAGER) -> dict:
-    """Test error and NLL of the four methods for one seed (only the 1B pair without `two_budgets`)."""
+                seed: int, progress: bool = True, two_budgets: bool = True, speed: Speed = EAGER,
+                espro: bool = False, volume_weight: float = SPRO_VOLUME_WEIGHT) -> dict:
+    """Test error and NLL of the four methods for one seed (only the 1B pair without `two_budgets`),
+    and of ESPRO at 2B with `espro`."""
     B = train_cfg.epochs
     start_epoch = round(0.8 * B)
     fge_1b = B - start_epoch
@@ -69,7 +76,21 @@ def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, l
             last = taken[-1]
             rows[label] = {"err": last["ensemble_test_err"], "nll": last["ensemble_test_nll"],
                            "ece": last["ensemble_test_ece"], "snapshots": len(taken)}
+    if espro:
+        rows["espro@2B"] = _espro(net, data, train_cfg, volume_weight, seed, progress, speed)
     return rows
+
+
+def _espro(net, data: Dataset, train_cfg: TrainConfig, volume_weight: float, seed: int, progress: bool,
+           speed: Speed) -> dict:
+    """A 2-vertex SPRO simplex around `net` in B epochs, ensembled over ESPRO_SAMPLES uniform points."""
+    cfg = replace(train_cfg, epochs=max(1, train_cfg.epochs // 2), lr=SPRO_LR, seed=seed + 3000)
+    simplex = grow_simplex(copy.deepcopy(net), data, cfg, 2, volume_weight, progress=progress, speed=speed)
+    gen = torch.Generator().manual_seed(seed + 4000)
+    with torch.no_grad():
+        members = [simplex.model_at(simplex.sample_weights(gen)) for _ in range(ESPRO_SAMPLES)]
+    return {**_members_metrics(members, data, speed), "samples": ESPRO_SAMPLES,
+            "volume": float(simplex.volume().detach())}
 
 
 def summarize_budget(per_seed: list[dict]) -> dict:
@@ -80,6 +101,7 @@ def summarize_budget(per_seed: list[dict]) -> dict:
         table[method] = {k: {"mean": float(np.mean([v[k] for v in vals])), "std": float(np.std([v[k] for v in vals]))}
                          for k in ("err", "nll")}
         table[method]["snapshots"] = vals[0].get("snapshots")
+        table[method]["samples"] = vals[0].get("samples")
     return table
 
 
@@ -88,7 +110,8 @@ def budget_markdown(table: dict, title: str) -> str:
     lines = [f"### {title}", "", "| method | budget | test error (%) | test NLL |", "|---|---|---|---|"]
     for method, r in table.items():
         name, budget = method.split("@")
-        extra = f" ({r['snapshots']} snapshots)" if r.get("snapshots") else ""
+        extra = (f" ({r['snapshots']} snapshots)" if r.get("snapshots")
+                 else f" ({r['samples']} points of a 2-vertex simplex)" if r.get("samples") else "")
         lines.append(f"| {name}{extra} | {budget} | {100 * r['err']['mean']:.2f} ± {100 * r['err']['std']:.2f} | "
                      f"{r['nll']['mean']:.4f} ± {r['nll']['std']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,8 @@ from ..data.datasets import Dataset
 from .schedule import cosine_lr
 from .train import SPRO_VOLUME_WEIGHT, TrainConfig, train_simplex
 
+EPOCHS_PER_VERTEX, SPRO_LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
+
 
 def train_vertex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT,
                  **kwargs):
