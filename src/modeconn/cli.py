@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("simplex", help="grow a low-loss simplex around a trained network (SPRO, Benton et al. 2021)")
-    p.add_argument("--start", required=True, help="a trained network: run folder or weights file")
+    p.add_argument("--start", required=True, nargs="+",
+                   help="a trained network (run folder or weights file); several: a complex connecting them "
+                        "through shared vertices; or a one-bend polychain curve run, to extend")
     p.add_argument("--vertices", type=int, default=2, help="free vertices to grow, one at a time, each trained "
                    "--epochs (default 10) with a cosine schedule from --lr (default 0.01)")
     p.add_argument("--volume-weight", type=float, default=None,

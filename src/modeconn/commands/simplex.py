@@ -19,8 +19,10 @@ from ..recipes import recipe_for
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, check_unfinished, claim_output, describe_endpoints, load_endpoints
-from ..training.spro import EPOCHS_PER_VERTEX, SPRO_LR, grow_simplex, train_vertex
+from ..storage.runfolder import (CHECKPOINT, RunInfo, check_unfinished, claim_output, describe_endpoints,
+                                 load_curve, load_endpoints, read_curve_run, read_run)
+from ..training.spro import (EPOCHS_PER_VERTEX, SPRO_LR, check_extendable, curve_complex, first_stage,
+                             grow_simplex, train_vertex)
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import join, training_config
@@ -32,30 +34,53 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
             model: str | None = None, epochs: int | None = None, lr: float | None = None, wd: float | None = None,
             batch_size: int | None = None, seed: int = 0, data_dir: str | None = None, device: str = "auto",
             resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
-    """Grow `vertices` free vertices around the network START into OUT: simplex.safetensors and run.json."""
+    """Grow `vertices` free vertices around START into OUT: simplex.safetensors and run.json.
+
+    START is one network (SPRO), several (a mode-connecting complex: each network with the vertices
+    they share) or a one-bend polychain curve run (its two segments extended by shared vertices).
+    """
+    starts = [start] if isinstance(start, (str, Path)) else list(start)
     vertices = validate.positive_int("--vertices", vertices)
     if vertices > MAX_VERTICES:
         raise ModeconnError(f"--vertices {vertices} is too many: at most {MAX_VERTICES} (each vertex is a full "
                             "stage of training)")
+    if len(starts) > MAX_VERTICES:
+        raise ModeconnError(f"--start names {len(starts)} networks: at most {MAX_VERTICES}")
+    if len({str(Path(s).resolve()) for s in starts}) != len(starts):
+        raise ModeconnError("--start names the same network twice: pass distinct networks")
     volume_weight = (SPRO_VOLUME_WEIGHT if volume_weight is None
                      else validate.nonnegative_float("--volume-weight", volume_weight))
-    sources = describe_endpoints([start], dataset, validate.model_name(model))
-    base = replace(recipe_for(sources[0].dataset).connect, epochs=EPOCHS_PER_VERTEX, lr=SPRO_LR)
+    curve_run = _curve_start(starts)
+    if curve_run is not None:
+        dataset_name, model_name = curve_run.dataset, curve_run.model.name
+    else:
+        sources = describe_endpoints(starts, dataset, validate.model_name(model))
+        dataset_name, model_name = sources[0].dataset, sources[0].model.name
+    connect = recipe_for(dataset_name).connect
+    # Vertices that connect networks are bends of a curve at first: they train like one (the recipe's
+    # connect schedule). Vertices grown around one network or a curve start near low loss: Benton's.
+    base = connect if len(starts) > 1 else replace(connect, epochs=EPOCHS_PER_VERTEX, lr=SPRO_LR)
     cfg = training_config(base, epochs, lr, wd, batch_size, seed)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)
-    settings = {"start": str(Path(start).resolve()), "dataset": sources[0].dataset, "model": sources[0].model.name,
-                "vertices": vertices, "volume_weight": volume_weight, "config": cfg.to_dict()}
+    settings = {"start": [str(Path(s).resolve()) for s in starts] if len(starts) > 1 else str(Path(starts[0]).resolve()),
+                "dataset": dataset_name, "model": model_name, "vertices": vertices, "volume_weight": volume_weight,
+                "config": cfg.to_dict()}
     check_unfinished(out, "run.json", resume, settings)
     dev = join(device)
-    ends = load_endpoints(sources, data_dir, dev)
-    network = ends.nets[0]
+    if curve_run is not None:
+        curve, _, data = load_curve(starts[0], dev, data_dir)
+        first, described = curve_complex(curve).grown(), curve_run
+        data_dir = data_dir or curve_run.data_dir
+    else:
+        ends = load_endpoints(sources, data_dir, dev)
+        first, described, data, data_dir = first_stage(ends.nets), ends, ends.data, ends.data_dir
     with claim_output(out, "run.json", resume, settings):
         began = time.time()
         histories = []
-        shape = grow_simplex(network, ends.data, cfg, vertices, stage=lambda s, k: histories.append(
-            _stage(s, k, out, ends.data, cfg, volume_weight, settings, resume, progress, speed)))
-        info = _summary(shape, ends, settings, cfg, histories, time.time() - began, speed)
+        shape = grow_simplex(first, data, cfg, vertices, stage=lambda s, k: histories.append(
+            _stage(s, k, first.num_points - 1, out, data, cfg, volume_weight, settings, resume, progress, speed)))
+        info = _summary(shape, described.model, data, data_dir, settings, cfg, histories, time.time() - began, speed)
         save_tensors(out / "simplex.safetensors", shape.state_dict(),
                      metadata={"vertices": str(shape.num_points), "names": ",".join(shape.param_space.names)})
         write_json(out / "run.json", info)
@@ -64,14 +89,28 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
     return info
 
 
-def _stage(shape: Simplex, k: int, out: Path, data, cfg, volume_weight, settings, resume, progress, speed) -> list:
-    """Train vertex k with the others fixed, or load it where an earlier run finished this stage."""
+def _curve_start(starts) -> RunInfo | None:
+    """The curve run a single --start names, or None where the starts are networks."""
+    if len(starts) != 1 or not (Path(starts[0]) / "run.json").is_file():
+        return None
+    info = read_run(starts[0])
+    if info.kind != "curve":
+        return None
+    read_curve_run(starts[0])  # refuses an unfinished curve run
+    check_extendable(info.curve.kind, info.curve.bends)
+    return info
+
+
+def _stage(shape: Simplex, k: int, base: int, out: Path, data, cfg, volume_weight, settings, resume, progress,
+           speed) -> list:
+    """Train vertex k with the others fixed (`base` + k - 1 of them), or load it where an earlier run
+    finished this stage."""
     kept = out / f"stage{k}.safetensors"
     if kept.exists():
         load_state_into(shape, load_tensors(kept), str(kept))
         return json.loads(load_metadata(kept)["history"])
     checkpoint = out / CHECKPOINT
-    if checkpoint.exists() and load_checkpoint(checkpoint, settings).module["fixed_points"].shape[0] != k:
+    if checkpoint.exists() and load_checkpoint(checkpoint, settings).module["fixed_points"].shape[0] != base + k - 1:
         remove_file(checkpoint)  # the last epoch of the stage before, killed before it was removed
     history, _ = train_vertex(shape, data, cfg, volume_weight, checkpoint=checkpoint, resume=resume, settings=settings,
                               progress=progress, desc=f"vertex {k}/{settings['vertices']}", speed=speed)
@@ -80,18 +119,17 @@ def _stage(shape: Simplex, k: int, out: Path, data, cfg, volume_weight, settings
     return history
 
 
-def _summary(shape: Simplex, ends, settings, cfg, histories, seconds: float, speed) -> dict:
-    """run.json: the geometry (volume, distances) and the metrics at the vertices and centroid, BN recomputed."""
+def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, seconds: float, speed) -> dict:
+    """run.json: the geometry (volume, distances, faces) and the metrics at the vertices and centroid, BN recomputed."""
     points = {f"vertex{k}": [float(i == k) for i in range(shape.num_points)] for k in range(shape.num_points)}
     points["centroid"] = shape.centroid()
     metrics = {}
     for name, weights in points.items():
         net = shape.model_at(weights)
-        recompute_bn(net, ends.data.train_batches(500, shuffle=False), speed)
-        metrics[name] = split_metrics(net, ends.data, speed=speed).to_dict()
-    return {"kind": "simplex", "dataset": ends.dataset, "data_dir": ends.data_dir,
-            "model": ends.model.to_dict(ends.data), "start": settings["start"], "vertices": shape.num_points,
-            "free_vertices": settings["vertices"], "volume_weight": settings["volume_weight"],
+        recompute_bn(net, data.train_batches(500, shuffle=False), speed)
+        metrics[name] = split_metrics(net, data, speed=speed).to_dict()
+    return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data), "start": settings["start"], "vertices": shape.num_points,
+            "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
             "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,

@@ -19,9 +19,14 @@ WEIGHTS_TOLERANCE = 1e-6  # barycentric weights must sum to one within this
 
 
 class Simplex(WeightSpan):
-    """K vertices (networks of one architecture); `free[k]` says whether vertex k is trained."""
+    """K vertices (networks of one architecture); `free[k]` says whether vertex k is trained.
 
-    def __init__(self, vertices: list[nn.Module], free: list[bool] | None = None):
+    `faces` (lists of vertex indices) make a simplicial complex instead: points are drawn from a
+    face chosen uniformly, and the volume is the faces' total (Benton et al.'s mode-connecting
+    volumes: each mode with the vertices they share). Default: one face of every vertex.
+    """
+
+    def __init__(self, vertices: list[nn.Module], free: list[bool] | None = None, faces: list[list[int]] | None = None):
         if len(vertices) < 2:
             raise ModeconnError(f"a simplex needs at least 2 vertices, got {len(vertices)}")
         free = [False] * len(vertices) if free is None else list(free)
@@ -32,6 +37,16 @@ class Simplex(WeightSpan):
         points = torch.stack([parameters_vector(v) for v in vertices])
         buffers = torch.stack([float_buffer_space(v).flatten(dict(v.named_buffers()), like=points) for v in vertices])
         super().__init__(vertices[0], points, [not f for f in free], buffers)
+        self.faces = check_faces(faces, len(vertices))
+        mask = torch.zeros(len(self.faces), len(vertices), dtype=torch.bool, device=points.device)
+        for i, face in enumerate(self.faces):
+            mask[i, face] = True
+        self.register_buffer("face_mask", mask)  # kept in simplex.safetensors: a complex loads back as one
+
+    @property
+    def is_complex(self) -> bool:
+        """Whether the points lie on several faces rather than one simplex of every vertex."""
+        return len(self.faces) > 1 or len(self.faces[0]) < self.num_points
 
     def check_weights(self, weights) -> list[float]:
         """The weights as floats, refused unless there is one per vertex, none negative, summing to one."""
@@ -55,9 +70,15 @@ class Simplex(WeightSpan):
         return self.module_at(self.check_weights(weights))
 
     def sample_weights(self, generator: torch.Generator) -> list[float]:
-        """Barycentric weights drawn uniformly over the simplex (Dirichlet(1)), from a CPU generator."""
-        e = -torch.rand(self.num_points, generator=generator, dtype=torch.float64, device="cpu").log()
-        return (e / e.sum()).tolist()
+        """Barycentric weights drawn uniformly over the simplex (Dirichlet(1)), from a CPU generator;
+        in a complex, over a face drawn uniformly first."""
+        face = self.faces[0] if len(self.faces) == 1 else self.faces[
+            int(torch.randint(len(self.faces), (), generator=generator, device="cpu"))]
+        e = -torch.rand(len(face), generator=generator, dtype=torch.float64, device="cpu").log()
+        weights = [0.0] * self.num_points
+        for k, w in zip(face, (e / e.sum()).tolist()):
+            weights[k] = w
+        return weights
 
     def edge_gram(self) -> torch.Tensor:
         """Gram matrix of the edges from vertex 0 to the others, in float64 (differentiable), up to
@@ -65,9 +86,7 @@ class Simplex(WeightSpan):
         determinant is the same. Float64 because a new vertex starts in the others' span, where the
         determinant is a difference of nearly equal products."""
         if not self._fixed_list[0] or not self._free_rows:
-            v = self.control_points().double()
-            edges = v[1:] - v[0]
-            return edges @ edges.T
+            return _gram(self.control_points().double())
         fixed_edges, fixed_gram = self._fixed_block()
         free_edges = (self.free_points - self.fixed_points[0]).double()
         cross = fixed_edges @ free_edges.T
@@ -86,21 +105,52 @@ class Simplex(WeightSpan):
         return cached[1], cached[2]
 
     def volume(self) -> torch.Tensor:
-        """The simplex's (K-1)-dimensional volume, sqrt(det G) / (K-1)!, in float64 (differentiable).
+        """The simplex's (K-1)-dimensional volume, sqrt(det G) / (K-1)!, in float64 (differentiable);
+        a complex's is the sum of its faces' volumes.
 
         Where the vertices are affinely dependent (a new vertex at the others' centroid) the volume
         is 0 and its gradient 0, not NaN: |height| has no direction there.
         """
-        det = torch.linalg.det(self.edge_gram()).clamp(min=1e-300)
-        return det.sqrt() / math.factorial(self.num_points - 1)
+        if self.is_complex:
+            v = self.control_points().double()
+            return sum(_volume(_gram(v[face])) for face in self.faces if len(face) > 1)
+        return _volume(self.edge_gram())
 
     def centroid(self) -> list[float]:
-        """The barycentric weights of the simplex's centre."""
-        return [1.0 / self.num_points] * self.num_points
+        """The barycentric weights of the simplex's centre (of a complex: its first face's centre)."""
+        face = self.faces[0]
+        return [1.0 / len(face) if k in face else 0.0 for k in range(self.num_points)]
 
     def grown(self) -> "Simplex":
-        """A simplex with one more vertex, free, at this one's centroid; the present vertices fixed (SPRO)."""
+        """One more vertex, free, at the centroid of all the present ones (which are fixed), added to
+        every face (SPRO; in a complex, a new vertex that the modes share)."""
         with torch.no_grad():
             vertices = [self.control_model(k) for k in range(self.num_points)]
-            vertices.append(self.model_at(self.centroid()))
-        return Simplex(vertices, [False] * self.num_points + [True])
+            vertices.append(self.module_at([1.0 / self.num_points] * self.num_points))
+        k = self.num_points
+        return Simplex(vertices, [False] * k + [True], [face + [k] for face in self.faces])
+
+
+def check_faces(faces, num_vertices: int) -> list[list[int]]:
+    """Faces as sorted lists of vertex indices, refused unless each is in range, without repeats,
+    and every vertex lies on one; None is the one face of every vertex."""
+    if faces is None:
+        return [list(range(num_vertices))]
+    faces = [sorted(int(k) for k in face) for face in faces]
+    if not faces or any(not face or len(set(face)) != len(face) or face[0] < 0 or face[-1] >= num_vertices
+                        for face in faces):
+        raise ModeconnError(f"faces {faces} must each list distinct vertices among 0..{num_vertices - 1}")
+    if set().union(*faces) != set(range(num_vertices)):
+        raise ModeconnError(f"faces {faces} leave a vertex out: every vertex must lie on a face")
+    return faces
+
+
+def _gram(v: torch.Tensor) -> torch.Tensor:
+    edges = v[1:] - v[0]
+    return edges @ edges.T
+
+
+def _volume(gram: torch.Tensor) -> torch.Tensor:
+    """sqrt(det G) / (K-1)! for the edge Gram matrix of K vertices, 0 with gradient 0 at degeneracy."""
+    det = torch.linalg.det(gram).clamp(min=1e-300)
+    return det.sqrt() / math.factorial(len(gram))

@@ -85,7 +85,7 @@ def _networks(root: Path) -> str:
 
 def _simplexes(root: Path) -> str:
     rows = _runs(root, "simplex", lambda i: [
-        "from scratch" if "subspace" in i else "SPRO", i["vertices"], f"{i['volume']:.4g}", _pct(i["centroid_test_err"]),
+        _made_by(i), i["vertices"], f"{i['volume']:.4g}", _pct(i["centroid_test_err"]),
         ", ".join(_pct(i["metrics"][f"vertex{k}"]["test_err"]) for k in range(i["vertices"]))])
     if not rows:
         return ""
@@ -96,6 +96,15 @@ def _simplexes(root: Path) -> str:
             "point.</p>"
             + _table(["run", "made by", "vertices", "volume", "centroid test error", "vertex test errors"], rows)
             + "".join(_sampled(f, root) for f in sorted(root.rglob("simplex_eval.json"))))
+
+
+def _made_by(info: dict) -> str:
+    """How a simplex run was built, from its run.json."""
+    if "subspace" in info:
+        return "from scratch"
+    if isinstance(info.get("start"), list):
+        return f"SPRO, connecting {len(info['start'])} networks"
+    return "SPRO, around a curve" if len(info.get("faces") or [[]]) > 1 else "SPRO"
 
 
 def _sampled(f: Path, root: Path) -> str:

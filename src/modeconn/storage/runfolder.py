@@ -285,7 +285,14 @@ def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Si
     fixed = state.get("fixed_mask")
     if fixed is None or fixed.dtype != torch.bool or fixed.numel() != info.raw["vertices"]:
         raise ModeconnError(f"{file} does not hold a simplex of {info.raw['vertices']} vertices; rerun `modeconn simplex`")
-    shape = Simplex([template] * info.raw["vertices"], free=[not f for f in fixed.tolist()])
+    faces = state.get("face_mask")
+    if faces is None:  # written before complexes: one face of every vertex
+        faces = state["face_mask"] = torch.ones(1, fixed.numel(), dtype=torch.bool)
+    if faces.dtype != torch.bool or faces.dim() != 2 or faces.shape[1] != fixed.numel():
+        raise ModeconnError(f"{file} holds faces of shape {tuple(faces.shape)} for {fixed.numel()} vertices; "
+                            "rerun `modeconn simplex`")
+    shape = Simplex([template] * info.raw["vertices"], free=[not f for f in fixed.tolist()],
+                    faces=[torch.nonzero(row).flatten().tolist() for row in faces])
     load_state_into(shape, state, str(file))
     return shape.to(device), info, data
 

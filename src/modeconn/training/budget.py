@@ -23,7 +23,7 @@ from ..evaluation.evaluate import recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from .fge import FGEConfig, fast_geometric_ensemble
-from .spro import SPRO_LR, grow_simplex
+from .spro import SPRO_LR, first_stage, grow_simplex
 from .train import SPRO_VOLUME_WEIGHT, TrainConfig, train_network
 
 ESPRO_SAMPLES = 10  # points drawn from the simplex for its ensemble
@@ -85,7 +85,7 @@ def _espro(net, data: Dataset, train_cfg: TrainConfig, volume_weight: float, see
            speed: Speed) -> dict:
     """A 2-vertex SPRO simplex around `net` in B epochs, ensembled over ESPRO_SAMPLES uniform points."""
     cfg = replace(train_cfg, epochs=max(1, train_cfg.epochs // 2), lr=SPRO_LR, seed=seed + 3000)
-    simplex = grow_simplex(copy.deepcopy(net), data, cfg, 2, volume_weight, progress=progress, speed=speed)
+    simplex = grow_simplex(first_stage([net]), data, cfg, 2, volume_weight, progress=progress, speed=speed)
     gen = torch.Generator().manual_seed(seed + 4000)
     with torch.no_grad():
         members = [simplex.model_at(simplex.sample_weights(gen)) for _ in range(ESPRO_SAMPLES)]
