@@ -197,20 +197,28 @@ def test_tied_weights_stay_tied_in_the_curve_and_in_its_networks():
     torch.testing.assert_close(curve.model_at(0.3)(x), curve(x, 0.3), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["bezier", "polychain"])
-def test_the_one_bend_shortcut_equals_the_general_sum(kind):
-    """lerp(lerp(A, B, c2 / (c0 + c2)), F, c1) is c0 A + c1 F + c2 B (the coefficients sum to one)."""
+@pytest.mark.parametrize("kind", ["bezier", "polychain", "simplex3", "simplex4"])
+def test_the_lerp_to_the_free_point_equals_the_general_sum(kind):
+    """lerp(base, F, c_F), base the fixed rows' normalised sum, is sum_k c_k theta_k (values and
+    gradients) wherever one row is free and the coefficients sum to one: curves and SPRO steps."""
+    from modeconn import Simplex
+
     a, b = _pair(MODELS["mlp"][0])
-    curve = Curve(a, b, kind=kind)
+    if kind.startswith("simplex"):
+        k = int(kind[-1])
+        span = Simplex([a, b, *[_pair(MODELS["mlp"][0])[0] for _ in range(k - 2)]], free=[False] * (k - 1) + [True])
+        draws = [span.sample_weights(torch.Generator().manual_seed(i)) for i in range(4)] + [[0.0] * (k - 1) + [1.0]]
+    else:
+        span = Curve(a, b, kind=kind)
+        draws = [FAMILIES[kind](t, 3) for t in (0.0, 0.2, 0.5, 0.77, 1.0)]
     with torch.no_grad():
-        curve.free_points.add_(torch.randn_like(curve.free_points))
-    for t in (0.0, 0.2, 0.5, 0.77, 1.0):
-        c = FAMILIES[kind](t, 3)
+        span.free_points.add_(torch.randn_like(span.free_points))
+    for c in draws:
         results = []
-        for combine in (curve._combine_one_bend, super(Curve, curve)._weighted_sum):
-            curve.free_points.grad = None
+        for combine in (span._lerp_to_free, span._general_sum):
+            span.free_points.grad = None
             w = combine(c)
             w.pow(2).sum().backward()
-            results.append((w.detach(), curve.free_points.grad.clone()))
+            results.append((w.detach(), span.free_points.grad.clone()))
         torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-6, atol=1e-6)

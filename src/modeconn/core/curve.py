@@ -60,21 +60,6 @@ class Curve(WeightSpan):
         """
         return self.point_at(FAMILIES[self.kind](float(t), self.num_points), wd)
 
-    def _weighted_sum(self, c: list[float]) -> torch.Tensor:
-        if self._fixed_rows == [0, 2] and self._free_rows == [1]:  # the default: fixed ends, one bend
-            return self._combine_one_bend(c)
-        return super()._weighted_sum(c)
-
-    def _combine_one_bend(self, c: list[float]) -> torch.Tensor:
-        """c0 A + c1 F + c2 B in two passes over the weights instead of three.
-
-        Both families' coefficients sum to one, so this is lerp(lerp(A, B, c2 / (c0 + c2)), F, c1);
-        lerp's backward scales F's gradient by c1 as an addition would.
-        """
-        ends = c[0] + c[2]
-        inner = torch.lerp(self.fixed_points[0], self.fixed_points[1], c[2] / ends if ends else 0.0)
-        return torch.lerp(inner, self.free_points.view(-1), c[1])
-
     def weights(self, t: float, wd: float = 0.0) -> torch.Tensor:
         """The flat parameter vector phi(t)."""
         return self.point(t, wd)[0]

@@ -90,6 +90,12 @@ class WeightSpan(nn.Module):
     def _weighted_sum(self, c: list[float]) -> torch.Tensor:
         """Fixed rows summed outside autograd; each free row added with its coefficient, whose
         backward scales the gradient once."""
+        if len(self._free_rows) == 1 and len(self._fixed_rows) >= 2 and abs(sum(c) - 1) < 1e-9:
+            return self._lerp_to_free(c)
+        return self._general_sum(c)
+
+    def _general_sum(self, c: list[float]) -> torch.Tensor:
+        """sum_k c_k theta_k for any rows and coefficients, one pass per row."""
         w = None
         for row, k in zip(self.fixed_points, self._fixed_rows):  # buffers: no autograd here
             w = row * c[k] if w is None else w.add_(row, alpha=c[k])
@@ -100,6 +106,20 @@ class WeightSpan(nn.Module):
         if not self._free_rows and free.requires_grad:  # nothing free, but training still backpropagates
             w = w + free.sum(0)
         return w
+
+    def _lerp_to_free(self, c: list[float]) -> torch.Tensor:
+        """One free row F and coefficients summing to one (curves, simplexes): phi = lerp(base, F, c_F)
+        with base the fixed rows' normalised combination; two fixed rows make base one lerp too, so a
+        one-bend curve or a SPRO step costs two passes over the weights instead of three."""
+        k, rows = self._free_rows[0], self._fixed_rows
+        rest = 1.0 - c[k]
+        if len(rows) == 2:
+            base = torch.lerp(self.fixed_points[0], self.fixed_points[1], c[rows[1]] / rest if rest else 0.0)
+        else:
+            base = self.fixed_points[0] * (c[rows[0]] / rest if rest else 1.0)
+            for row, j in zip(self.fixed_points[1:], rows[1:]):
+                base.add_(row, alpha=c[j] / rest if rest else 0.0)
+        return torch.lerp(base, self.free_points.view(-1), c[k])
 
     def buffers_at(self, c) -> dict[str, torch.Tensor]:
         """Buffers for coefficients c: float ones combined alike, integer ones from the first network."""
