@@ -64,6 +64,7 @@ def bad(mnist1d_runs, tmp_path_factory):
     p["fashion_b"] = _variant(mnist1d_runs["b"], root / "fashion_b", lambda i: i.update(dataset="fashion-mnist"))
     p["bends_string"] = _variant(ab, root / "bends_string", lambda i: i["curve"].update(bends="1"))
     p["no_curve"] = _variant(ab, root / "no_curve", lambda i: i.pop("curve"))
+    p["ab_poly"] = _variant(ab, root / "ab_poly", lambda i: i["curve"].update(kind="polychain"))
     p["free_string"] = _variant(ab, root / "free_string", lambda i: i["curve"].update(free_endpoints="no"))
     p["nan"] = _variant(a, root / "nan", weights=lambda s: {k: v.fill_(float("nan")) if k == "head.bias" else v
                                                                for k, v in s.items()})
@@ -203,6 +204,8 @@ CASES = [
     ("simplex --start {a} --out {out} --volume-weight nan", "--volume-weight must be a finite number"),
     ("simplex --start {ab} --out {out}", "bezier curve of 1 bend(s) cannot be extended into a simplex"),
     ("simplex --start {a} {a} --out {out}", "names the same network twice"),
+    ("simplex --start {ab_poly} --model mlp --out {out}", "a curve run records its own"),
+    ("simplex --start {line} --out {out}", "bezier curve of 0 bend(s) cannot be extended"),
     ("simplex --start {a} {mlp} --out {out}", "different architectures"),
     ("simplex --start {a} {fashion_b} --out {out}", "was trained on mnist1d but"),
     ("simplex --start {nan} --out {out}", "NaN or infinite"),

@@ -52,6 +52,9 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
                      else validate.nonnegative_float("--volume-weight", volume_weight))
     curve_run = _curve_start(starts)
     if curve_run is not None:
+        if dataset is not None or model is not None:
+            raise ModeconnError("--dataset and --model describe networks given as weights files; a curve run "
+                                "records its own: leave them out")
         dataset_name, model_name = curve_run.dataset, curve_run.model.name
     else:
         sources = describe_endpoints(starts, dataset, validate.model_name(model))
@@ -128,8 +131,8 @@ def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, se
         net = shape.model_at(weights)
         recompute_bn(net, data.train_batches(500, shuffle=False), speed)
         metrics[name] = split_metrics(net, data, speed=speed).to_dict()
-    return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data), "start": settings["start"], "vertices": shape.num_points,
-            "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
+    return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data),
+            "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
             "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,
