@@ -197,3 +197,24 @@ def test_killed_rank_restarts_and_resumes(ddp_curve, mnist1d_runs, tmp_path):
     p1, p2 = np.load(tmp_path / "p1" / "plane.npz"), np.load(tmp_path / "p2" / "plane.npz")
     for key in p1.files:
         np.testing.assert_allclose(p2[key], p1[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def test_a_subspace_trains_under_torchrun_and_a_simplex_ensemble_shards(tmp_path):
+    """A line from scratch by 2 processes equals one process's up to the reduction order (as a curve
+    does); an ensemble of points drawn from a simplex, sharded, equals one process's."""
+    from modeconn.commands import subspace
+
+    args = ["--epochs", "2", "--batch-size", "64", "--quiet"]
+    torchrun(["-m", "modeconn", "subspace", "--shape", "line", "--out", tmp_path / "l2", *args], tmp_path)
+    with one_thread():
+        subspace(tmp_path / "l1", "mnist1d", shape="line", epochs=2, batch_size=64, device="cpu", progress=False)
+        subspace(tmp_path / "s", "mnist1d", shape="simplex3", epochs=1, device="cpu", progress=False)
+    one, two = curve_points(tmp_path / "l1"), curve_points(tmp_path / "l2")
+    assert float((two - one).norm() / one.norm()) < 0.01
+    torchrun(["-m", "modeconn", "ensemble", "--simplex", tmp_path / "s", "--points", 3, "--out", tmp_path / "e2.json",
+              "--quiet"], tmp_path)
+    with one_thread():
+        ens1 = ensemble(simplex=tmp_path / "s", points=3, out=tmp_path / "e1.json", device="cpu", progress=False)
+    ens2 = json.loads((tmp_path / "e2.json").read_text())
+    assert [m["weights"] for m in ens2["members"]] == [m["weights"] for m in ens1.members]
+    np.testing.assert_allclose(ens2["ensemble"]["nll"], ens1.ensemble.nll, rtol=1e-6)
