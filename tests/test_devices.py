@@ -49,6 +49,25 @@ def test_curves_build_and_run_where_their_networks_are(name, shape, kw):
     assert line(x, 0.5).shape == (4, 10)
 
 
+@pytest.mark.parametrize("name,shape", [("convbn", (1, 28, 28)), ("mlp", (40,))])
+def test_simplexes_complexes_and_subspaces_run_where_their_networks_are(name, shape):
+    """A SPRO step, a complex's draw and a subspace's spread term on the meta device: nothing on the CPU."""
+    from modeconn import Simplex
+    from modeconn.training.subspace import matrix_mask, squared_cosine
+
+    nets = [create_model(name, shape, 10).to("meta") for _ in range(4)]
+    x = torch.zeros(4, *shape, device="meta")
+    gen = torch.Generator().manual_seed(0)
+    for simplex in (Simplex(nets[:3], free=[False, False, True]),
+                    Simplex(nets, free=[False, False, True, True], faces=[[0, 2, 3], [1, 2, 3]])):
+        assert simplex(x, simplex.sample_weights(gen), wd=5e-4).shape == (4, 10)
+        assert simplex.volume().device.type == "meta"
+        assert next(simplex.grown().parameters()).device.type == "meta"
+    line = Curve.through(nets[:2])
+    assert line(x, 0.3).shape == (4, 10)
+    assert squared_cosine(line, matrix_mask(line)).device.type == "meta"
+
+
 def test_plane_points_and_augmentation_stay_on_the_data_device():
     w = torch.zeros(3, 100, device="meta")
     basis = PlaneBasis(w[0], w[1], w[2], 1.0, 1.0)

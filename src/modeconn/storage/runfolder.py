@@ -287,7 +287,7 @@ def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Si
         raise ModeconnError(f"{file} does not hold a simplex of {info.raw['vertices']} vertices; rerun `modeconn simplex`")
     faces = state.get("face_mask")
     if faces is None:  # written before complexes: one face of every vertex
-        faces = state["face_mask"] = torch.ones(1, fixed.numel(), dtype=torch.bool)
+        faces = state["face_mask"] = torch.ones(1, fixed.numel(), dtype=torch.bool, device="cpu")
     if faces.dtype != torch.bool or faces.dim() != 2 or faces.shape[1] != fixed.numel():
         raise ModeconnError(f"{file} holds faces of shape {tuple(faces.shape)} for {fixed.numel()} vertices; "
                             "rerun `modeconn simplex`")

@@ -22,7 +22,7 @@ def matrix_mask(span: WeightSpan) -> torch.Tensor:
     """1 at every entry (of the flat weights) of a weight matrix or kernel, else 0: what the spread
     term compares. Wortsman et al. compare convolution kernels only; biases and norm scales (all
     ones at initialisation) would make every pair look alike."""
-    pieces = [torch.full((slot.numel,), float(len(slot.shape) >= 2)) for slot in span.param_space.slots]
+    pieces = [torch.full((slot.numel,), float(len(slot.shape) >= 2), device="cpu") for slot in span.param_space.slots]
     mask = torch.cat(pieces)
     if not mask.any():  # a network of vectors only: compare everything
         mask.fill_(1.0)
