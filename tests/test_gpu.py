@@ -17,7 +17,9 @@ from modeconn.evaluation.evaluate import recompute_bn
 from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed
-from modeconn.training.train import TrainConfig, train_curve
+from modeconn.core.simplex import Simplex
+from modeconn.training.subspace import train_subspace
+from modeconn.training.train import TrainConfig, train_curve, train_simplex
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
 CUDA = torch.device("cuda")
@@ -115,7 +117,7 @@ def test_speed_settings_train_a_vgg_curve_on_gpu(settings):
     assert history[-1] == pytest.approx(history_ref[-1], rel=0.1)
 
 
-@pytest.mark.parametrize("kind", ["network", "curve"])
+@pytest.mark.parametrize("kind", ["network", "curve", "simplex", "subspace"])
 def test_training_steps_never_sync_between_loss_reads(monkeypatch, kind):
     """Only the loss window's read (every CHECK_EVERY steps) may wait for the GPU; steps never do."""
     from modeconn.training import train as train_mod
@@ -133,13 +135,18 @@ def test_training_steps_never_sync_between_loss_reads(monkeypatch, kind):
     data = _cifar_shaped().to(CUDA)
     cfg = TrainConfig(epochs=1, lr=0.05, batch_size=32)
     torch.manual_seed(0)
-    nets = [create_model("convfc", data.input_shape, 10).to(CUDA) for _ in range(2)]
+    nets = [create_model("convfc", data.input_shape, 10).to(CUDA) for _ in range(3)]
+    spro = Simplex(nets, free=[False, False, True])  # a SPRO step: a Dirichlet draw and the volume term
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         if kind == "network":
             train_mod.train_network(nets[0], data, cfg, progress=False)
+        elif kind == "curve":
+            train_curve(Curve(*nets[:2]), data, cfg, progress=False)
+        elif kind == "simplex":
+            train_simplex(spro, data, cfg, volume_weight=0.01, progress=False)
         else:
-            train_curve(Curve(*nets), data, cfg, progress=False)
+            train_subspace(Curve.through(nets[:2]), data, cfg, progress=False)
     finally:
         torch.cuda.set_sync_debug_mode("default")
