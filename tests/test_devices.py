@@ -53,7 +53,7 @@ def test_curves_build_and_run_where_their_networks_are(name, shape, kw):
 def test_simplexes_complexes_and_subspaces_run_where_their_networks_are(name, shape):
     """A SPRO step, a complex's draw and a subspace's spread term on the meta device: nothing on the CPU."""
     from modeconn import Simplex
-    from modeconn.training.subspace import matrix_mask, squared_cosine
+    from modeconn.training.subspace import matrix_ranges, squared_cosine
 
     nets = [create_model(name, shape, 10).to("meta") for _ in range(4)]
     x = torch.zeros(4, *shape, device="meta")
@@ -65,7 +65,7 @@ def test_simplexes_complexes_and_subspaces_run_where_their_networks_are(name, sh
         assert next(simplex.grown().parameters()).device.type == "meta"
     line = Curve.through(nets[:2])
     assert line(x, 0.3).shape == (4, 10)
-    assert squared_cosine(line, matrix_mask(line)).device.type == "meta"
+    assert squared_cosine(line, matrix_ranges(line)).device.type == "meta"
 
 
 def test_plane_points_and_augmentation_stay_on_the_data_device():

@@ -8,7 +8,7 @@ from torch import nn
 
 from modeconn import Curve, ModeconnError, Simplex
 from modeconn.models import create_model
-from modeconn.training.subspace import _MaskedGram, matrix_mask, squared_cosine
+from modeconn.training.subspace import _RangedGram, matrix_ranges, squared_cosine
 
 
 def _nets(k):
@@ -40,17 +40,17 @@ def test_a_curve_through_two_free_networks_is_their_line_and_trains_both():
 def test_the_spread_term_is_the_mean_squared_cosine_of_the_weight_matrices():
     nets = _nets(3)
     simplex = Simplex(nets, free=[True] * 3).double()
-    mask = matrix_mask(simplex)
+    ranges = matrix_ranges(simplex)
     matrices = [name for name, p in nets[0].named_parameters() if p.dim() >= 2]
-    assert int(mask.sum()) == sum(p.numel() for name, p in nets[0].named_parameters() if name in matrices)
-    assert 0 < int(mask.sum()) < mask.numel()  # biases and BN scales left out
+    covered = sum(stop - start for start, stop in ranges)
+    assert covered == sum(p.numel() for name, p in nets[0].named_parameters() if name in matrices)
+    assert 0 < covered < simplex.free_points.shape[1]  # biases and BN scales left out
     flat = [torch.cat([dict(n.named_parameters())[m].detach().double().reshape(-1) for m in matrices]) for n in nets]
     cos2 = [float(torch.dot(flat[i], flat[j]) ** 2 / (flat[i].dot(flat[i]) * flat[j].dot(flat[j])))
             for i in range(3) for j in range(3) if i != j]
-    assert float(squared_cosine(simplex, mask).detach()) == pytest.approx(sum(cos2) / 6, rel=1e-9)
+    assert float(squared_cosine(simplex, ranges).detach()) == pytest.approx(sum(cos2) / 6, rel=1e-9)
     v = torch.randn(3, 40, dtype=torch.float64, requires_grad=True)
-    m = (torch.rand(40, dtype=torch.float64) > 0.3).double()
-    assert torch.autograd.gradcheck(lambda v: _MaskedGram.apply(v, m), (v,))
+    assert torch.autograd.gradcheck(lambda v: _RangedGram.apply(v, [(2, 9), (15, 30)]), (v,))
 
 
 def test_a_line_from_scratch_on_mnist1d_has_no_barrier_and_keeps_its_midpoint(tmp_path, mnist1d_runs):

@@ -21,7 +21,7 @@ from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
-from ..training.subspace import SPREAD, squared_cosine, matrix_mask, train_subspace
+from ..training.subspace import SPREAD, squared_cosine, matrix_ranges, train_subspace
 from . import validate
 from .common import join, training_config
 from .network import network_info, save_network_run
@@ -83,7 +83,7 @@ def _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history
     metrics = {f"vertex{k}": _metrics(span.control_model(k), data, speed) for k in range(span.num_points)}
     metrics["midpoint"] = {key: mid_info[key] for key in metrics["vertex0"]}
     with torch.no_grad():
-        cos2 = float(squared_cosine(span, matrix_mask(span)))
+        cos2 = float(squared_cosine(span, matrix_ranges(span)))
     info = {**base, "subspace": {"shape": shape, "spread": spread}, "processes": distributed.world_size(),
             "epoch_train_loss": history, "seconds": seconds, "squared_cosine": cos2,
             "distances": span.distances().tolist(), "metrics": metrics,

@@ -18,35 +18,50 @@ from .train import TrainConfig, fit
 SPREAD = 1.0  # Wortsman et al.'s beta for lines, curves and simplexes
 
 
-def matrix_mask(span: WeightSpan) -> torch.Tensor:
-    """1 at every entry (of the flat weights) of a weight matrix or kernel, else 0: what the spread
-    term compares. Wortsman et al. compare convolution kernels only; biases and norm scales (all
-    ones at initialisation) would make every pair look alike."""
-    pieces = [torch.full((slot.numel,), float(len(slot.shape) >= 2), device="cpu") for slot in span.param_space.slots]
-    mask = torch.cat(pieces)
-    if not mask.any():  # a network of vectors only: compare everything
-        mask.fill_(1.0)
-    return mask.to(span.free_points)
+def matrix_ranges(span: WeightSpan) -> list[tuple[int, int]]:
+    """(start, stop) of each run of weight-matrix and kernel entries in the flat weights: what the
+    spread term compares. Wortsman et al. compare convolution kernels only; biases and norm scales
+    (all ones at initialisation) would make every pair look alike."""
+    ranges, offset = [], 0
+    for slot in span.param_space.slots:
+        if len(slot.shape) >= 2:
+            if ranges and ranges[-1][1] == offset:
+                ranges[-1] = (ranges[-1][0], offset + slot.numel)
+            else:
+                ranges.append((offset, offset + slot.numel))
+        offset += slot.numel
+    return ranges or [(0, offset)]  # a network of vectors only: compare everything
 
 
-class _MaskedGram(torch.autograd.Function):
-    """G = (V * m) V^T for a 0/1 mask m, with its gradient in two passes over V
-    (autograd's own would make five)."""
+class _RangedGram(torch.autograd.Function):
+    """G = sum over the ranges of V[:, r] V[:, r]^T, with its gradient in one pass over V (the
+    entries outside the ranges get zero); autograd's own over a mask or a gather made several."""
 
     @staticmethod
-    def forward(ctx, v, mask):
-        ctx.save_for_backward(v, mask)
-        return (v * mask) @ v.T
+    def forward(ctx, v, ranges):
+        ctx.save_for_backward(v)
+        ctx.ranges = ranges
+        gram = None
+        for start, stop in ranges:
+            piece = v[:, start:stop]
+            gram = piece @ piece.T if gram is None else gram.addmm_(piece, piece.T)
+        return gram
 
     @staticmethod
     def backward(ctx, grad):
-        v, mask = ctx.saved_tensors
-        return ((grad + grad.T) @ v).mul_(mask), None
+        (v,) = ctx.saved_tensors
+        out = (grad + grad.T) @ v
+        done = 0
+        for start, stop in ctx.ranges:
+            out[:, done:start] = 0
+            done = stop
+        out[:, done:] = 0
+        return out, None
 
 
-def squared_cosine(span: WeightSpan, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over pairs of control points of their squared cosine similarity over the entries in `mask`."""
-    gram = _MaskedGram.apply(span.control_points(), mask)
+def squared_cosine(span: WeightSpan, ranges: list[tuple[int, int]]) -> torch.Tensor:
+    """Mean over pairs of control points of their squared cosine similarity over the entries in `ranges`."""
+    gram = _RangedGram.apply(span.control_points(), ranges)
     norms = gram.diagonal()
     cos2 = gram.square() / (norms[:, None] * norms[None, :])
     k = len(norms)
@@ -57,14 +72,14 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
     """Train every vertex of a line, curve (a `Curve.through` networks) or simplex (all vertices free)
     on the loss at one drawn point per minibatch plus `spread` times the vertices' squared cosine."""
     is_curve = isinstance(span, Curve)
-    mask = matrix_mask(span)
+    ranges = matrix_ranges(span)
 
     def step_loss(forward, x, y, gen):
         # The same draw on every rank: the same generator, the same sequence.
         where = float(torch.rand((), generator=gen, device="cpu")) if is_curve else span.sample_weights(gen)
         loss = cross_entropy(forward(x, where), y)
         if spread:
-            loss = loss + spread * squared_cosine(span, mask).to(loss.dtype)
+            loss = loss + spread * squared_cosine(span, ranges).to(loss.dtype)
         return loss
 
     free = [p for p in span.parameters() if p.requires_grad]
