@@ -2,9 +2,10 @@
 
 Prints a table: median milliseconds per step (interleaved repeats) and the ratio curve / plain.
 Usage: python benchmarks/curve_step.py [--device cpu|cuda] [--repeats N] [--vgg-batch B]
-       [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile] [--simplex]
+       [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile] [--simplex] [--subspace]
 With --simplex, a simplex step (3 vertices, one free, a Dirichlet draw per step, the volume term:
-SPRO's second stage) is timed too, with its ratio to the plain step.
+SPRO's second stage) is timed too, with its ratio to the plain step; with --subspace, a step of a
+line trained from scratch (both ends free, weight decay on each, the spread term).
 The speed settings apply to both steps alike, as modeconn's training loop applies them.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from modeconn import Curve, Simplex
 from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed
+from modeconn.training.subspace import SPREAD, matrix_ranges, squared_cosine
 from modeconn.training.train import SPRO_VOLUME_WEIGHT, VOLUME_FLOOR
 
 CASES = [  # name, model, input shape, classes, batch
@@ -48,7 +50,8 @@ def time_steps(step, device, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed, with_simplex=False):
+def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed, with_simplex=False,
+          with_subspace=False):
     torch.manual_seed(0)
     a = create_model(model_name, shape, classes).to(device)
     b = create_model(model_name, shape, classes).to(device)
@@ -97,6 +100,22 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
             opt_simplex.step()
 
         steps.append(simplex_step)
+    if with_subspace:
+        line = Curve.through([a, b]).to(device).train()
+        if speed.compile:
+            line.compile_network()
+        opt_line = torch.optim.SGD([line.free_points], lr=0.01, momentum=0.9, weight_decay=wd)
+        ranges = matrix_ranges(line)
+
+        def subspace_step():
+            t = float(torch.rand((), generator=gen))
+            with speed.autocast(device):  # as modeconn.training.subspace.train_subspace does
+                loss = cross_entropy(line(x, t), y) + SPREAD * squared_cosine(line, ranges).to(torch.float32)
+            opt_line.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_line.step()
+
+        steps.append(subspace_step)
     for _ in range(max(2, iters // 2)):  # warm-up
         for step in steps:
             step()
@@ -106,7 +125,7 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
             recorded.append(time_steps(step, device, iters))
     ms = [statistics.median(t) * 1e3 for t in times]
     params = sum(q.numel() for q in plain.parameters())
-    return (name, params, batch, ms[0], ms[1], ms[1] / ms[0], *((ms[2], ms[2] / ms[0]) if with_simplex else ()))
+    return (name, params, batch, ms[0], *[v for m in ms[1:] for v in (m, m / ms[0])])
 
 
 def main():
@@ -120,6 +139,7 @@ def main():
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--simplex", action="store_true", help="also time a simplex step (SPRO's second stage)")
+    parser.add_argument("--subspace", action="store_true", help="also time a step of a line trained from scratch")
     args = parser.parse_args()
     run(args, Speed(args.amp, args.channels_last, args.compile))
 
@@ -131,17 +151,19 @@ def run(args, speed: Speed):
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
           f"glibc keeps freed memory: {tuned}, speed settings: {speed.to_dict()}")
+    extra = [k for k, on in (("simplex", args.simplex), ("subspace", args.subspace)) if on]
     print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}"
-          + (f" {'simplex ms':>10} {'ratio':>6}" if args.simplex else ""))
+          + "".join(f" {k + ' ms':>11} {'ratio':>6}" for k in extra))
     for name, model, shape, classes, batch in CASES:
         if args.models and model not in args.models:
             continue
         if model in BIG:
             batch = args.vgg_batch
         iters = args.iters or (3 if model in BIG and device.type == "cpu" else 20)
-        row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed, args.simplex)
+        row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed, args.simplex,
+                    args.subspace)
         print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}"
-              + (f" {row[6]:>10.2f} {row[7]:>6.3f}" if args.simplex else ""), flush=True)
+              + "".join(f" {ms:>11.2f} {ratio:>6.3f}" for ms, ratio in zip(row[6::2], row[7::2])), flush=True)
 
 
 if __name__ == "__main__":
