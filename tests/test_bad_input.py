@@ -105,6 +105,7 @@ CASES = [
     ("train --out {out} --keep-epochs 0", "--keep-epochs must be a positive integer"),
     ("train --out {out} --epochs 5 --keep-epochs 9", "--keep-epochs 9 is outside 1..5"),
     ("train --out {out} --model nosuch", "unknown model 'nosuch'"),
+    ("train --out {out} --model convbn", "model 'convbn' cannot take inputs of shape (40,)"),
     ("train --out {out} --dataset nosuch", "unknown dataset 'nosuch'"),
     ("train --out {out} --dataset fashion-mnist --data-dir {missing}", "--data-dir"),
     ("train --out {out} --data-dir {empty}", "mnist1d is generated in memory"),
@@ -220,6 +221,7 @@ CASES = [
     ("subspace --out {out} --dataset nope", "unknown dataset"),
     ("subspace --out {out} --model nope", "unknown model"),
     ("subspace --out {out} --epochs 0", "--epochs must be a positive integer"),
+    ("subspace --out {out} --model vgg16", "model 'vgg16' cannot take inputs of shape (40,)"),
     ("subspace --out {file}", "is a file, not a folder"),
     # eval-simplex
     ("eval-simplex {a} --out {out}", "is a network run, not a simplex"),

@@ -24,7 +24,24 @@ def create_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Modul
     """Build a registered model for inputs of `input_shape` (no batch dim) and `num_classes`."""
     if name not in MODELS:
         raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
-    return MODELS[name](tuple(input_shape), num_classes, **kwargs)
+    shape = tuple(input_shape)
+    _check_fits(name, shape, num_classes, kwargs)
+    return MODELS[name](shape, num_classes, **kwargs)
+
+
+def _check_fits(name: str, shape: tuple, num_classes: int, kwargs: dict) -> None:
+    """Refuse a model that cannot take inputs of this shape (an image model on 1-D data, say): built
+    and run once on the meta device, which costs no memory and no arithmetic."""
+    try:
+        with torch.device("meta"):
+            out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
+    except (ValueError, RuntimeError, IndexError) as exc:
+        reason = str(exc).splitlines()[0][:120]
+        raise ModeconnError(f"model {name!r} cannot take inputs of shape {shape} ({reason}); choose a model for "
+                            "this dataset (see `modeconn train --help`)") from None
+    if tuple(out.shape) != (2, num_classes):
+        raise ModeconnError(f"model {name!r} gives outputs of shape {tuple(out.shape)[1:]} for inputs of shape "
+                            f"{shape}, not {num_classes} classes; choose a model for this dataset")
 
 
 @register("mlp")
