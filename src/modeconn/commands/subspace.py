@@ -1,7 +1,7 @@
 """`modeconn subspace`: a line, curve or simplex of networks trained from scratch (Wortsman et al. 2021).
 
 Every vertex starts from its own random initialisation (vertex 0 from the one `train --seed` uses).
-A line or curve is written as a curve run (eval-curve, plane and ensemble read it), a simplex as a
+A line or curve is written as a curve run (eval-curve and ensemble read it; plane a curve), a simplex as a
 simplex run (eval-simplex); OUT/midpoint is the subspace's midpoint as an ordinary network run.
 """
 from __future__ import annotations
