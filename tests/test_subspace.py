@@ -107,3 +107,22 @@ def test_subspace_shapes_are_checked():
     for bad in ("simplex", "simplex2", "simplex9", "plane"):
         with pytest.raises(ModeconnError, match="not a subspace shape"):
             vertex_count(bad)
+
+
+def test_a_killed_line_resumes_to_the_uninterrupted_line(tmp_path, kill_after_checkpoints):
+    from modeconn.commands import subspace
+    from modeconn.storage.files import load_tensors
+
+    kw = dict(shape="line", epochs=3, device="cpu", progress=False)
+    whole = subspace(tmp_path / "whole", "mnist1d", **kw)
+    undo = kill_after_checkpoints(2)
+    with pytest.raises(KeyboardInterrupt):
+        subspace(tmp_path / "cut", "mnist1d", **kw)
+    undo()
+    assert not (tmp_path / "cut" / "run.json").exists() and not (tmp_path / "cut" / "midpoint").exists()
+    with pytest.raises(ModeconnError, match="pass --resume"):
+        subspace(tmp_path / "cut", "mnist1d", **kw)
+    resumed = subspace(tmp_path / "cut", "mnist1d", **kw, resume=True)
+    assert resumed["metrics"] == whole["metrics"] and resumed["epoch_train_loss"] == whole["epoch_train_loss"]
+    assert torch.equal(load_tensors(tmp_path / "cut" / "curve.safetensors")["free_points"],
+                       load_tensors(tmp_path / "whole" / "curve.safetensors")["free_points"])
