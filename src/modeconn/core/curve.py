@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ModeconnError
 from .families import FAMILIES, check_family, coefficients
 from .flat import check_same_architecture, float_buffer_space, parameters_vector
-from .span import WeightSpan
+from .span import WeightSpan, stack_networks
 
 
 class Curve(WeightSpan):
@@ -42,12 +42,9 @@ class Curve(WeightSpan):
         """A curve whose control points are these networks, every one free (a subspace trained from
         scratch, Wortsman et al. 2021): 2 networks give a line, 3 a one-bend curve."""
         check_family(kind, len(networks))
-        for k, net in enumerate(networks[1:], 1):
-            check_same_architecture(networks[0].state_dict(), net.state_dict(), what=("network 0", f"network {k}"))
-        points = torch.stack([parameters_vector(n) for n in networks])
+        points, buffers = stack_networks(networks, "network")
         curve = cls.__new__(cls)
-        WeightSpan.__init__(curve, networks[0], points, [False] * len(networks), torch.stack(
-            [float_buffer_space(n).flatten(dict(n.named_buffers()), like=points) for n in networks]))
+        WeightSpan.__init__(curve, networks[0], points, [False] * len(networks), buffers)
         curve.kind = kind
         return curve
 

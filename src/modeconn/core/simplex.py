@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ModeconnError
-from .flat import check_same_architecture, float_buffer_space, parameters_vector
-from .span import WeightSpan
+from .span import WeightSpan, stack_networks
 
 WEIGHTS_TOLERANCE = 1e-6  # barycentric weights must sum to one within this
 
@@ -32,10 +31,7 @@ class Simplex(WeightSpan):
         free = [False] * len(vertices) if free is None else list(free)
         if len(free) != len(vertices):
             raise ModeconnError(f"free has {len(free)} entries for {len(vertices)} vertices; give one per vertex")
-        for k, vertex in enumerate(vertices[1:], 1):
-            check_same_architecture(vertices[0].state_dict(), vertex.state_dict(), what=("vertex 0", f"vertex {k}"))
-        points = torch.stack([parameters_vector(v) for v in vertices])
-        buffers = torch.stack([float_buffer_space(v).flatten(dict(v.named_buffers()), like=points) for v in vertices])
+        points, buffers = stack_networks(vertices, "vertex")
         super().__init__(vertices[0], points, [not f for f in free], buffers)
         self.faces = check_faces(faces, len(vertices))
         mask = torch.zeros(len(self.faces), len(vertices), dtype=torch.bool, device=points.device)

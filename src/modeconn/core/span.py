@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .binding import Binder, retie, tied_names
-from .flat import float_buffer_space, int_buffer_space, parameter_space
+from .flat import check_same_architecture, float_buffer_space, int_buffer_space, parameter_space, parameters_vector
 
 
 class WeightSpan(nn.Module):
@@ -177,3 +177,13 @@ class WeightSpan(nn.Module):
 def _add_decay(w: torch.Tensor, wd: float, grad: torch.Tensor) -> torch.Tensor:
     """phi's gradient plus that of 0.5 * wd * ||phi||^2."""
     return grad.add(w, alpha=wd)
+
+
+def stack_networks(networks: list[nn.Module], label: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The networks' weights as (K, P) rows and their float buffers as (K, B) rows, refusing
+    networks of another architecture than the first (named `label` k in the message)."""
+    for k, net in enumerate(networks[1:], 1):
+        check_same_architecture(networks[0].state_dict(), net.state_dict(), what=(f"{label} 0", f"{label} {k}"))
+    points = torch.stack([parameters_vector(n) for n in networks])
+    buffers = torch.stack([float_buffer_space(n).flatten(dict(n.named_buffers()), like=points) for n in networks])
+    return points, buffers
