@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import Dataset
-from ..evaluation.ensemble import RunningEnsemble
+from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
 from ..evaluation.evaluate import recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
@@ -86,11 +86,8 @@ def _espro(net, data: Dataset, train_cfg: TrainConfig, volume_weight: float, see
     """A 2-vertex SPRO simplex around `net` in B epochs, ensembled over ESPRO_SAMPLES uniform points."""
     cfg = replace(train_cfg, epochs=max(1, train_cfg.epochs // 2), lr=SPRO_LR, seed=seed + 3000)
     simplex = grow_simplex(first_stage([net]), data, cfg, 2, volume_weight, progress=progress, speed=speed)
-    gen = torch.Generator().manual_seed(seed + 4000)
-    with torch.no_grad():
-        members = [simplex.model_at(simplex.sample_weights(gen)) for _ in range(ESPRO_SAMPLES)]
-    return {**_members_metrics(members, data, speed), "samples": ESPRO_SAMPLES,
-            "volume": float(simplex.volume().detach())}
+    ensemble = simplex_ensemble(simplex, data, ESPRO_SAMPLES, seed + 4000, progress=False, speed=speed).ensemble
+    return {**ensemble.to_dict(), "samples": ESPRO_SAMPLES, "volume": float(simplex.volume().detach())}
 
 
 def summarize_budget(per_seed: list[dict]) -> dict:
