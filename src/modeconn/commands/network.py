@@ -10,7 +10,7 @@ from ..core.curve import Curve
 from ..core.families import check_family
 from ..data import load_dataset
 from ..errors import ModeconnError
-from ..evaluation.evaluate import recompute_bn, split_metrics
+from ..evaluation.evaluate import metrics_with_bn, split_metrics
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
@@ -111,14 +111,13 @@ def connect(start, end, out, curve: str = "bezier", bends: int = 1, free_endpoin
         began = time.time()
         history, _ = train_curve(path, ends.data, cfg, checkpoint=out / CHECKPOINT, resume=resume, settings=settings,
                                  progress=progress, desc=f"connect {out.name}", speed=speed)
-        mid = path.model_at(0.5)
-        recompute_bn(mid, ends.data.train_batches(500, shuffle=False), speed)
         info = {"kind": "curve", "dataset": ends.dataset, "data_dir": ends.data_dir,
                 "model": ends.model.to_dict(ends.data), "curve": settings["curve"], "start": str(start),
                 "end": str(end), "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(),
                 "processes": distributed.world_size(), "epoch_train_loss": history,
                 "seconds": round(time.time() - began, 2), "length": path.length(),
-                **{f"midpoint_{k}": v for k, v in split_metrics(mid, ends.data, speed=speed).to_dict().items()}}
+                **{f"midpoint_{k}": v
+                   for k, v in metrics_with_bn(path.model_at(0.5), ends.data, speed=speed).to_dict().items()}}
         save_tensors(out / "curve.safetensors", path.state_dict(),
                      metadata={"kind": curve, "bends": str(bends), "names": ",".join(path.param_space.names)})
         write_json(out / "run.json", info)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.simplex import Simplex
 from ..errors import ModeconnError
-from ..evaluation.evaluate import recompute_bn, split_metrics
+from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import load_checkpoint
@@ -128,9 +128,7 @@ def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, se
     points["centroid"] = shape.centroid()
     metrics = {}
     for name, weights in points.items():
-        net = shape.model_at(weights)
-        recompute_bn(net, data.train_batches(500, shuffle=False), speed)
-        metrics[name] = split_metrics(net, data, speed=speed).to_dict()
+        metrics[name] = metrics_with_bn(shape.model_at(weights), data, speed=speed).to_dict()
     return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data),
             "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
             "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "stage_train_loss": histories,

@@ -15,7 +15,7 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..data import load_dataset
 from ..errors import ModeconnError
-from ..evaluation.evaluate import recompute_bn, split_metrics
+from ..evaluation.evaluate import metrics_with_bn, recompute_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -80,7 +80,8 @@ def _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history
     base = network_info(dataset, data_dir, spec, data, cfg, speed)
     mid_info = save_network_run(out / "midpoint", mid, None, {**base, "subspace": "..", "epochs_trained": cfg.epochs},
                                 data, speed)
-    metrics = {f"vertex{k}": _metrics(span.control_model(k), data, speed) for k in range(span.num_points)}
+    metrics = {f"vertex{k}": metrics_with_bn(span.control_model(k), data, speed=speed).to_dict()
+               for k in range(span.num_points)}
     metrics["midpoint"] = {key: mid_info[key] for key in metrics["vertex0"]}
     with torch.no_grad():
         cos2 = float(squared_cosine(span, matrix_ranges(span)))
@@ -102,10 +103,4 @@ def _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history
                      metadata={"vertices": str(span.num_points), "names": ",".join(span.param_space.names)})
     write_json(out / "run.json", info)
     return info
-
-
-def _metrics(net, data, speed) -> dict:
-    """Split metrics of one vertex, BN recomputed."""
-    recompute_bn(net, data.train_batches(500, shuffle=False), speed)
-    return split_metrics(net, data, speed=speed).to_dict()
 

@@ -102,3 +102,10 @@ def split_metrics(model, data, batch_size: int = 500, speed: Speed = EAGER) -> S
     """Train (in order, unaugmented) and test metrics of `model` on a Dataset."""
     return SplitMetrics(train=evaluate(model, data.train_batches(batch_size, shuffle=False), speed),
                         test=evaluate(model, data.test_batches(batch_size), speed))
+
+
+def metrics_with_bn(model, data, batch_size: int = 500, speed: Speed = EAGER) -> SplitMetrics:
+    """`split_metrics` after recomputing `model`'s BN statistics (in place) over the training set:
+    how a point of a curve or simplex is measured."""
+    recompute_bn(model, data.train_batches(batch_size, shuffle=False), speed)
+    return split_metrics(model, data, batch_size, speed)
