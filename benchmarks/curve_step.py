@@ -3,9 +3,13 @@
 Prints a table: median milliseconds per step (interleaved repeats) and the ratio curve / plain.
 Usage: python benchmarks/curve_step.py [--device cpu|cuda] [--repeats N] [--vgg-batch B]
        [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile] [--simplex] [--subspace]
+       [--floor]
 With --simplex, a simplex step (3 vertices, one free, a Dirichlet draw per step, the volume term:
 SPRO's second stage) is timed too, with its ratio to the plain step; with --subspace, a step of a
-line trained from scratch (both ends free, weight decay on each, the spread term).
+line trained from scratch (both ends free, weight decay on each, the spread term); with --floor,
+the curve step without forming phi (phi is the bend itself: no combination of the three control
+points and no coefficient in its backward; everything else, the decay's hook included, as in a
+curve step), to separate a curve step's fixed overhead from the arithmetic an exact curve needs.
 The speed settings apply to both steps alike, as modeconn's training loop applies them.
 """
 from __future__ import annotations
@@ -35,6 +39,13 @@ CASES = [  # name, model, input shape, classes, batch
 BIG = {"vgg16", "preresnet164"}
 
 
+class _UncombinedCurve(Curve):
+    """A curve step's code path with phi = the free bend: the floor of a curve step (not a curve)."""
+
+    def _weighted_sum(self, c):
+        return self.free_points.view(-1)
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -51,7 +62,7 @@ def time_steps(step, device, iters: int) -> float:
 
 
 def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed, with_simplex=False,
-          with_subspace=False):
+          with_subspace=False, with_floor=False):
     torch.manual_seed(0)
     a = create_model(model_name, shape, classes).to(device)
     b = create_model(model_name, shape, classes).to(device)
@@ -74,15 +85,17 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
         loss.backward()
         opt_plain.step()
 
-    def curve_step():
-        t = float(torch.rand((), generator=gen))
-        with speed.autocast(device):  # as modeconn.training.train.train_curve does
-            loss = cross_entropy(curve(x, t, wd=wd), y)
-        opt_curve.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_curve.step()
+    def curve_step_of(curve, opt_curve):
+        def curve_step():
+            t = float(torch.rand((), generator=gen))
+            with speed.autocast(device):  # as modeconn.training.train.train_curve does
+                loss = cross_entropy(curve(x, t, wd=wd), y)
+            opt_curve.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_curve.step()
+        return curve_step
 
-    steps = [plain_step, curve_step]
+    steps = [plain_step, curve_step_of(curve, opt_curve)]
     if with_simplex:
         c_net = create_model(model_name, shape, classes).to(device)
         simplex = Simplex([a, b, c_net], free=[False, False, True]).to(device).train()
@@ -116,6 +129,11 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
             opt_line.step()
 
         steps.append(subspace_step)
+    if with_floor:
+        floor = _UncombinedCurve(a, b, kind="bezier", bends=1).to(device).train()
+        if speed.compile:
+            floor.compile_network()
+        steps.append(curve_step_of(floor, torch.optim.SGD([floor.free_points], lr=0.01, momentum=0.9)))
     for _ in range(max(2, iters // 2)):  # warm-up
         for step in steps:
             step()
@@ -140,6 +158,8 @@ def main():
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--simplex", action="store_true", help="also time a simplex step (SPRO's second stage)")
     parser.add_argument("--subspace", action="store_true", help="also time a step of a line trained from scratch")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time a curve step without forming phi (its fixed overhead alone)")
     args = parser.parse_args()
     run(args, Speed(args.amp, args.channels_last, args.compile))
 
@@ -151,7 +171,7 @@ def run(args, speed: Speed):
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
           f"glibc keeps freed memory: {tuned}, speed settings: {speed.to_dict()}")
-    extra = [k for k, on in (("simplex", args.simplex), ("subspace", args.subspace)) if on]
+    extra = [k for k, on in (("simplex", args.simplex), ("subspace", args.subspace), ("floor", args.floor)) if on]
     print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}"
           + "".join(f" {k + ' ms':>11} {'ratio':>6}" for k in extra))
     for name, model, shape, classes, batch in CASES:
@@ -161,7 +181,7 @@ def run(args, speed: Speed):
             batch = args.vgg_batch
         iters = args.iters or (3 if model in BIG and device.type == "cpu" else 20)
         row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed, args.simplex,
-                    args.subspace)
+                    args.subspace, args.floor)
         print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}"
               + "".join(f" {ms:>11.2f} {ratio:>6.3f}" for ms, ratio in zip(row[6::2], row[7::2])), flush=True)
 

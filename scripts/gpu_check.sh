@@ -2,7 +2,7 @@
 # Everything that needs a GPU, in one command: the GPU tests, the curve-step and eval-point benchmarks
 # for VGG16 and PreResNet164 (batch 128, CIFAR-shaped data), the data pipeline, and a 2-process NCCL
 # plane when two GPUs are present. Prints each benchmark's own table, then one summary table.
-# Sized for under 8 minutes on an H100. Usage: scripts/gpu_check.sh [PYTHON]   (default: python3)
+# The time limits sum to 10 minutes at most (one device call). Usage: scripts/gpu_check.sh [PYTHON]   (default: python3)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}
@@ -23,7 +23,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 
 $PY -c "import torch; assert torch.cuda.is_available(), 'no GPU visible'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 step gpu-tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
-step curve-step-fp32 120 $PY benchmarks/curve_step.py --device cuda --models vgg16 preresnet164 --repeats 5 --simplex
+step curve-step-fp32 150 $PY benchmarks/curve_step.py --device cuda --models conv1d convbn mlp vgg16 preresnet164 \
+    --repeats 5 --simplex --floor
 step curve-step-bf16-nhwc 90 $PY benchmarks/curve_step.py --device cuda --models vgg16 preresnet164 --repeats 5 \
     --amp bf16 --channels-last
 step eval-point-vgg16 60 $PY benchmarks/eval_point.py --dataset cifar-shaped --model vgg16 --device cuda --repeats 2
