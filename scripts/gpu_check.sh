@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one command: the GPU tests, the curve-step and eval-point benchmarks
-# for VGG16 and PreResNet164 (batch 128, CIFAR-shaped data), the data pipeline, and a 2-process NCCL
+# (the small default models; VGG16 and PreResNet164 at batch 128 on CIFAR-shaped data), the data pipeline, and a 2-process NCCL
 # plane when two GPUs are present. Prints each benchmark's own table, then one summary table.
 # The time limits sum to 10 minutes at most (one device call). Usage: scripts/gpu_check.sh [PYTHON]   (default: python3)
 set -uo pipefail
