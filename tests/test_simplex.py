@@ -201,7 +201,10 @@ def test_a_complex_draws_from_one_face_at_a_time_and_sums_its_faces_volumes():
     grown = complex_.grown()
     assert grown.faces == [[0, 2, 3, 4], [1, 2, 3, 4]] and grown.free_points.shape[0] == 1
     torch.testing.assert_close(grown.control_points()[4], complex_.control_points().mean(0))
-    assert complex_.centroid() == [1 / 3, 0.0, 1 / 3, 1 / 3]
+    assert complex_.face_centres() == [[1 / 3, 0.0, 1 / 3, 1 / 3], [0.0, 1 / 3, 1 / 3, 1 / 3]]
+    with pytest.raises(ModeconnError, match="face_centres"):
+        complex_.centroid()  # a complex has no single centre
+    assert Simplex(nets[:3]).centroid() == [1 / 3] * 3
     for bad in ([[0, 5]], [[0, 0, 1]], [[0, 1]], []):
         with pytest.raises(ModeconnError, match="faces"):
             Simplex(nets, faces=bad)
@@ -220,6 +223,8 @@ def test_a_complex_connects_two_networks_and_a_polychain_curve_extends_into_one(
     kw = dict(volume_weight=0.01, device="cpu", progress=False)
     info = simplex_command([mnist1d_runs["a"], mnist1d_runs["b"]], tmp_path / "cx", vertices=2, **kw)
     assert info["faces"] == [[0, 2, 3], [1, 2, 3]] and info["config"]["epochs"] == 50
+    assert "centroid" not in info["metrics"] and len(info["face_centres_test_err"]) == 2
+    assert info["face_centres_test_err"][1] == info["metrics"]["face1_centre"]["test_err"] <= 0.15
     for k, run in enumerate(("a", "b")):
         assert info["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
             json.loads((mnist1d_runs[run] / "run.json").read_text())["test_err"], abs=1e-9)
@@ -239,6 +244,10 @@ def test_a_complex_connects_two_networks_and_a_polychain_curve_extends_into_one(
             split_metrics(curve.control_model(k), data).test.err, abs=1e-9)
     ev = eval_simplex(tmp_path / "pcx", samples=20, device="cpu", progress=False)
     assert ev["summary"]["test_err"]["mean"] <= 0.10, ev["test_err"]
+    from modeconn.commands import report  # the report names each face's centre of a complex
+    page = report(tmp_path).read_text()
+    for err in (*info["face_centres_test_err"], *grown["face_centres_test_err"]):
+        assert f"{100 * err:.2f}%" in page
 
 
 def test_spro_on_fashion_mnist_keeps_the_networks_error(fashion_mnist):

@@ -65,8 +65,10 @@ def _summary(command: str, result, args) -> str:
         return (f"{result['samples']} points: test error mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
                 f"max {t['max']:.4f}\nwrote {args.out or args.run}/simplex_eval.json")
     if command == "simplex":
-        return (f"{args.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; centroid test error "
-                f"{result['centroid_test_err']:.4f} (BN recomputed), vertices "
+        centre = (f"centroid test error {result['centroid_test_err']:.4f}" if "centroid_test_err" in result else
+                  "face centres' test errors " + ", ".join(f"{e:.4f}" for e in result["face_centres_test_err"]))
+        return (f"{args.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; {centre} "
+                f"(BN recomputed), vertices "
                 + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result['vertices']))
                 + f" ({result['seconds']:.1f} s)")
     if command == "subspace":

@@ -123,15 +123,19 @@ def _stage(shape: Simplex, k: int, base: int, out: Path, data, cfg, volume_weigh
 
 
 def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, seconds: float, speed) -> dict:
-    """run.json: the geometry (volume, distances, faces) and the metrics at the vertices and centroid, BN recomputed."""
+    """run.json: the geometry (volume, distances, faces) and the metrics at the vertices and the centroid
+    (a complex: each face's centre, `face{i}_centre`), BN recomputed."""
     points = {f"vertex{k}": [float(i == k) for i in range(shape.num_points)] for k in range(shape.num_points)}
-    points["centroid"] = shape.centroid()
+    centres = {f"face{i}_centre": c for i, c in enumerate(shape.face_centres())} if shape.is_complex else \
+        {"centroid": shape.centroid()}
     metrics = {}
-    for name, weights in points.items():
+    for name, weights in {**points, **centres}.items():
         metrics[name] = metrics_with_bn(shape.model_at(weights), data, speed=speed).to_dict()
+    headline = {f"centroid_{k}": v for k, v in metrics["centroid"].items()} if "centroid" in metrics else \
+        {"face_centres_test_err": [metrics[name]["test_err"] for name in centres]}
     return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data),
             "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
             "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,
-            **{f"centroid_{k}": v for k, v in metrics["centroid"].items()}}
+            **headline}

@@ -112,9 +112,14 @@ class Simplex(WeightSpan):
         return _volume(self.edge_gram())
 
     def centroid(self) -> list[float]:
-        """The barycentric weights of the simplex's centre (of a complex: its first face's centre)."""
-        face = self.faces[0]
-        return [1.0 / len(face) if k in face else 0.0 for k in range(self.num_points)]
+        """The barycentric weights of the simplex's centre (a complex has one per face: `face_centres`)."""
+        if self.is_complex:
+            raise ModeconnError("a complex has no single centre: use face_centres()")
+        return self.face_centres()[0]
+
+    def face_centres(self) -> list[list[float]]:
+        """The barycentric weights of each face's centre (a simplex: its one centroid)."""
+        return [[1.0 / len(face) if k in face else 0.0 for k in range(self.num_points)] for face in self.faces]
 
     def grown(self) -> "Simplex":
         """One more vertex, free, at the centroid of all the present ones (which are fixed), added to

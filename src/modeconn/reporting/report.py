@@ -85,7 +85,8 @@ def _networks(root: Path) -> str:
 
 def _simplexes(root: Path) -> str:
     rows = _runs(root, "simplex", lambda i: [
-        _made_by(i), i["vertices"], f"{i['volume']:.4g}", _pct(i["centroid_test_err"]),
+        _made_by(i), i["vertices"], f"{i['volume']:.4g}",
+        _pct(i["centroid_test_err"]) if "centroid_test_err" in i else ", ".join(map(_pct, i["face_centres_test_err"])),
         ", ".join(_pct(i["metrics"][f"vertex{k}"]["test_err"]) for k in range(i["vertices"]))])
     if not rows:
         return ""
@@ -94,7 +95,8 @@ def _simplexes(root: Path) -> str:
             "(Benton et al., 2021). A simplex from scratch trained every vertex from its own initialisation on such "
             "points, its vertices kept apart (Wortsman et al., 2021). Errors with BatchNorm recomputed at each "
             "point.</p>"
-            + _table(["run", "made by", "vertices", "volume", "centroid test error", "vertex test errors"], rows)
+            + _table(["run", "made by", "vertices", "volume", "centroid test error (a complex: each face's centre)",
+                      "vertex test errors"], rows)
             + "".join(_sampled(f, root) for f in sorted(root.rglob("simplex_eval.json"))))
 
 
