@@ -65,6 +65,7 @@ def test_the_slice_centre_is_the_network_and_the_curve_point(mnist1d_runs, tmp_p
     assert one.metrics["test_loss"][1] == pytest.approx(direct.loss, abs=1e-5)
     assert one.metrics["test_err"][1] == pytest.approx(direct.err, abs=1e-6)
     assert one.metrics["test_loss"][0] > direct.loss and one.metrics["test_loss"][2] > direct.loss
+    assert one.summary["batchnorm"] == "none"  # conv1d has no BatchNorm: nothing is said to be recomputed
     saved = load_tensors(tmp_path / "one" / "directions.safetensors")
     torch.testing.assert_close(saved["centre"], parameters_vector(net))
     curve = landscape(tmp_path / "curve", curve=mnist1d_runs["ab"], t=0.0, dims=2, grid=3, **QUICK)

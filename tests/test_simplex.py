@@ -142,6 +142,7 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
 
     ev = eval_simplex(tmp_path / "whole", samples=4, device="cpu", progress=False)
     assert ev["summary"]["test_err"]["mean"] == pytest.approx(sum(ev["test_err"]) / 4, abs=1e-12)
+    assert ev["batchnorm"] == "none"  # conv1d: no BatchNorm statistics to recompute
     assert json.loads((tmp_path / "whole" / "simplex_eval.json").read_text())["test_err"] == ev["test_err"]
     shape, _, data = load_simplex(tmp_path / "whole")
     own = split_metrics(shape.model_at(ev["weights"][2]), data)  # the same point, built another way

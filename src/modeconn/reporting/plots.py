@@ -116,7 +116,8 @@ def plot_landscape(result, path) -> None:
         axes[0].legend(loc="lower right", fontsize=8, framealpha=0.6)
     c = result.summary.get("centre", {})
     where = f"curve {c['curve']} at t = {c['t']:g}" if "curve" in c else f"network {c.get('network')}"
-    fig.suptitle(f"Loss landscape around {where} (BatchNorm recomputed at every point)")
+    bn = result.summary.get("batchnorm", "statistics recomputed at every grid point")  # older files: always BN
+    fig.suptitle(f"Loss landscape around {where}" + (" (BatchNorm recomputed at every point)" if bn != "none" else ""))
     save_figure(fig, path)
 
 

@@ -240,8 +240,9 @@ def _landscape_text(f: Path) -> str:
             f"{s['dims']} filter-normalised random direction(s) (Li et al. 2018, seed {s['settings']['seed']})")
     lo, hi = s["train_loss_range"]
     text = (f"<p>Train loss and test error around {where}, along {kind}, on a "
-            f"{'×'.join([str(s['settings']['grid'])] * s['dims'])} grid; BatchNorm statistics recomputed at "
-            f"every point. The train loss ranges from {lo:.3g} to {hi:.3g}.</p>")
+            f"{'×'.join([str(s['settings']['grid'])] * s['dims'])} grid"
+            + ("" if s.get("batchnorm") == "none" else "; BatchNorm statistics recomputed at every point")
+            + f". The train loss ranges from {lo:.3g} to {hi:.3g}.</p>")
     return text
 
 
