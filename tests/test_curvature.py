@@ -9,7 +9,9 @@ from torch import nn
 from modeconn import ModeconnError
 from modeconn.commands import curvature
 from modeconn.data import load_dataset
-from modeconn.evaluation.curvature import HessianOperator, curvature_at, hutchinson_trace, lanczos_top
+from modeconn.evaluation.curvature import (Curvature, HessianOperator, curvature_at, hutchinson_trace, lanczos_top,
+                                           measure_curvature_shared)
+from modeconn.runtime import distributed
 from modeconn.evaluation.pointwise import EvalSettings
 from modeconn.storage.runfolder import load_network
 
@@ -99,3 +101,20 @@ def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_pat
     whole = curvature(mnist1d_runs["ab"], **{**kw, "out": tmp_path / "whole"})
     assert resumed["paths"] == whole["paths"]
     assert not (tmp_path / "cut" / "curvature.partial.json").exists()
+
+
+def test_each_rank_measures_its_share_of_points_and_every_rank_gets_them_all_exactly(monkeypatch):
+    """Two ranks simulated: rank r measures points r, r+2, ...; the rows summed across ranks unpack
+    to every result as measured (fewer eigenvalues than asked, no trace, extreme values included)."""
+    results = [Curvature([3.0, 1.5], 7.25, 0.5, 0.1234567891234, 12), Curvature([2.0], None, None, 0.5, 1),
+               Curvature([4.0, -1e-300], 1e300, float("inf"), 1e-9, 30)]
+    shares = []
+    for r in (0, 1):
+        monkeypatch.setattr(distributed, "my_indices", lambda n, r=r: list(range(r, n, 2)))
+        monkeypatch.setattr(distributed, "combine_rows", lambda rows: shares.append(rows.clone()) or rows)
+        measured = []
+        measure_curvature_shared(3, lambda i: measured.append(i) or results[i], 2, "cpu")
+        assert measured == list(range(r, 3, 2))
+    monkeypatch.setattr(distributed, "my_indices", lambda n: [])
+    monkeypatch.setattr(distributed, "combine_rows", lambda rows: rows + shares[0] + shares[1])
+    assert measure_curvature_shared(3, lambda i: pytest.fail("measured again"), 2, "cpu") == results

@@ -218,3 +218,23 @@ def test_a_subspace_trains_under_torchrun_and_a_simplex_ensemble_shards(tmp_path
     ens2 = json.loads((tmp_path / "e2.json").read_text())
     assert [m["weights"] for m in ens2["members"]] == [m["weights"] for m in ens1.members]
     np.testing.assert_allclose(ens2["ensemble"]["nll"], ens1.ensemble.nll, rtol=1e-6)
+
+
+def test_curvature_points_are_dealt_to_ranks_and_equal_one_process(mnist1d_runs, tmp_path):
+    """Each rank measures whole points (Lanczos and Hutch++ at its own t); rank 0 writes them all, as
+    one process would have measured them."""
+    from modeconn.commands import curvature
+
+    kw = dict(points=3, top=2, trace=True, probes=6, steps=30, train_samples=300, bn_samples=300)
+    torchrun(["-m", "modeconn", "curvature", mnist1d_runs["ab"], "--out", tmp_path / "c2", "--quiet",
+              *[a for k, v in kw.items() for a in (f"--{k.replace('_', '-')}", v) if v is not True], "--trace"],
+             tmp_path)
+    with one_thread():
+        one = curvature(mnist1d_runs["ab"], out=tmp_path / "c1", device="cpu", progress=False, **kw)
+    two = json.loads((tmp_path / "c2" / "curvature.json").read_text())
+    assert two["t"] == one["t"] and not (tmp_path / "c2" / "curvature.partial.json").exists()
+    for path, rows in one["paths"].items():
+        for r1, r2 in zip(rows, two["paths"][path], strict=True):
+            assert r2["lanczos_steps"] == r1["lanczos_steps"]
+            for key in ("eigenvalues", "trace", "trace_stderr", "train_loss"):
+                assert r2[key] == pytest.approx(r1[key], rel=1e-5), (path, key)

@@ -8,9 +8,10 @@ from tqdm.auto import tqdm
 
 from ..errors import ModeconnError
 from ..evaluation.along import line_between
-from ..evaluation.curvature import curvature_at
+from ..evaluation.curvature import curvature_at, measure_curvature_shared
 from ..evaluation.evaluate import has_batchnorm
 from ..reporting.plots import plot_curvature
+from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import read_json, remove_file, write_json
 from ..storage.runfolder import claim_output, describe_endpoints, load_curve, load_endpoints, read_run
@@ -63,16 +64,23 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
     with claim_output(out):
         done = _resume(out, fingerprint, force)
-        bar = tqdm(total=len(paths) * len(ts), desc="curvature", disable=not progress, dynamic_ncols=True)
-        for name, path in paths.items():
-            rows = done.setdefault(name, [None] * len(ts))
-            for i, t in enumerate(ts):
-                if rows[i] is None:
-                    model = network if path is None else path.model_at(t)
-                    rows[i] = curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed,
-                                           speed=speed).to_dict()
-                    write_json(out / PARTIAL, {"fingerprint": fingerprint, "done": done})
-                bar.update(1)
+        todo = [(name, i) for name in paths for i, row in enumerate(done.setdefault(name, [None] * len(ts)))
+                if row is None]
+        total = len(paths) * len(ts)
+        bar = tqdm(total=total, initial=total - len(todo), desc="curvature", disable=not progress, dynamic_ncols=True)
+        width = distributed.world_size()  # a round: one point per rank, then saved
+        for start in range(0, len(todo), width):
+            block = todo[start:start + width]
+
+            def measure(j):
+                name, i = block[j]
+                model = network if paths[name] is None else paths[name].model_at(ts[i])
+                return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed)
+
+            for (name, i), r in zip(block, measure_curvature_shared(len(block), measure, top, data.train_x.device)):
+                done[name][i] = r.to_dict()
+            write_json(out / PARTIAL, {"fingerprint": fingerprint, "done": done})
+            bar.update(len(block))
         bar.close()
         bn = has_batchnorm(network if info.kind == "network" else paths["curve"].net)  # the template, not a new point
         result = {"run": str(run), "kind": info.kind, "t": ts, "paths": done, "settings": config,

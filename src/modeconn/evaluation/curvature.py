@@ -15,6 +15,7 @@ from torch.nn.functional import cross_entropy
 
 from ..core.flat import parameter_space, parameters_vector
 from ..errors import ModeconnError
+from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from .evaluate import recompute_bn
 
@@ -163,3 +164,27 @@ def curvature_at(model: nn.Module, train_batches, bn_batches, top: int = 3, trac
     with torch.no_grad():
         loss = float(sum(op.loss_sum(w, x, y) for x, y in op.batches) / op.count)
     return Curvature(values, tr, err, loss, used)
+
+
+def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvature]:
+    """`measure(i)` for items 0..n-1; under torchrun each rank measures whole items and every rank gets all.
+
+    Each result travels as one float64 row (its eigenvalue count, whether a trace was measured, the
+    values zero-padded): the other ranks add zeros, which is exact.
+    """
+    rows = torch.zeros(n, top + 6, dtype=torch.float64, device=device)
+    for i in distributed.my_indices(n):
+        rows[i] = torch.tensor(_row(measure(i), top), dtype=torch.float64).to(device)
+    return [_from_row(row) for row in distributed.combine_rows(rows).cpu().tolist()]
+
+
+def _row(r: Curvature, top: int) -> list[float]:
+    traced = r.trace is not None
+    return [len(r.eigenvalues), float(traced), *r.eigenvalues, *[0.0] * (top - len(r.eigenvalues)),
+            r.trace if traced else 0.0, r.trace_stderr if traced else 0.0, r.train_loss, r.lanczos_steps]
+
+
+def _from_row(row: list[float]) -> Curvature:
+    count, traced = int(row[0]), row[1] > 0
+    trace, stderr, loss, steps = row[-4:]
+    return Curvature(row[2:2 + count], trace if traced else None, stderr if traced else None, loss, int(steps))
