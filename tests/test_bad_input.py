@@ -6,6 +6,7 @@ compares a listing of every file under the inputs and the output location before
 import gzip
 import json
 import shutil
+import sys
 
 import pytest
 import torch
@@ -346,3 +347,19 @@ def test_the_table_covers_every_command_with_at_least_sixty_cases():
     assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
                         "report", "demo", "landscape", "curvature", "instability", "simplex", "eval-simplex", "subspace"}
     assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("error", [MemoryError("Unable to allocate 745. GiB for an array with shape (100000000000,)"),
+                                   torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB"),
+                                   MemoryError()])
+def test_running_out_of_memory_is_one_line_that_says_what_to_lower(error, mnist1d_runs, tmp_path, capsys, monkeypatch):
+    """Host or GPU memory running out mid-command (e.g. `--points 100000000000`): exit 2, one line, no traceback."""
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(sys.modules["modeconn.commands.measure"], "eval_path", exhausted)
+    code = main(["eval-curve", str(mnist1d_runs["ab"]), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "out of memory" in err and "--points" in err and (str(error).split(" for")[0] or "MemoryError") in err
+    assert not (tmp_path / "e" / "curve_eval.json").exists()

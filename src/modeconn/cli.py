@@ -333,6 +333,12 @@ def _call(args):
     return getattr(commands, args.command.replace("-", "_"))(**options)
 
 
+def _out_of_memory() -> tuple[type, ...]:
+    """Host memory errors, and a GPU's once torch is loaded (evaluated only when an exception is raised)."""
+    torch = sys.modules.get("torch")
+    return (MemoryError,) + ((torch.cuda.OutOfMemoryError,) if torch is not None else ())
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--"]:  # `torchrun -m modeconn -- connect --start ...`: the `--` keeps torchrun off our options
@@ -359,6 +365,11 @@ def main(argv=None) -> int:
                 print(_summary(args.command, result, args))
     except ModeconnError as exc:
         print(f"modeconn {args.command}: error{where}: {exc}", file=sys.stderr)
+        return 2
+    except _out_of_memory() as exc:
+        said = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        print(f"modeconn {args.command}: error{where}: out of memory ({said}); ask for less at once "
+              "(--batch-size, --points, --grid, --samples, --chunk) or run where there is more memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"modeconn {args.command}: interrupted; rerun with --resume where the command offers it", file=sys.stderr)
