@@ -18,6 +18,11 @@ from modeconn.storage.runfolder import load_network
 QUICK = dict(device="cpu", progress=False)
 
 
+def report_text(folder) -> str:
+    from modeconn.commands import report
+    return report(folder).read_text()
+
+
 def _mlp_and_batches():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
@@ -43,9 +48,12 @@ def test_a_quadratic_with_known_spectrum_gives_its_eigenvalues_exactly():
     spectrum = torch.tensor([9.0, 7.5, 4.0, 2.0, 1.0, 0.5, 0.1, -0.3, -1.0, -2.0], dtype=torch.float64)
     q, _ = torch.linalg.qr(torch.randn(10, 10, dtype=torch.float64))
     a = q @ torch.diag(spectrum) @ q.T
-    values, used = lanczos_top(lambda v: a @ v, 10, 3, steps=50, dtype=torch.float64)
-    assert values == pytest.approx([9.0, 7.5, 4.0], abs=1e-9)
+    values, used, converged = lanczos_top(lambda v: a @ v, 10, 3, steps=50, dtype=torch.float64)
+    assert values == pytest.approx([9.0, 7.5, 4.0], abs=1e-9) and converged
     assert used <= 10  # the Krylov space is exhausted after at most dim products
+    values, used, converged = lanczos_top(lambda v: a @ v, 10, 3, steps=3, dtype=torch.float64)
+    assert used == 3 and not converged  # stopped by the step limit: estimates, and said so
+    assert values[0] < 9.0 - 1e-6  # a Ritz value from 3 steps is below the top eigenvalue
     trace, _ = hutchinson_trace(lambda v: a @ v, 10, probes=30, dtype=torch.float64)
     assert trace == pytest.approx(float(spectrum.sum()), abs=1e-9)  # a sketch of rank 10 spans it all
 
@@ -72,6 +80,11 @@ def test_curvature_along_a_curve_starts_at_the_start_networks_own(mnist1d_runs, 
 def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_path, monkeypatch):
     single = curvature(mnist1d_runs["a"], out=tmp_path / "one", top=2, train_samples=500, **QUICK)
     assert single["kind"] == "network" and len(single["paths"]["network"][0]["eigenvalues"]) == 2
+    capped = curvature(mnist1d_runs["a"], out=tmp_path / "capped", top=2, steps=3, train_samples=500, **QUICK)
+    point, full = capped["paths"]["network"][0], single["paths"]["network"][0]
+    assert full["converged"] and not point["converged"] and point["lanczos_steps"] == 3  # the cap is said
+    assert point["eigenvalues"][0] <= full["eigenvalues"][0] * (1 + 1e-4)  # Ritz values lie below the top
+    assert "estimates" in report_text(tmp_path / "capped")
     command = sys.modules["modeconn.commands.curvature"]  # the module (the package's name is the function)
     real, calls = command.curvature_at, {"n": 0}
 
@@ -106,8 +119,8 @@ def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_pat
 def test_each_rank_measures_its_share_of_points_and_every_rank_gets_them_all_exactly(monkeypatch):
     """Two ranks simulated: rank r measures points r, r+2, ...; the rows summed across ranks unpack
     to every result as measured (fewer eigenvalues than asked, no trace, extreme values included)."""
-    results = [Curvature([3.0, 1.5], 7.25, 0.5, 0.1234567891234, 12), Curvature([2.0], None, None, 0.5, 1),
-               Curvature([4.0, -1e-300], 1e300, float("inf"), 1e-9, 30)]
+    results = [Curvature([3.0, 1.5], 7.25, 0.5, 0.1234567891234, 12, True), Curvature([2.0], None, None, 0.5, 1, True),
+               Curvature([4.0, -1e-300], 1e300, float("inf"), 1e-9, 30, False)]
     shares = []
     for r in (0, 1):
         monkeypatch.setattr(distributed, "my_indices", lambda n, r=r: list(range(r, n, 2)))

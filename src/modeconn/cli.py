@@ -58,6 +58,7 @@ def _summary(command: str, result, args) -> str:
     if command == "curvature":
         rows = [f"  {name} t={t:.2f}: top eigenvalues {', '.join(f'{v:.4g}' for v in r['eigenvalues'])}"
                 + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
+                + ("  (estimates: Lanczos did not converge within --steps)" if r.get("converged") is False else "")
                 for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
         return "\n".join(rows + [f"wrote {args.out or args.run}/curvature.json and curvature.png"])
     if command == "eval-simplex":

@@ -43,6 +43,8 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
     if trace and probes < 3:
         raise ModeconnError(f"--probes must be >= 3 for Hutch++ (a sketch, its trace, residual probes), got {probes}")
     steps = validate.positive_int("--steps", steps)
+    if top > steps:
+        raise ModeconnError(f"--top {top} needs --steps >= {top}: Lanczos finds at most one eigenvalue per step")
     seed = validate.nonnegative_int("--seed", seed)
     settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
     data_dir = validate.data_dir(data_dir)
@@ -58,6 +60,9 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
         ends = load_endpoints(describe_endpoints([run]), data_dir, dev)
         data, paths, ts = ends.data, {"network": None}, [0.0]
         network = ends.nets[0]
+    dim = curve.param_space.size if info.kind == "curve" else sum(p.numel() for p in network.parameters())
+    if top > dim:
+        raise ModeconnError(f"--top {top} is more eigenvalues than the network has parameters ({dim})")
     config = {"top": top, "trace": trace, "probes": probes if trace else None, "steps": steps, "seed": seed,
               **settings.__dict__}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)

@@ -60,12 +60,13 @@ class HessianOperator:
 
 
 def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1e-4,
-                device=None, dtype=torch.float32) -> tuple[list[float], int]:
+                device=None, dtype=torch.float32) -> tuple[list[float], int, bool]:
     """The k largest eigenvalues of the symmetric operator `hvp` by Lanczos with full reorthogonalisation.
 
     Stops when each of the top k Ritz values' residual |beta_m s_m| (a bound on its error) is below
     `tol` times its size, when the Krylov space is exhausted (exact), or after `steps` products.
-    Returns the values and the number of products used.
+    Returns the values, the number of products used, and whether they converged (False: stopped by
+    `steps` with a residual still above `tol`, so the values are estimates).
     """
     steps = min(steps, dim)
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -87,10 +88,10 @@ def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1
         scale = max(abs(float(values[0])), 1e-30)
         if beta <= 1e-10 * scale or (top == k and all(r <= tol * max(abs(float(values[i])), 1e-12 * scale)
                                                       for i, r in enumerate(residuals))):
-            return [float(v) for v in values[:k]], j + 1
+            return [float(v) for v in values[:k]], j + 1, True
         betas.append(beta)
         q = w / beta
-    return [float(v) for v in values[:k]], steps
+    return [float(v) for v in values[:k]], steps, steps == dim  # the whole space: exact
 
 
 def _tridiagonal_eig(alphas, betas):
@@ -140,13 +141,15 @@ def hutchinson_trace(hvp, dim: int, probes: int, seed: int = 0, device=None,
 
 @dataclass
 class Curvature:
-    """What was measured at one point: top eigenvalues (descending), trace, its standard error, the loss."""
+    """What was measured at one point: top eigenvalues (descending), trace, its standard error, the loss,
+    and whether Lanczos converged (False: stopped by its step limit, the eigenvalues are estimates)."""
 
     eigenvalues: list[float]
     trace: float | None
     trace_stderr: float | None
     train_loss: float
     lanczos_steps: int
+    converged: bool
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -159,11 +162,11 @@ def curvature_at(model: nn.Module, train_batches, bn_batches, top: int = 3, trac
     recompute_bn(model, bn_batches, speed)
     op = HessianOperator(model, train_batches, speed)
     w = op.weights
-    values, used = lanczos_top(op, w.numel(), top, steps, seed, tol, w.device, w.dtype)
+    values, used, converged = lanczos_top(op, w.numel(), top, steps, seed, tol, w.device, w.dtype)
     tr, err = hutchinson_trace(op, w.numel(), probes, seed, w.device, w.dtype) if trace else (None, None)
     with torch.no_grad():
         loss = float(sum(op.loss_sum(w, x, y) for x, y in op.batches) / op.count)
-    return Curvature(values, tr, err, loss, used)
+    return Curvature(values, tr, err, loss, used, converged)
 
 
 def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvature]:
@@ -172,7 +175,7 @@ def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvatur
     Each result travels as one float64 row (its eigenvalue count, whether a trace was measured, the
     values zero-padded): the other ranks add zeros, which is exact.
     """
-    rows = torch.zeros(n, top + 6, dtype=torch.float64, device=device)
+    rows = torch.zeros(n, top + 7, dtype=torch.float64, device=device)
     for i in distributed.my_indices(n):
         rows[i] = torch.tensor(_row(measure(i), top), dtype=torch.float64).to(device)
     return [_from_row(row) for row in distributed.combine_rows(rows).cpu().tolist()]
@@ -181,10 +184,12 @@ def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvatur
 def _row(r: Curvature, top: int) -> list[float]:
     traced = r.trace is not None
     return [len(r.eigenvalues), float(traced), *r.eigenvalues, *[0.0] * (top - len(r.eigenvalues)),
-            r.trace if traced else 0.0, r.trace_stderr if traced else 0.0, r.train_loss, r.lanczos_steps]
+            r.trace if traced else 0.0, r.trace_stderr if traced else 0.0, r.train_loss, r.lanczos_steps,
+            float(r.converged)]
 
 
 def _from_row(row: list[float]) -> Curvature:
     count, traced = int(row[0]), row[1] > 0
-    trace, stderr, loss, steps = row[-4:]
-    return Curvature(row[2:2 + count], trace if traced else None, stderr if traced else None, loss, int(steps))
+    trace, stderr, loss, steps, converged = row[-5:]
+    return Curvature(row[2:2 + count], trace if traced else None, stderr if traced else None, loss, int(steps),
+                     converged > 0)

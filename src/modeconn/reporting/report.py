@@ -249,10 +249,14 @@ def _landscape_text(f: Path) -> str:
 def _curvature_text(f: Path) -> str:
     """The curvature table of one run."""
     r = read_json(f)
-    rows = [[html.escape(name), f"{t:.2f}", ", ".join(f"{v:.4g}" for v in x["eigenvalues"]), _optional(x["trace"]),
+    rows = [[html.escape(name), f"{t:.2f}", ", ".join(f"{v:.4g}" for v in x["eigenvalues"])
+             + (" (estimates)" if x.get("converged") is False else ""), _optional(x["trace"]),
              f"{x['train_loss']:.4f}"] for name, xs in r["paths"].items() for t, x in zip(r["t"], xs)]
+    unconverged = sum(x.get("converged") is False for xs in r["paths"].values() for x in xs)
     return (f"<p>The Hessian of the train loss at each point, {html.escape(r['hessian'])}, both from "
-            f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}.</p>"
+            f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}."
+            + (f" At {unconverged} point(s) Lanczos stopped at its step limit before converging: those eigenvalues "
+               "are estimates (rerun with more --steps)." if unconverged else "") + "</p>"
             + _table(["path", "t", "top eigenvalues", "trace", "train loss"], rows))
 
 
