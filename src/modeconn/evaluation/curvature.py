@@ -177,7 +177,7 @@ def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvatur
     """
     rows = torch.zeros(n, top + 7, dtype=torch.float64, device=device)
     for i in distributed.my_indices(n):
-        rows[i] = torch.tensor(_row(measure(i), top), dtype=torch.float64).to(device)
+        rows[i] = torch.tensor(_row(measure(i), top), dtype=torch.float64, device=device)
     return [_from_row(row) for row in distributed.combine_rows(rows).cpu().tolist()]
 
 
