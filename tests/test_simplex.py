@@ -187,6 +187,35 @@ def test_the_kept_fixed_block_gives_the_full_volume_and_follows_changed_fixed_po
     assert float(simplex.volume().detach()) == pytest.approx(reference(simplex), rel=1e-9)
 
 
+@pytest.mark.parametrize("faces, free", [([[0, 2, 3], [1, 2, 3]], [False, False, True, True]),  # connecting 2 networks
+                                         ([[0, 1, 3], [1, 2, 3]], [False, False, False, True]),  # around a polychain
+                                         ([[0, 1, 2], [0, 2, 3]], [False, True, False, False])])  # free row not in all
+def test_a_complexs_volume_from_kept_fixed_blocks_equals_the_direct_one_with_its_gradient(faces, free):
+    """Each face's fixed Gram block is kept as a single simplex's is; values and gradients equal the
+    faces' Gram matrices formed directly from all control points in float64."""
+    complex_ = Simplex(_nets(4, lambda: nn.Linear(3, 2).double()), free=free, faces=faces)
+    with torch.no_grad():
+        complex_.free_points.add_(torch.randn_like(complex_.free_points))
+    results = []
+    for direct in (False, True):
+        complex_.free_points.grad = None
+        if direct:
+            v = complex_.control_points().double()
+            volume = sum(torch.linalg.det(_gram_of(v[face])).sqrt() / math.factorial(len(face) - 1) for face in faces)
+        else:
+            volume = complex_.volume()
+        volume.backward()
+        results.append((float(volume.detach()), complex_.free_points.grad.clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-6, atol=1e-9)
+    assert complex_.volume().item() == pytest.approx(results[1][0], rel=1e-9)  # the kept blocks, reused
+
+
+def _gram_of(v):
+    e = v[1:] - v[0]
+    return e @ e.T
+
+
 def test_a_complex_draws_from_one_face_at_a_time_and_sums_its_faces_volumes():
     nets = _nets(4, lambda: nn.Linear(3, 2).double())
     complex_ = Simplex(nets, free=[False, False, True, True], faces=[[0, 2, 3], [1, 2, 3]])

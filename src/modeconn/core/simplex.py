@@ -76,28 +76,33 @@ class Simplex(WeightSpan):
             weights[k] = w
         return weights
 
-    def edge_gram(self) -> torch.Tensor:
-        """Gram matrix of the edges from vertex 0 to the others, in float64 (differentiable), up to
-        a simultaneous permutation of rows and columns (the fixed vertices' edges first): its
-        determinant is the same. Float64 because a new vertex starts in the others' span, where the
-        determinant is a difference of nearly equal products."""
-        if not self._fixed_list[0] or not self._free_rows:
-            return _gram(self.control_points().double())
-        fixed_edges, fixed_gram = self._fixed_block()
-        cross, free_gram = _FreeEdgeGram.apply(self.free_points, self.fixed_points[0], fixed_edges)
+    def edge_gram(self, face: list[int] | None = None) -> torch.Tensor:
+        """Gram matrix of the edges from the first vertex of `face` (default: all vertices) to its
+        others, in float64 (differentiable), up to a simultaneous permutation of rows and columns (the
+        fixed vertices' edges first): its determinant is the same. Float64 because a new vertex
+        starts in the others' span, where the determinant is a difference of nearly equal products."""
+        face = list(range(self.num_points)) if face is None else face
+        if not self._fixed_list[face[0]] or not self._free_rows or not set(self._free_rows) <= set(face):
+            return _gram(self.control_points().double()[face])
+        fixed_edges, fixed_gram = self._fixed_block(face)
+        cross, free_gram = _FreeEdgeGram.apply(self.free_points, fixed_edges[0], fixed_edges[1])
         return torch.cat([torch.cat([fixed_gram, cross], 1), torch.cat([cross.T, free_gram], 1)])
 
-    def _fixed_block(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fixed vertices' edges and their Gram block: constant while the free vertices train,
-        so kept until the fixed points change (a step then forms only the free vertices' rows)."""
+    def _fixed_block(self, face: list[int]) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A face's origin and fixed edges, and their Gram block: constant while the free vertices
+        train, so kept until the fixed points change (a step then forms only the free vertices' rows)."""
         key = (self.fixed_points.data_ptr(), self.fixed_points._version, self.fixed_points.device)
-        cached = self.__dict__.get("_fixed_block_cache")
-        if cached is None or cached[0] != key:
+        cache = self.__dict__.setdefault("_fixed_block_cache", {})
+        if cache.get("key") != key:
+            cache.clear()
+            cache["key"] = key
+        if tuple(face) not in cache:
+            rows = [self._fixed_rows.index(k) for k in face if self._fixed_list[k]]
             with torch.no_grad():
-                edges = (self.fixed_points[1:] - self.fixed_points[0]).double()
-                cached = (key, edges, edges @ edges.T)
-            object.__setattr__(self, "_fixed_block_cache", cached)
-        return cached[1], cached[2]
+                origin = self.fixed_points[rows[0]]
+                edges = (self.fixed_points[rows[1:]] - origin).double()
+                cache[tuple(face)] = ((origin, edges), edges @ edges.T)
+        return cache[tuple(face)]
 
     def volume(self) -> torch.Tensor:
         """The simplex's (K-1)-dimensional volume, sqrt(det G) / (K-1)!, in float64 (differentiable);
@@ -106,10 +111,7 @@ class Simplex(WeightSpan):
         Where the vertices are affinely dependent (a new vertex at the others' centroid) the volume
         is 0 and its gradient 0, not NaN: |height| has no direction there.
         """
-        if self.is_complex:
-            v = self.control_points().double()
-            return sum(_volume(_gram(v[face])) for face in self.faces if len(face) > 1)
-        return _volume(self.edge_gram())
+        return sum(_volume(self.edge_gram(face)) for face in self.faces if len(face) > 1)
 
     def centroid(self) -> list[float]:
         """The barycentric weights of the simplex's centre (a complex has one per face: `face_centres`)."""
