@@ -3,9 +3,10 @@
 Prints a table: median milliseconds per step (interleaved repeats) and the ratio curve / plain.
 Usage: python benchmarks/curve_step.py [--device cpu|cuda] [--repeats N] [--vgg-batch B]
        [--models vgg16 preresnet164] [--amp bf16] [--channels-last] [--compile] [--simplex] [--subspace]
-       [--floor]
+       [--complex] [--floor]
 With --simplex, a simplex step (3 vertices, one free, a Dirichlet draw per step, the volume term:
-SPRO's second stage) is timed too, with its ratio to the plain step; with --subspace, a step of a
+SPRO's second stage) is timed too, with its ratio to the plain step; with --complex, a step of a
+complex of two faces (a one-bend polychain curve grown by one shared, free vertex); with --subspace, a step of a
 line trained from scratch (both ends free, weight decay on each, the spread term); with --floor,
 the curve step without forming phi (phi is the bend itself: no combination of the three control
 points and no coefficient in its backward; everything else, the decay's hook included, as in a
@@ -62,7 +63,7 @@ def time_steps(step, device, iters: int) -> float:
 
 
 def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed: Speed, with_simplex=False,
-          with_subspace=False, with_floor=False):
+          with_subspace=False, with_floor=False, with_complex=False):
     torch.manual_seed(0)
     a = create_model(model_name, shape, classes).to(device)
     b = create_model(model_name, shape, classes).to(device)
@@ -96,9 +97,8 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
         return curve_step
 
     steps = [plain_step, curve_step_of(curve, opt_curve)]
-    if with_simplex:
-        c_net = create_model(model_name, shape, classes).to(device)
-        simplex = Simplex([a, b, c_net], free=[False, False, True]).to(device).train()
+    def simplex_step_of(simplex):
+        simplex = simplex.to(device).train()
         if speed.compile:
             simplex.compile_network()
         opt_simplex = torch.optim.SGD([simplex.free_points], lr=0.01, momentum=0.9)
@@ -111,8 +111,13 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
             opt_simplex.zero_grad(set_to_none=True)
             loss.backward()
             opt_simplex.step()
+        return simplex_step
 
-        steps.append(simplex_step)
+    nets = [a, b] + [create_model(model_name, shape, classes).to(device) for _ in range(2 * (with_simplex or with_complex))]
+    if with_simplex:
+        steps.append(simplex_step_of(Simplex(nets[:3], free=[False, False, True])))
+    if with_complex:  # a one-bend polychain curve (0, 1, 2) grown by one shared vertex
+        steps.append(simplex_step_of(Simplex(nets, free=[False, False, False, True], faces=[[0, 1, 3], [1, 2, 3]])))
     if with_subspace:
         line = Curve.through([a, b]).to(device).train()
         if speed.compile:
@@ -158,6 +163,8 @@ def main():
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--simplex", action="store_true", help="also time a simplex step (SPRO's second stage)")
     parser.add_argument("--subspace", action="store_true", help="also time a step of a line trained from scratch")
+    parser.add_argument("--complex", action="store_true",
+                        help="also time a step of a complex (a polychain curve grown by one shared vertex)")
     parser.add_argument("--floor", action="store_true",
                         help="also time a curve step without forming phi (its fixed overhead alone)")
     args = parser.parse_args()
@@ -171,7 +178,8 @@ def run(args, speed: Speed):
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"curve step (Bezier, 3 control points) vs plain step, torch {torch.__version__}, {where}, "
           f"glibc keeps freed memory: {tuned}, speed settings: {speed.to_dict()}")
-    extra = [k for k, on in (("simplex", args.simplex), ("subspace", args.subspace), ("floor", args.floor)) if on]
+    extra = [k for k, on in (("simplex", args.simplex), ("complex", args.complex), ("subspace", args.subspace),
+                             ("floor", args.floor)) if on]
     print(f"{'model':20} {'params':>10} {'batch':>5} {'plain ms':>9} {'curve ms':>9} {'ratio':>6}"
           + "".join(f" {k + ' ms':>11} {'ratio':>6}" for k in extra))
     for name, model, shape, classes, batch in CASES:
@@ -181,7 +189,7 @@ def run(args, speed: Speed):
             batch = args.vgg_batch
         iters = args.iters or (3 if model in BIG and device.type == "cpu" else 20)
         row = bench(name, model, shape, classes, batch, device, args.repeats, iters, speed, args.simplex,
-                    args.subspace, args.floor)
+                    args.subspace, args.floor, args.complex)
         print(f"{row[0]:20} {row[1]:>10,} {row[2]:>5} {row[3]:>9.2f} {row[4]:>9.2f} {row[5]:>6.3f}"
               + "".join(f" {ms:>11.2f} {ratio:>6.3f}" for ms, ratio in zip(row[6::2], row[7::2])), flush=True)
 
