@@ -24,7 +24,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 $PY -c "import torch; assert torch.cuda.is_available(), 'no GPU visible'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 step gpu-tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
 step curve-step-fp32 150 $PY benchmarks/curve_step.py --device cuda --models conv1d convbn mlp vgg16 preresnet164 \
-    --repeats 5 --simplex --floor
+    --repeats 5 --simplex --complex --floor
 step curve-step-bf16-nhwc 90 $PY benchmarks/curve_step.py --device cuda --models vgg16 preresnet164 --repeats 5 \
     --amp bf16 --channels-last
 step eval-point-vgg16 60 $PY benchmarks/eval_point.py --dataset cifar-shaped --model vgg16 --device cuda --repeats 2
