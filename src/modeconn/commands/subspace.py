@@ -66,26 +66,26 @@ def subspace(out, dataset: str = "mnist1d", shape: str = "line", spread: float |
         history, _ = train_subspace(span, data, cfg, spread, checkpoint=out / CHECKPOINT, resume=resume,
                                     settings=settings, progress=progress, desc=f"subspace {out.name}", speed=speed)
         seconds = round(time.time() - began, 2)
-        info = _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history, seconds, speed)
+        base = network_info(dataset, data_dir, spec, data, cfg, speed)
+        info = _write(out, span, {"shape": shape, "spread": spread}, base, data, history, seconds, speed)
         remove_file(out / CHECKPOINT)
     return info
 
 
-def _write(out, span, shape, spread, spec, data, data_dir, dataset, cfg, history, seconds, speed) -> dict:
-    """The subspace file, OUT/midpoint (a network run) and run.json, last."""
+def _write(out, span, subspace: dict, base: dict, data, history, seconds, speed) -> dict:
+    """The subspace file, OUT/midpoint (a network run, fields `base`) and run.json, last."""
     is_curve = isinstance(span, Curve)
     middle = 0.5 if is_curve else span.centroid()
     mid = span.model_at(middle)
     recompute_bn(mid, data.train_batches(500, shuffle=False), speed)
-    base = network_info(dataset, data_dir, spec, data, cfg, speed)
-    mid_info = save_network_run(out / "midpoint", mid, None, {**base, "subspace": "..", "epochs_trained": cfg.epochs},
-                                data, speed)
+    mid_info = save_network_run(out / "midpoint", mid, None,
+                                {**base, "subspace": "..", "epochs_trained": base["config"]["epochs"]}, data, speed)
     metrics = {f"vertex{k}": metrics_with_bn(span.control_model(k), data, speed=speed).to_dict()
                for k in range(span.num_points)}
     metrics["midpoint"] = {key: mid_info[key] for key in metrics["vertex0"]}
     with torch.no_grad():
         cos2 = float(squared_cosine(span, matrix_ranges(span)))
-    info = {**base, "subspace": {"shape": shape, "spread": spread}, "processes": distributed.world_size(),
+    info = {**base, "subspace": subspace, "processes": distributed.world_size(),
             "epoch_train_loss": history, "seconds": seconds, "squared_cosine": cos2,
             "distances": span.distances().tolist(), "metrics": metrics,
             **{f"midpoint_{key}": value for key, value in metrics["midpoint"].items()}}
