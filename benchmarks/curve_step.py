@@ -88,7 +88,7 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
 
     def curve_step_of(curve, opt_curve):
         def curve_step():
-            t = float(torch.rand((), generator=gen))
+            t = Curve.sample_t(gen)
             with speed.autocast(device):  # as modeconn.training.train.train_curve does
                 loss = cross_entropy(curve(x, t, wd=wd), y)
             opt_curve.zero_grad(set_to_none=True)
@@ -126,7 +126,7 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
         ranges = matrix_ranges(line)
 
         def subspace_step():
-            t = float(torch.rand((), generator=gen))
+            t = Curve.sample_t(gen)
             with speed.autocast(device):  # as modeconn.training.subspace.train_subspace does
                 loss = cross_entropy(line(x, t), y) + SPREAD * squared_cosine(line, ranges).to(torch.float32)
             opt_line.zero_grad(set_to_none=True)

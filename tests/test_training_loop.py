@@ -39,7 +39,7 @@ def test_curve_training_reads_only_its_cpu_drawn_t_per_step(host_reads):
     curve = Curve(create_model("mlp", (12,), 2), create_model("mlp", (12,), 2))
     host_reads["n"], host_reads["log"] = 0, []
     train_curve(curve, _data(), CFG, progress=False)
-    t_draws = [r for r in host_reads["log"] if r[1] == "step_loss"]
+    t_draws = [r for r in host_reads["log"] if r[1] == "sample_t"]
     assert len(t_draws) == CFG.epochs * STEPS and {d for d, _ in t_draws} == {"cpu"}  # t ~ U(0, 1), CPU generator
     assert host_reads["n"] - len(t_draws) == WINDOWS, host_reads["log"]
 

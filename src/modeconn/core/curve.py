@@ -48,6 +48,12 @@ class Curve(WeightSpan):
         curve.kind = kind
         return curve
 
+    @staticmethod
+    def sample_t(generator: torch.Generator) -> float:
+        """t drawn uniformly from [0, 1) by a CPU generator: no device sync, and the same draws on
+        every rank that seeds it alike."""
+        return float(torch.rand((), generator=generator, device="cpu"))
+
     def point(self, t: float, wd: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """phi(t) as a flat vector and as a full state dict of views into it (plus buffers).
 

@@ -76,7 +76,7 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
 
     def step_loss(forward, x, y, gen):
         # The same draw on every rank: the same generator, the same sequence.
-        where = float(torch.rand((), generator=gen, device="cpu")) if is_curve else span.sample_weights(gen)
+        where = span.sample_t(gen) if is_curve else span.sample_weights(gen)
         loss = cross_entropy(forward(x, where), y)
         if spread:
             loss = loss + spread * squared_cosine(span, ranges).to(loss.dtype)

@@ -207,7 +207,7 @@ def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
 def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
     """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
     def step_loss(forward, x, y, gen):
-        t = float(torch.rand((), generator=gen, device="cpu"))  # the same t on every rank: same generator, same draws
+        t = curve.sample_t(gen)  # the same t on every rank: same generator, same draws
         # The decay's gradient joins in the curve's backward. Its value is left out of the reported
         # loss, as SGD's weight_decay leaves it out of a network's: both report the cross-entropy.
         return cross_entropy(forward(x, t, wd=cfg.wd), y)
