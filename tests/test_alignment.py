@@ -174,6 +174,7 @@ def test_the_aligned_line_to_a_permuted_copy_has_no_barrier(mnist1d_runs):
     plain = eval_path(None, a, b, data, points=5, settings=settings, progress=False)
     matched = eval_path(None, a, aligned, data, points=5, settings=settings, progress=False)
     assert plain.stat("line", "train_loss", "barrier") > 0.5  # the permuted copy is far away as it stands
+    assert plain.settings["batchnorm"] is False  # conv1d: nothing to recompute, and the file says so
     for m in ("train_loss", "test_err"):
         assert matched.stat("line", m, "barrier") == pytest.approx(0.0, abs=1e-9)
 

@@ -81,6 +81,7 @@ def test_line_from_a_model_to_itself_has_zero_barrier(fashion_small):
     for m in METRICS:
         assert result.stat("line", m, "barrier") == pytest.approx(0.0, abs=1e-9)
     assert result.summary["length"]["line"] == 0.0
+    assert result.settings["batchnorm"] is True  # convbn: its statistics were recomputed, and the file says so
 
 
 def test_barrier_definition():

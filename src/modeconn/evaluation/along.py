@@ -13,6 +13,7 @@ from ..core.flat import parameters_vector
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
+from .evaluate import has_batchnorm
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 
 
@@ -147,5 +148,6 @@ def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Datas
         summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
     summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in METRICS} for name, _ in paths}
-    return PathEval(t=ts.tolist(), settings={"points": points, "repair": corrected is not None, **settings.__dict__},
+    return PathEval(t=ts.tolist(), settings={"points": points, "repair": corrected is not None,
+                                             "batchnorm": has_batchnorm(start), **settings.__dict__},
                     line=arrays["line"], summary=summary, curve=arrays.get("curve"))

@@ -158,8 +158,9 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
 
 def _along_note(r: PathEval, f: Path, root: Path) -> str:
     bn = r.settings.get("bn_samples")
-    text = (f"<p class=note>{len(r.t)} evenly spaced points; BatchNorm statistics recomputed at every point "
-             f"({'a subset of ' + str(bn) if bn else 'full pass'}). Source: <code>{_rel(f, root)}</code>.</p>")
+    recomputed = ("" if r.settings.get("batchnorm") is False else  # older files did not say: BN assumed
+                  f"; BatchNorm statistics recomputed at every point ({'a subset of ' + str(bn) if bn else 'full pass'})")
+    text = (f"<p class=note>{len(r.t)} evenly spaced points{recomputed}. Source: <code>{_rel(f, root)}</code>.</p>")
     png = f.with_suffix(".png")
     return text + (_img(png, f"metrics along {f.parent.name}") if png.exists() else "")
 
