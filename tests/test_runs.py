@@ -29,6 +29,21 @@ def test_train_writes_weights_and_run_json(mnist1d_runs):
     assert (mnist1d_runs["a"] / "model.safetensors").exists()
 
 
+def test_every_run_json_names_what_made_it(mnist1d_runs):
+    """modeconn's, torch's and Python's versions and the device, for a network and a curve run; and --version."""
+    import platform
+
+    import modeconn
+
+    made = {"modeconn": modeconn.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": "cpu"}
+    for run in ("a", "ab"):
+        assert json.loads((mnist1d_runs[run] / "run.json").read_text())["made_with"] == made
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == (
+        f"modeconn {modeconn.__version__} (torch {torch.__version__}, Python {platform.python_version()})")
+
+
 def test_curve_midpoint_is_far_better_than_the_line_midpoint(mnist1d_runs):
     """The paper's claim on real data: the trained curve's midpoint keeps low error; the line's does not."""
     curve, info, data = load_curve(mnist1d_runs["ab"])

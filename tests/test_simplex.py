@@ -134,6 +134,7 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     whole = simplex_command(mnist1d_runs["a"], tmp_path / "whole", **kw)
     assert sorted(p.name for p in (tmp_path / "whole").iterdir() if p.name[0] != ".") == ["run.json", "simplex.safetensors"]
     assert whole["vertices"] == 3 and len(whole["distances"]) == 3 and len(whole["stage_train_loss"]) == 2
+    assert whole["made_with"]["device"] == "cpu" and whole["made_with"]["torch"] == torch.__version__
     assert whole["metrics"]["vertex0"]["test_err"] == pytest.approx(
         json.loads((mnist1d_runs["a"] / "run.json").read_text())["test_err"], abs=1e-9)
     from modeconn.commands import eval_simplex, report

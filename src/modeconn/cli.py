@@ -131,8 +131,18 @@ def _common(p, training: bool = True, data: bool = True):
                        help="continue an unfinished run in --out with the same settings")
 
 
+def _version() -> str:
+    import platform
+
+    import torch
+
+    from . import __version__
+    return f"modeconn {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="modeconn", description="Mode connectivity and fast ensembling for PyTorch.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train one endpoint network")

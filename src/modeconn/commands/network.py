@@ -12,6 +12,7 @@ from ..data import load_dataset
 from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn, split_metrics
 from ..runtime import distributed
+from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.files import remove_file, save_tensors, write_json
@@ -37,7 +38,8 @@ def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Spee
 def network_info(dataset: str, data_dir, spec: ModelSpec, data, cfg, speed: Speed) -> dict:
     """The fields every network run.json starts with."""
     return {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec.to_dict(data),
-            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "processes": distributed.world_size()}
+            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "processes": distributed.world_size(),
+            "made_with": made_with(data.train_x.device)}
 
 
 def train(out, dataset: str = "mnist1d", model: str | None = None, epochs: int | None = None,
@@ -114,8 +116,8 @@ def connect(start, end, out, curve: str = "bezier", bends: int = 1, free_endpoin
         info = {"kind": "curve", "dataset": ends.dataset, "data_dir": ends.data_dir,
                 "model": ends.model.to_dict(ends.data), "curve": settings["curve"], "start": str(start),
                 "end": str(end), "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(),
-                "processes": distributed.world_size(), "epoch_train_loss": history,
-                "seconds": round(time.time() - began, 2), "length": path.length(),
+                "processes": distributed.world_size(), "made_with": made_with(ends.data.train_x.device),
+                "epoch_train_loss": history, "seconds": round(time.time() - began, 2), "length": path.length(),
                 **{f"midpoint_{k}": v
                    for k, v in metrics_with_bn(path.model_at(0.5), ends.data, speed=speed).to_dict().items()}}
         save_tensors(out / "curve.safetensors", path.state_dict(),

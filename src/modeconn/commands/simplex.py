@@ -16,6 +16,7 @@ from ..core.simplex import Simplex
 from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
+from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
@@ -135,7 +136,8 @@ def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, se
         {"face_centres_test_err": [metrics[name]["test_err"] for name in centres]}
     return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data),
             "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
-            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "stage_train_loss": histories,
+            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "made_with": made_with(data.train_x.device),
+            "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,
             **headline}
