@@ -135,9 +135,9 @@ def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, se
     headline = {f"centroid_{k}": v for k, v in metrics["centroid"].items()} if "centroid" in metrics else \
         {"face_centres_test_err": [metrics[name]["test_err"] for name in centres]}
     return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data),
-            "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"], "faces": shape.faces, "volume_weight": settings["volume_weight"],
-            "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "made_with": made_with(data.train_x.device),
-            "stage_train_loss": histories,
+            "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"],
+            "faces": shape.faces, "volume_weight": settings["volume_weight"], "config": cfg.to_dict(), "seed": cfg.seed,
+            "speed": speed.to_dict(), "made_with": made_with(data.train_x.device), "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,
             **headline}
