@@ -175,10 +175,8 @@ def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvatur
     Each result travels as one float64 row (its eigenvalue count, whether a trace was measured, the
     values zero-padded): the other ranks add zeros, which is exact.
     """
-    rows = torch.zeros(n, top + 7, dtype=torch.float64, device=device)
-    for i in distributed.my_indices(n):
-        rows[i] = torch.tensor(_row(measure(i), top), dtype=torch.float64, device=device)
-    return [_from_row(row) for row in distributed.combine_rows(rows).cpu().tolist()]
+    rows = distributed.gather_rows(n, top + 7, lambda local: (_row(measure(i), top) for i in local), device)
+    return [_from_row(row) for row in rows.cpu().tolist()]
 
 
 def _row(r: Curvature, top: int) -> list[float]:

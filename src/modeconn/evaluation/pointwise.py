@@ -24,12 +24,9 @@ def measure_shared(n: int, measure, device) -> np.ndarray:
 
     `measure(indices)` returns one SplitMetrics per index; every rank gets the whole table.
     """
-    local = distributed.my_indices(n)
-    rows = torch.zeros(n, len(METRICS), dtype=torch.float64, device=device)
-    if local:
-        for i, result in zip(local, measure(local)):
-            rows[i] = torch.tensor([result.to_dict()[m] for m in METRICS], dtype=torch.float64, device=rows.device)
-    return distributed.combine_rows(rows).cpu().numpy()
+    rows = distributed.gather_rows(n, len(METRICS), lambda local: ([r.to_dict()[m] for m in METRICS]
+                                                                    for r in measure(local)), device)
+    return rows.cpu().numpy()
 
 
 @dataclass

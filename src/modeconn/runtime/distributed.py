@@ -128,6 +128,17 @@ def combine_rows(rows: torch.Tensor) -> torch.Tensor:
     return rows
 
 
+def gather_rows(n: int, width: int, rows_for, device) -> torch.Tensor:
+    """An (n, width) float64 table whose row i the rank owning item i computes (`rows_for(its indices)`
+    yields them in order); every rank gets the whole table, exactly (the others add zeros)."""
+    local = my_indices(n)
+    rows = torch.zeros(n, width, dtype=torch.float64, device=device)
+    if local:
+        for i, row in zip(local, rows_for(local)):
+            rows[i] = torch.tensor(row, dtype=torch.float64, device=device)
+    return combine_rows(rows)
+
+
 def all_mean(value: torch.Tensor) -> torch.Tensor:
     """Average of a tensor over ranks (in place)."""
     if active():
