@@ -92,10 +92,11 @@ class Simplex(WeightSpan):
         """A face's origin and fixed edges, and their Gram block: constant while the free vertices
         train, so kept until the fixed points change (a step then forms only the free vertices' rows)."""
         key = (self.fixed_points.data_ptr(), self.fixed_points._version, self.fixed_points.device)
-        cache = self.__dict__.setdefault("_fixed_block_cache", {})
-        if cache.get("key") != key:
-            cache.clear()
-            cache["key"] = key
+        kept = self.__dict__.get("_fixed_block_cache")
+        if kept is None or kept[0] != key:  # new or changed fixed points: every face's block is stale
+            kept = (key, {})
+            object.__setattr__(self, "_fixed_block_cache", kept)
+        cache = kept[1]
         if tuple(face) not in cache:
             rows = [self._fixed_rows.index(k) for k in face if self._fixed_list[k]]
             with torch.no_grad():
