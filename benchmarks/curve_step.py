@@ -113,7 +113,8 @@ def bench(name, model_name, shape, classes, batch, device, repeats, iters, speed
             opt_simplex.step()
         return simplex_step
 
-    nets = [a, b] + [create_model(model_name, shape, classes).to(device) for _ in range(2 * (with_simplex or with_complex))]
+    if with_simplex or with_complex:  # two more networks: a simplex's third vertex, a complex's fourth
+        nets = [a, b] + [create_model(model_name, shape, classes).to(device) for _ in range(2)]
     if with_simplex:
         steps.append(simplex_step_of(Simplex(nets[:3], free=[False, False, True])))
     if with_complex:  # a one-bend polychain curve (0, 1, 2) grown by one shared vertex
