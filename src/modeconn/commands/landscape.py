@@ -11,7 +11,7 @@ from torch import nn
 from ..core.directions import pca_directions, random_directions
 from ..core.flat import check_same_architecture, parameter_space, parameters_vector
 from ..errors import ModeconnError
-from ..evaluation.evaluate import has_batchnorm
+from ..evaluation.evaluate import batchnorm_note
 from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, slice_coords
 from ..evaluation.plane_grid import finish_partial, measure_grid
 from ..evaluation.pointwise import METRICS, PointEvaluator
@@ -131,7 +131,7 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
                                 "chunk": chunk, **settings.__dict__},
                    "direction_norms": [float(d.double().norm()) for d in dirs],
                    "half_widths": half, "grid_index": "metric[i, j] is at (xs[i], ys[j])",
-                   "batchnorm": "statistics recomputed at every grid point" if has_batchnorm(centre.model) else "none",
+                   "batchnorm": batchnorm_note(centre.model),
                    **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {}),
                    **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
         result = LandscapeResult(axes, {m: values[m].reshape(shape) for m in METRICS}, summary, extra)

@@ -14,7 +14,7 @@ from ..core.plane import grid_axes, plane_basis
 from ..errors import ModeconnError
 from ..evaluation.along import PathEval, eval_path
 from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
-from ..evaluation.evaluate import has_batchnorm
+from ..evaluation.evaluate import batchnorm_note
 from ..evaluation.plane_grid import PlaneResult, finish_partial, measure_grid, plane_fingerprint, project_curve
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_along, plot_triangle
@@ -222,7 +222,7 @@ def eval_simplex(run, samples: int = 50, seed: int = 0, out=None, bn_samples: in
         values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
                               @ vertices, evaluator, fingerprint, force, progress, SIMPLEX_PARTIAL)
         result = {"run": str(run), "samples": samples, "seed": seed, "settings": settings.__dict__,
-                  "batchnorm": "statistics recomputed at every point" if has_batchnorm(shape.net) else "none",
+                  "batchnorm": batchnorm_note(shape.net),
                   "weights": weights.tolist(),
                   **{m: values[m].tolist() for m in METRICS},
                   "summary": {m: _distribution(values[m]) for m in METRICS}}

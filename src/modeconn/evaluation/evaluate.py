@@ -45,6 +45,11 @@ def has_batchnorm(module: nn.Module) -> bool:
     return bool(batchnorm_layers(module))
 
 
+def batchnorm_note(module: nn.Module) -> str:
+    """What a result file says of BatchNorm: recomputed at every point it measured, or `none` to recompute."""
+    return "statistics recomputed at every point" if has_batchnorm(module) else "none"
+
+
 def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
     """The BatchNorm layers that track running statistics."""
     return [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
