@@ -61,12 +61,15 @@ def _outputs_agree(model, shape, seed=0):
         with torch.no_grad():
             want, got = model(x), permuted(x)
         scale = want.abs().max()  # eval-mode BN with fresh statistics lets deep nets reach large values
-        assert float((got - want).abs().max() / scale) < 1e-5, f"train={mode}"
+        # float32 sums in another order: measured up to 1.7e-5 (vgg19bn in train mode, BN over batches of 6
+        # at 1x1 spatial size, 3 seeds); a wrong permutation is off by O(1)
+        assert float((got - want).abs().max() / scale) < 1e-4, f"train={mode}"
     return spec
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_random_permutation_of_every_registry_model_keeps_its_function(name):
+    torch.manual_seed(0)
     _outputs_agree(create_model(name, SHAPES.get(name, (3, 32, 32)), 10), SHAPES.get(name, (3, 32, 32)))
 
 

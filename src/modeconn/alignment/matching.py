@@ -141,10 +141,19 @@ class _Recorder(fx.Interpreter):
         return out
 
 
+def _correlation(n, sa, sb, saa, sbb, sab) -> torch.Tensor:
+    """Pearson correlation of a's unit i with b's unit j, from sums over n examples."""
+    mean_a, mean_b = sa / n, sb / n
+    cov = sab / n - mean_a[:, None] * mean_b[None, :]
+    std_a = (saa / n - mean_a ** 2).clamp_min(0).sqrt()
+    std_b = (sbb / n - mean_b ** 2).clamp_min(0).sqrt()
+    return cov / (std_a[:, None] * std_b[None, :] + 1e-12)  # dead units (zero variance) correlate with nothing
+
+
 def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, batches,
                         example_input: torch.Tensor) -> dict[str, torch.Tensor]:
     """Match each group's units by the correlation of their activations on `batches` (b's unit j to a's unit i)."""
-    probes = {node: dim for node, dim in spec.probes.values()}
+    probes = {node: dim for shown in spec.probes.values() for node, dim in shown}
     ga, gb = trace(model_a.eval(), example_input), trace(model_b.eval(), example_input)
     stats: dict[str, list] = {}
     with torch.no_grad():
@@ -160,13 +169,8 @@ def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.M
                 s[3], s[4] = s[3] + (a * a).sum(0), s[4] + (b * b).sum(0)
                 s[5] = s[5] + a.T @ b
     perms = {}
-    for group, (node, _) in spec.probes.items():
-        n, sa, sb, saa, sbb, sab = stats[node]
-        mean_a, mean_b = sa / n, sb / n
-        cov = sab / n - mean_a[:, None] * mean_b[None, :]
-        std_a = (saa / n - mean_a ** 2).clamp_min(0).sqrt()
-        std_b = (sbb / n - mean_b ** 2).clamp_min(0).sqrt()
-        corr = cov / (std_a[:, None] * std_b[None, :] + 1e-12)  # dead units (zero variance) correlate with nothing
+    for group, shown in spec.probes.items():
+        corr = sum(_correlation(*stats[node]) for node, _ in shown)  # a group seen in several places: summed
         rows, cols = linear_sum_assignment(corr.cpu().numpy(), maximize=True)
         perms[group] = torch.as_tensor(cols[np.argsort(rows)], dtype=torch.long, device="cpu")
     for group, size in spec.groups.items():  # a group no activation shows stays as it is
@@ -188,7 +192,8 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", batch
         raise ModeconnError("activation matching needs training batches to measure activations on")
     if example_input is None:
         if batches is None:
-            raise ModeconnError("align needs an example input (or batches) to trace the network with")
+            raise ModeconnError("align traces the networks with torch.fx and needs an example input: pass "
+                                "example_input= (a couple of real inputs, e.g. data.test_x[:2]) or batches=")
         example_input = next(iter(batches))[0][:2]
     began = time.time()
     spec = permutation_spec(model_a, example_input)

@@ -48,7 +48,13 @@ def repairable_layers(model: nn.Module, example_input: torch.Tensor) -> list[tup
     if has_batchnorm(model):
         raise ModeconnError(f"{type(model).__name__} has BatchNorm, whose statistics are recomputed at every point "
                             "(the 'reset' form of REPAIR): --repair is for networks without normalisation")
-    layers = permutation_spec(model, example_input).layers
+    spec = permutation_spec(model, example_input)
+    layers = spec.layers
+    for module_name, _, _ in layers:
+        # REPAIR folds a unit's correction into its layer's weight, and one fold cannot serve two uses
+        if f"{module_name}.weight" in spec.reused or f"{module_name}.weight" in spec.tied.values():
+            raise ModeconnError(f"layer {module_name!r} is reached more than once by the forward (called twice or its "
+                                "weight tied), and REPAIR's correction of one use would change the others")
     if not layers:
         raise ModeconnError(f"{type(model).__name__} has no hidden Linear or Conv layer for REPAIR to correct")
     for module_name, _, _ in layers:

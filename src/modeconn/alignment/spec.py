@@ -7,6 +7,12 @@ activation through the traced graph and records, for every group of units that m
 together, each (tensor, dimension) it acts on. A flatten after a conv turns a channel into a
 block of features, and a concat lays groups side by side, so an axis holds a list of segments.
 Inputs and outputs never move; whatever the tracer cannot prove safe stays fixed and is named.
+
+A tensor the forward reaches more than once (a module called twice, a weight tied to another
+module's, a module registered under two names) has each axis in exactly one group: every use
+records its layout of every axis, and the uses are merged after the walk. Groups the uses put on
+one axis become one group (a square layer applied twice forces P W P^T); a use that leaves the
+axis fixed, or lays it out differently, fixes every group on it, and the tensor is named.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..core.binding import tied_names
 from ..errors import ModeconnError
 
 F = nn.functional
@@ -65,8 +72,11 @@ class PermutationSpec:
     groups: dict[str, int]
     axes: list[Axis]
     fixed: list[str] = field(default_factory=list)  # ops and modules the tracer left unpermuted, with why
-    probes: dict[str, tuple[str, int]] = field(default_factory=dict)  # group -> (fx node, dim) showing its units
+    # group -> the (fx node, dim) activations showing its units: one, or one per use of a tensor reached twice
+    probes: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     layers: list[tuple[str, str, int]] = field(default_factory=list)  # hidden Linear/Conv: (module, fx node, dim)
+    tied: dict[str, str] = field(default_factory=dict)  # alias -> the name the axes use, for tensors held twice
+    reused: list[str] = field(default_factory=list)  # tensors the forward reaches more than once
 
     def axes_of(self, group: str) -> list[tuple[Axis, int]]:
         """(axis, segment index) pairs where `group` acts."""
@@ -142,16 +152,17 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
 def permutation_spec(model: nn.Module, example_input: torch.Tensor) -> PermutationSpec:
     """The groups of hidden units of `model` that can be permuted together without changing its function."""
     gm = trace(copy.deepcopy(model).eval(), example_input)
-    return _Tracer(gm).run()
+    return _Tracer(gm, dict(tied_names(model))).run()
 
 
 class _Tracer:
-    def __init__(self, gm: fx.GraphModule):
-        self.gm, self.groups = gm, _Groups()
+    def __init__(self, gm: fx.GraphModule, tied: dict[str, str]):
+        self.gm, self.groups, self.tied = gm, _Groups(), tied
         self.labels: dict[fx.Node, _Label | None] = {}
         self.axes: list[tuple[str, int, tuple[Segment, ...]]] = []
         self.fixed: list[str] = []
         self.layers: list[tuple[str, str, int, str]] = []  # (module, node, units' dim, group) of Linear/Conv outputs
+        self.merged: set[str] = set()  # groups made one because a tensor is reached more than once
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -166,10 +177,19 @@ class _Tracer:
         return (Segment(self.groups.new(name, size), size),)
 
     def axis(self, name: str, dim: int, segments) -> None:
-        self.axes.append((name, dim, tuple(segments)))
+        """One use's layout of one axis (segments of group None: this use leaves the axis as it is)."""
+        self.axes.append((self.tied.get(name, name), dim, tuple(segments)))
+
+    def still(self, name: str, tensor: torch.Tensor) -> None:
+        """This use needs every axis of `tensor` left as it is."""
+        for dim, n in enumerate(tensor.shape):
+            self.axis(name, dim, (Segment(None, n),))
 
     def unknown(self, node: fx.Node, why: str) -> None:
-        """Leave everything this op touches unpermuted, and say so."""
+        """Leave everything this op touches unpermuted, its module's own tensors included, and say so."""
+        if node.op == "call_module":
+            for pname, tensor in self.gm.get_submodule(node.target).state_dict(keep_vars=True).items():
+                self.still(f"{node.target}.{pname}", tensor)
         touched = False
         for arg in node.all_input_nodes:
             lab = self.label(arg)
@@ -201,6 +221,9 @@ class _Tracer:
             elif node.op == "get_attr":
                 self.labels[node] = None
                 self.fixed.append(f"{node.target}: used directly in forward, not through a module")
+                value = operator.attrgetter(node.target)(self.gm)
+                if isinstance(value, torch.Tensor):
+                    self.still(node.target, value)
             elif node.op == "call_module":
                 self.module(node, self.gm.get_submodule(node.target))
             elif node.op in ("call_function", "call_method"):
@@ -211,24 +234,66 @@ class _Tracer:
                     for s in (lab.segments if lab else ()):
                         if s.group is not None:
                             self.groups.fix(s.group)
-        return self.spec()
+        reused = self.merge_uses()
+        return self.spec(reused)
 
-    def spec(self) -> PermutationSpec:
+    def merge_uses(self) -> list[str]:
+        """Give each axis of a tensor reached more than once a single layout; returns those tensors' names.
+
+        Uses that put groups on the same stretch of an axis make them one group; a use that leaves
+        the stretch fixed, a union of groups of different sizes, or uses with different layouts of
+        the axis fix every group involved, and the tensor is named in `fixed`.
+        """
+        uses: dict[tuple[str, int], list[tuple[Segment, ...]]] = {}
+        for name, dim, segments in self.axes:
+            uses.setdefault((name, dim), []).append(segments)
+        reached = {}
+        for (name, dim), layouts in uses.items():
+            reached[name] = max(reached.get(name, 0), len(layouts))
+            if len(layouts) == 1:
+                continue
+            groups = [s.group for lay in layouts for s in lay if s.group is not None]
+            shapes = {tuple((s.size, s.repeat) for s in lay) for lay in layouts}
+            safe = len(shapes) == 1
+            if safe:
+                for stretch in zip(*layouts):
+                    here = [s.group for s in stretch]
+                    if None in here:
+                        safe = False
+                    elif all(self.groups.union(here[0], other) for other in here[1:]):
+                        self.merged.update(here)
+                    else:
+                        safe = False
+            if not safe and groups:
+                for group in groups:
+                    self.groups.fix(group)
+                self.fixed.append(f"{name}: reached {len(layouts)} times by the forward, and its uses do not agree "
+                                  f"on how dimension {dim} may move")
+        return sorted(name for name, n in reached.items() if n > 1)
+
+    def spec(self, reused: list[str]) -> PermutationSpec:
         g = self.groups
         roots = {r for r in (g.find(x) for x in g.parent) if r not in g.fixed}
-        axes = []
+        axes, seen = [], set()
         for name, dim, segments in self.axes:
             resolved = tuple(Segment(g.find(s.group) if s.group is not None and g.find(s.group) in roots else None,
                                      s.size, s.repeat) for s in segments)
-            if any(s.group is not None for s in resolved):
+            if any(s.group is not None for s in resolved) and (name, dim) not in seen:
+                seen.add((name, dim))  # merged uses agree: one axis per (tensor, dimension)
                 axes.append(Axis(name, dim, resolved))
-        probes = {}
-        for node, lab in self.labels.items():  # the last activation that carries exactly one group
+        last, by_use = {}, {}  # the last activation that carries exactly one group: per group, and per name it had
+        for node, lab in self.labels.items():
             if lab is not None and len(lab.segments) == 1 and lab.segments[0].repeat == 1 \
                     and lab.segments[0].group is not None and g.find(lab.segments[0].group) in roots:
-                probes[g.find(lab.segments[0].group)] = (node.name, lab.dim)
+                last[g.find(lab.segments[0].group)] = (node.name, lab.dim)
+                by_use[lab.segments[0].group] = (node.name, lab.dim)
+        merged = {g.find(x) for x in self.merged}
+        # a group merged from several uses shows its units in each of them: a unit dead in one still shows in another
+        probes = {root: [p for name, p in by_use.items() if g.find(name) == root] if root in merged else [probe]
+                  for root, probe in last.items()}
         layers = [(m, n, d) for m, n, d, group in self.layers if g.find(group) in roots]  # hidden layers only
-        return PermutationSpec({r: g.size[r] for r in g.parent if r in roots}, axes, self.fixed, probes, layers)
+        return PermutationSpec({r: g.size[r] for r in g.parent if r in roots}, axes, self.fixed, probes, layers,
+                               dict(self.tied), reused)
 
     def module(self, node: fx.Node, mod: nn.Module) -> None:
         x = node.args[0] if node.args else None
@@ -246,15 +311,21 @@ class _Tracer:
             self.weight_layer(node, mod, lab, mod.out_channels, 1)
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm) or (
                 isinstance(mod, nn.GroupNorm) and mod.num_groups == mod.num_channels):
-            if lab is None or lab.dim != 1:
-                self.labels[node] = None
-                return
+            if lab is not None and lab.dim != 1:
+                return self.unknown(node, "a normalisation whose channels are not the units' dimension")
             for pname in ("weight", "bias", "running_mean", "running_var"):
-                if getattr(mod, pname, None) is not None:
-                    self.axis(f"{name}.{pname}", 0, lab.segments)
+                tensor = getattr(mod, pname, None)
+                if tensor is not None:
+                    if lab is None:
+                        self.still(f"{name}.{pname}", tensor)
+                    else:
+                        self.axis(f"{name}.{pname}", 0, lab.segments)
             self.labels[node] = lab
         elif isinstance(mod, nn.LayerNorm):
             if lab is None:
+                for pname in ("weight", "bias"):
+                    if getattr(mod, pname, None) is not None:
+                        self.still(f"{name}.{pname}", getattr(mod, pname))
                 self.labels[node] = None
             elif len(mod.normalized_shape) == 1 and lab.dim == len(shape) - 1:
                 for pname in ("weight", "bias"):
@@ -275,8 +346,7 @@ class _Tracer:
     def weight_layer(self, node: fx.Node, mod: nn.Module, lab: _Label | None, units: int, dim: int) -> None:
         """A Linear or Conv: its input columns follow the incoming units, its rows make a new group."""
         name = node.target
-        if lab is not None:
-            self.axis(f"{name}.weight", 1, lab.segments)
+        self.axis(f"{name}.weight", 1, lab.segments if lab is not None else (Segment(None, mod.weight.shape[1]),))
         segs = self.new_group(name, units)
         self.axis(f"{name}.weight", 0, segs)
         if mod.bias is not None:
@@ -404,6 +474,9 @@ def permute_state(state: dict[str, torch.Tensor], spec: PermutationSpec,
         index = axis_index(axis, perms)
         if index is not None:
             out[axis.name] = out[axis.name].index_select(axis.dim, index.to(out[axis.name].device))
+    for alias, name in spec.tied.items():  # a tied tensor is one tensor: every name of it holds the permuted one
+        if alias in out:
+            out[alias] = out[name]
     return out
 
 
