@@ -5,6 +5,7 @@ compares a listing of every file under the inputs and the output location before
 """
 import gzip
 import json
+import os
 import shutil
 import sys
 
@@ -12,8 +13,8 @@ import pytest
 import torch
 
 from modeconn.cli import main
-from modeconn.commands import connect, train
-from modeconn.storage.files import load_tensors, save_tensors
+from modeconn.commands import connect, simplex, train
+from modeconn.storage.files import load_tensors, save_npz, save_tensors
 
 QUICK = dict(epochs=1, device="cpu", progress=False)
 
@@ -32,15 +33,15 @@ def _idx_folder(folder, train_labels: bytes):
     _write_idx(folder / "t10k-labels-idx1-ubyte.gz", bytes([1]), [1])
 
 
-def _variant(src, dst, edit=None, weights=None):
-    """A copy of run folder `src` with its run.json edited and/or its weights replaced."""
+def _variant(src, dst, edit=None, weights=None, file="model.safetensors"):
+    """A copy of run folder `src` with its run.json edited and/or its weights (`file`) replaced."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("epoch*", ".modeconn.lock", "*.png", "*_eval.json"))
     if edit is not None:
         info = json.loads((dst / "run.json").read_text())
         edit(info)
         (dst / "run.json").write_text(json.dumps(info))
     if weights is not None:
-        save_tensors(dst / "model.safetensors", weights(load_tensors(dst / "model.safetensors")))
+        save_tensors(dst / file, weights(load_tensors(dst / file)))
     return dst
 
 
@@ -80,6 +81,34 @@ def bad(mnist1d_runs, tmp_path_factory):
     p["report"] = root / "report"
     (root / "ens.json").write_text("{}")
     p["ens_json"] = root / "ens.json"
+    simplex(a, root / "sx", vertices=1, **QUICK)
+    p["sx"] = root / "sx"
+    p["sx_empty_face"] = _variant(root / "sx", root / "sx_empty_face", weights=lambda s: {
+        **s, "face_mask": torch.cat([s["face_mask"], torch.zeros_like(s["face_mask"])])}, file="simplex.safetensors")
+    p["sx_int_faces"] = _variant(root / "sx", root / "sx_int_faces", weights=lambda s: {
+        **s, "face_mask": s["face_mask"].long()}, file="simplex.safetensors")
+    # Folders a killed run left: partial results that are corrupt or were started with other settings
+    for name, partial in [("land", "landscape.partial.npz"), ("plane", "plane.partial.npz"),
+                          ("sxe", "simplex_eval.partial.npz")]:
+        (root / f"{name}_corrupt").mkdir()
+        (root / f"{name}_corrupt" / partial).write_bytes(os.urandom(512))
+        (root / f"{name}_other").mkdir()
+        save_npz(root / f"{name}_other" / partial, {"done": torch.zeros(3, dtype=torch.bool).numpy(),
+                                                    "fingerprint": json.dumps({"seed": 99})})
+        p[f"{name}_corrupt"], p[f"{name}_other"] = root / f"{name}_corrupt", root / f"{name}_other"
+    for name, content in [("curv_corrupt", '{"fingerprint": '), ("curv_other", '{"fingerprint": "x", "done": {}}')]:
+        (root / name).mkdir()
+        (root / name / "curvature.partial.json").write_text(content)
+        p[name] = root / name
+    (root / "ckpt_other").mkdir()
+    save_tensors(root / "ckpt_other" / "checkpoint.safetensors", {"x": torch.zeros(1)},
+                 metadata={"settings": json.dumps({"seed": 99})})
+    (root / "ckpt_corrupt").mkdir()
+    (root / "ckpt_corrupt" / "checkpoint.safetensors").write_bytes(os.urandom(512))
+    (root / "stage_other").mkdir()
+    save_tensors(root / "stage_other" / "stage1.safetensors", {"x": torch.zeros(1)},
+                 metadata={"history": "[]", "settings": json.dumps({"seed": 99})})
+    p.update(ckpt_other=root / "ckpt_other", ckpt_corrupt=root / "ckpt_corrupt", stage_other=root / "stage_other")
     _idx_folder(root / "fashion_count", bytes([1, 2]))
     _idx_folder(root / "fashion_range", bytes([1, 2, 12]))
     p["fashion_count"], p["fashion_range"] = root / "fashion_count", root / "fashion_range"
@@ -315,6 +344,37 @@ CASES = [
     ("report {report}", "run.json is truncated or corrupt"),
     ("demo --out {file}", "is a file, not a folder"),
     ("demo --out {out} --device tpu9", "--device must be"),
+    # Resumable commands: a corrupt partial result, or one started with other settings, is refused before
+    # anything is written (the listing assertion covers every file, directions.safetensors included).
+    ("landscape {a} --dims 1 --grid 3 --out {land_corrupt}", "landscape.partial.npz is truncated or corrupt"),
+    ("landscape {a} --dims 1 --grid 3 --out {land_other}", "was started with other settings"),
+    ("plane --curve {ab} --grid 3 --out {plane_corrupt}", "plane.partial.npz is truncated or corrupt"),
+    ("plane --curve {ab} --grid 3 --out {plane_other}", "was started with other settings"),
+    ("eval-simplex {sx} --samples 3 --out {sxe_corrupt}", "simplex_eval.partial.npz is truncated or corrupt"),
+    ("eval-simplex {sx} --samples 3 --out {sxe_other}", "was started with other settings"),
+    ("curvature {a} --top 1 --steps 3 --out {curv_corrupt}", "curvature.partial.json is truncated or corrupt"),
+    ("curvature {a} --top 1 --steps 3 --out {curv_other}", "was started with other settings"),
+    ("train --out {ckpt_other} --epochs 1 --resume", "--resume needs the same settings"),
+    ("train --out {ckpt_corrupt} --epochs 1 --resume", "checkpoint.safetensors is truncated or corrupt"),
+    ("connect --start {a} --end {b} --out {ckpt_other} --resume", "--resume needs the same settings"),
+    ("connect --start {a} --end {b} --out {ckpt_corrupt} --resume", "checkpoint.safetensors is truncated or corrupt"),
+    ("simplex --start {a} --out {ckpt_other} --resume", "--resume needs the same settings"),
+    ("simplex --start {a} --out {stage_other} --resume", "--resume needs the same settings"),
+    ("simplex --start {a} --out {stage_other}", "holds an unfinished simplex (stage1.safetensors): pass --resume"),
+    ("subspace --out {ckpt_other} --resume", "--resume needs the same settings"),
+    ("subspace --out {ckpt_corrupt} --resume", "checkpoint.safetensors is truncated or corrupt"),
+    ("fge --start {a} --out {ckpt_other} --resume", "--resume needs the same settings"),
+    ("instability --out {ckpt_other} --resume", "--resume needs the same settings"),
+    ("instability --out {ckpt_corrupt} --resume", "checkpoint.safetensors is truncated or corrupt"),
+    # Options that would have no effect in the combination given
+    ("connectivity {a} {b} --out {out} --epochs 5 --lr 0.3", "without --curve nothing is trained"),
+    ("ensemble --curve {ab} --seed 5 --out {out}/e.json", "--seed draws a simplex's members"),
+    ("curvature {ab} --probes 9 --out {out}", "--probes sets the trace's Hessian-vector products: add --trace"),
+    ("curvature {a} --points 5 --out {out}", "a network run is measured at itself"),
+    # Messages that name the real cause and the file
+    ("curvature {a}/model.safetensors --out {out}", "model.safetensors is a file, not a run folder"),
+    ("eval-simplex {sx_empty_face} --out {out}", "sx_empty_face/simplex.safetensors: faces"),
+    ("eval-simplex {sx_int_faces} --out {out}", "face_mask holds torch.int64 values"),
 ]
 
 

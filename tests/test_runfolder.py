@@ -42,8 +42,9 @@ def test_a_second_process_on_the_same_out_is_refused_at_once(tmp_path):
         assert second.returncode == 2 and time.time() - began < 60
         assert "in use by another modeconn process" in second.stderr and str(first.pid) in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
+        # Without --resume the real cause is still the live process, not a missing --resume.
         other = cli("train", "--out", out, "--seed", "9", "--quiet", "--device", "cpu")
-        assert other.returncode == 2 and "holds an unfinished run: pass --resume" in other.stderr
+        assert other.returncode == 2 and f"in use by another modeconn process (pid {first.pid})" in other.stderr
         assert first.poll() is None, "the first run must still be the one writing"
     finally:
         first.kill()

@@ -62,16 +62,18 @@ def connectivity(start, end, out, points: int = 61, curve: str | None = None, ep
         raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
     if curve is not None and curve not in FAMILIES:
         raise ModeconnError(f"unknown --curve {curve!r}: choose one of {', '.join(FAMILIES)}")
+    if curve is None and (epochs is not None or lr is not None):
+        raise ModeconnError("--epochs and --lr set the training of the curves that --curve adds: without --curve "
+                            "nothing is trained; add --curve bezier or leave them out")
     sources = describe_endpoints([start, end])
     settings = eval_settings(sources[0].wd, batch_size, bn_samples, train_samples)
     cfg = training_config(recipe_for(sources[0].dataset).connect, epochs, lr) if curve else None
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)
-    if (out / "paths.json").exists() and not force:
-        raise ModeconnError(f"{out / 'paths.json'} exists; pass --force to replace it or choose another --out")
+    check_unfinished(out, "paths.json", force=force)
     dev = join(device)
     ends = load_endpoints(sources, data_dir, dev)
-    with claim_output(out):
+    with claim_output(out, "paths.json", force=force):
         result = compare_paths(*ends.nets, ends.data, settings, points, curve, cfg, progress, speed)
         result.start, result.end = str(start), str(end)
         plot_along(result, out / "paths.png", f"plain and aligned paths, {ends.dataset}")

@@ -14,14 +14,14 @@ from ..reporting.plots import plot_curvature
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import read_json, remove_file, write_json
-from ..storage.runfolder import claim_output, describe_endpoints, load_curve, load_endpoints, read_run
+from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_curve, load_endpoints, read_run
 from . import validate
 from .common import eval_settings, join
 
 PARTIAL = "curvature.partial.json"
 
 
-def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False, probes: int = 100,
+def curvature(run, out=None, points: int | None = None, top: int = 3, trace: bool = False, probes: int | None = None,
               steps: int = 100, seed: int = 0, bn_samples: int | None = None, train_samples: int | None = None,
               batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
               progress: bool = True, speed: Speed = EAGER) -> dict:
@@ -35,11 +35,18 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
     if info.kind not in ("curve", "network"):
         raise ModeconnError(f"{run} is a {info.kind} run: pass a network or a curve run")
     if info.kind == "network":
+        if points is not None:
+            raise ModeconnError("--points places points along a curve; a network run is measured at itself: "
+                                "leave --points out")
         describe_endpoints([run])
-    elif validate.positive_int("--points", points) < 2:
-        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    else:
+        points = 11 if points is None else points
+        if validate.positive_int("--points", points) < 2:
+            raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
     top = validate.positive_int("--top", top)
-    probes = validate.positive_int("--probes", probes)
+    if probes is not None and not trace:
+        raise ModeconnError("--probes sets the trace's Hessian-vector products: add --trace, or leave --probes out")
+    probes = validate.positive_int("--probes", 100 if probes is None else probes)
     if trace and probes < 3:
         raise ModeconnError(f"--probes must be >= 3 for Hutch++ (a sketch, its trace, residual probes), got {probes}")
     steps = validate.positive_int("--steps", steps)
@@ -49,8 +56,7 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
     settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out if out is not None else run)
-    if (out / "curvature.json").exists() and not force:
-        raise ModeconnError(f"{out / 'curvature.json'} exists; pass --force to replace it or choose another --out")
+    check_unfinished(out, "curvature.json", force=force)
     dev = join(device)
     if info.kind == "curve":
         curve, _, data = load_curve(run, dev, data_dir)
@@ -67,7 +73,7 @@ def curvature(run, out=None, points: int = 11, top: int = 3, trace: bool = False
               **settings.__dict__}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
-    with claim_output(out):
+    with claim_output(out, "curvature.json", force=force, check=lambda o: _resume(o, fingerprint, force)):
         done = _resume(out, fingerprint, force)
         todo = [(name, i) for name in paths for i, row in enumerate(done.setdefault(name, [None] * len(ts)))
                 if row is None]
@@ -103,7 +109,13 @@ def _resume(out, fingerprint: str, force: bool) -> dict:
     """The points a killed run with the same settings measured; another run's partial is refused unless force."""
     if not (out / PARTIAL).exists():
         return {}
-    saved = read_json(out / PARTIAL)
+    try:
+        saved = read_json(out / PARTIAL)
+    except ModeconnError as exc:
+        if force:
+            return {}
+        raise ModeconnError(f"{out / PARTIAL} is truncated or corrupt, so the points it holds cannot be resumed; "
+                            "pass --force to start over, or choose another --out") from None
     if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and isinstance(saved.get("done"), dict):
         return saved["done"]
     if not force:

@@ -31,7 +31,7 @@ def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Sp
     common = dict(device=device, progress=progress, speed=speed)
     recipe = RECIPES["mnist1d"]
     total = 9
-    with claim_output(out):
+    with claim_output(out, None):  # a workspace: finished steps are skipped
         for i, seed in enumerate((1, 2)):
             run = out / "ab"[i]
             _step(i + 1, total, f"training network {'ab'[i]} (MNIST-1D, seed {seed})")

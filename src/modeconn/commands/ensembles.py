@@ -113,11 +113,9 @@ def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None =
                 "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
     if method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
         settings.update(method=method, volume_weight=volume_weight)
-    path = out / "budget.json"
-    state = read_json(path) if path.exists() else {"settings": settings, "per_seed": {}}
-    if not isinstance(state, dict) or state.get("settings") != settings or not isinstance(state.get("per_seed"), dict):
-        raise ModeconnError(f"{path} holds a comparison with other settings; choose another --out")
-    with claim_output(out):
+    _comparison_so_far(out, settings)  # at the door, and again under the lock
+    with claim_output(out, None, check=lambda o: _comparison_so_far(o, settings)):
+        path, state = out / "budget.json", _comparison_so_far(out, settings)
         for seed in seeds:
             if str(seed) in state["per_seed"]:
                 continue
@@ -133,4 +131,10 @@ def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None =
     return state
 
 
-
+def _comparison_so_far(out: Path, settings: dict) -> dict:
+    """OUT/budget.json as far as it got (seeds finished so far), refusing one made with other settings."""
+    path = out / "budget.json"
+    state = read_json(path) if path.exists() else {"settings": settings, "per_seed": {}}
+    if not isinstance(state, dict) or state.get("settings") != settings or not isinstance(state.get("per_seed"), dict):
+        raise ModeconnError(f"{path} holds a comparison with other settings; choose another --out")
+    return state

@@ -13,11 +13,11 @@ from ..core.flat import check_same_architecture, parameter_space, parameters_vec
 from ..errors import ModeconnError
 from ..evaluation.evaluate import batchnorm_note
 from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, slice_coords
-from ..evaluation.plane_grid import finish_partial, measure_grid
+from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
-from ..storage.runfolder import (claim_output, describe_endpoints, describe_network, load_curve, load_endpoints,
+from ..storage.runfolder import (check_unfinished, claim_output, describe_endpoints, describe_network, load_curve, load_endpoints,
                                  load_network, read_curve_run, trajectory_states)
 from . import validate
 from .common import eval_settings, join
@@ -94,8 +94,7 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
     chunk = validate.optional(validate.positive_int, "--chunk", chunk) or 1
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)
-    if (out / "landscape.json").exists() and not force:
-        raise ModeconnError(f"{out / 'landscape.json'} exists; pass --force to replace it or choose another --out")
+    check_unfinished(out, "landscape.json", force=force)
     dev = join(device)
     centre = load_centre(run, curve, t, data_dir, dev)
     settings = eval_settings(centre.wd, batch_size, bn_samples, train_samples)
@@ -121,8 +120,8 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
-    with claim_output(out):
-        save_tensors(out / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
+    with claim_output(out, "landscape.json", force=force,
+                      check=lambda o: read_partial(o, PARTIAL, fingerprint, len(coords), force)):
         evaluator = PointEvaluator(centre.model, centre.data, settings, chunk=chunk, speed=speed)
         values = measure_grid(out, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
         shape = (grid,) * dims
@@ -135,6 +134,8 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
                    **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {}),
                    **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
         result = LandscapeResult(axes, {m: values[m].reshape(shape) for m in METRICS}, summary, extra)
+        # a killed slice redraws the same directions from the seed, so they are written with the result
+        save_tensors(out / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
         result.save(out)
         finish_partial(out, PARTIAL)
     return result

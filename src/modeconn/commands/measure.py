@@ -15,20 +15,16 @@ from ..errors import ModeconnError
 from ..evaluation.along import PathEval, eval_path
 from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
 from ..evaluation.evaluate import batchnorm_note
-from ..evaluation.plane_grid import PlaneResult, finish_partial, measure_grid, plane_fingerprint, project_curve
+from ..evaluation.plane_grid import (PARTIAL, PlaneResult, finish_partial, measure_grid, plane_fingerprint,
+                                    project_curve, read_partial)
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_along, plot_triangle
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import write_json
-from ..storage.runfolder import (claim_output, describe_endpoints, load_curve, load_endpoints, load_simplex,
+from ..storage.runfolder import (check_unfinished, claim_output, describe_endpoints, load_curve, load_endpoints, load_simplex,
                                  read_curve_run, read_simplex_run)
 from . import validate
 from .common import eval_settings, join
-
-
-def _refuse_existing(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise ModeconnError(f"{path} exists; pass --force to replace it or choose another --out")
 
 
 def _write_eval(out: Path, result: PathEval, stem: str, title: str) -> None:
@@ -51,12 +47,12 @@ def eval_curve(run, points: int = 61, out=None, bn_samples: int | None = None, t
     settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out if out is not None else run)
-    _refuse_existing(out / "curve_eval.json", force)
+    check_unfinished(out, "curve_eval.json", force=force)
     dev = join(device)
     curve, info, data = load_curve(run, dev, data_dir)
     if repair:
         repairable_layers(curve.model_at(0.0), data.train_x[:2])
-    with claim_output(out):
+    with claim_output(out, "curve_eval.json", force=force):
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, progress, speed,
                            repaired_points(settings.bn_batches(data)) if repair else None)
         result.run = str(run)
@@ -77,14 +73,14 @@ def eval_line(start, end, out=None, points: int = 61, bn_samples: int | None = N
     points = _points(points)
     sources = describe_endpoints([start, end], dataset, validate.model_name(model))
     out = validate.output_folder("--out", line_out(start, end, out))
-    _refuse_existing(out / "line_eval.json", force)
+    check_unfinished(out, "line_eval.json", force=force)
     data_dir = validate.data_dir(data_dir)
     settings = eval_settings(sources[0].wd, batch_size, bn_samples, train_samples)
     dev = join(device)
     ends = load_endpoints(sources, data_dir, dev)
     if repair:
         repairable_layers(ends.nets[0], ends.data.train_x[:2])
-    with claim_output(out):
+    with claim_output(out, "line_eval.json", force=force):
         result = eval_path(None, *ends.nets, ends.data, points, settings, progress, speed,
                            repaired_points(settings.bn_batches(ends.data)) if repair else None)
         result.start, result.end = str(start), str(end)
@@ -111,7 +107,7 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
     bend = validate.optional(validate.positive_int, "--bend", bend)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)
-    _refuse_existing(out / "plane.json", force)
+    check_unfinished(out, "plane.json", force=force)
     if curve is not None:
         info = read_curve_run(curve)
         if info.curve.bends < 1:
@@ -143,7 +139,8 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
     coords = np.array([(x, y) for x in xs for y in ys])
     fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis,
                                     repair)
-    with claim_output(out):
+    with claim_output(out, "plane.json", force=force,
+                      check=lambda o: read_partial(o, PARTIAL, fingerprint, len(coords), force)):
         evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
         points_at = repaired_plane(basis, anchors_xy, anchor_nets, settings.bn_batches(data)) if repair else None
         values = measure_grid(out, coords, points_at or basis.points, evaluator, fingerprint, force, progress)
@@ -166,14 +163,17 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
     return result
 
 
-def ensemble(curve=None, points: int = 5, out=None, simplex=None, seed: int = 0, data_dir: str | None = None,
+def ensemble(curve=None, points: int = 5, out=None, simplex=None, seed: int | None = None, data_dir: str | None = None,
              device: str = "auto", force: bool = False, progress: bool = True, speed: Speed = EAGER) -> SpanEnsemble:
     """Ensemble of `points` networks of a curve run (evenly spaced t) or a simplex run (points drawn
     uniformly, `seed`): ensemble.json (default in the run folder)."""
     if (curve is None) == (simplex is None):
         raise ModeconnError("give either --curve RUN or --simplex RUN: the ensemble's members come from one of them")
     points = validate.positive_int("--points", points)
-    seed = validate.nonnegative_int("--seed", seed)
+    if curve is not None and seed is not None:
+        raise ModeconnError("--seed draws a simplex's members; a curve's members are evenly spaced in t and drawn "
+                            "from nothing: leave --seed out, or use --simplex")
+    seed = validate.nonnegative_int("--seed", 0 if seed is None else seed)
     run = curve if curve is not None else simplex
     if curve is not None:
         read_curve_run(curve)
@@ -182,7 +182,7 @@ def ensemble(curve=None, points: int = 5, out=None, simplex=None, seed: int = 0,
     data_dir = validate.data_dir(data_dir)
     out = validate.output_file("--out", out if out is not None else Path(run) / "ensemble.json", force)
     dev = join(device)
-    with claim_output(out.parent):
+    with claim_output(out.parent, out.name, force=force):
         if curve is not None:
             path, _, data = load_curve(curve, dev, data_dir)
             result = curve_ensemble(path, data, points, progress=progress, speed=speed)
@@ -209,7 +209,7 @@ def eval_simplex(run, samples: int = 50, seed: int = 0, out=None, bn_samples: in
     settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out if out is not None else run)
-    _refuse_existing(out / "simplex_eval.json", force)
+    check_unfinished(out, "simplex_eval.json", force=force)
     dev = join(device)
     shape, info, data = load_simplex(run, dev, data_dir)
     gen = torch.Generator().manual_seed(seed)
@@ -217,7 +217,8 @@ def eval_simplex(run, samples: int = 50, seed: int = 0, out=None, bn_samples: in
     vertices = shape.control_points().detach()
     fingerprint = json.dumps({"run": str(Path(run).resolve()), "samples": samples, "seed": seed,
                               "bn_samples": settings.bn_samples, "train_samples": settings.train_samples}, sort_keys=True)
-    with claim_output(out):
+    with claim_output(out, "simplex_eval.json", force=force,
+                      check=lambda o: read_partial(o, SIMPLEX_PARTIAL, fingerprint, samples, force)):
         evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=speed)
         values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
                               @ vertices, evaluator, fingerprint, force, progress, SIMPLEX_PARTIAL)

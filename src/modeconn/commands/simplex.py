@@ -18,7 +18,7 @@ from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
 from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
-from ..storage.checkpoint import load_checkpoint
+from ..storage.checkpoint import check_settings, load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
 from ..storage.runfolder import (CHECKPOINT, RunInfo, check_unfinished, claim_output, describe_endpoints,
                                  load_curve, load_endpoints, read_curve_run, read_run)
@@ -71,6 +71,7 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
                 "dataset": dataset_name, "model": model_name, "vertices": vertices, "volume_weight": volume_weight,
                 "config": cfg.to_dict()}
     check_unfinished(out, "run.json", resume, settings)
+    _check_stages(out, resume, settings)
     dev = join(device)
     if curve_run is not None:
         curve, _, data = load_curve(starts[0], dev, data_dir)
@@ -79,7 +80,7 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
     else:
         ends = load_endpoints(sources, data_dir, dev)
         first, described, data, data_dir = first_stage(ends.nets), ends, ends.data, ends.data_dir
-    with claim_output(out, "run.json", resume, settings):
+    with claim_output(out, "run.json", resume, settings, check=lambda o: _check_stages(o, resume, settings)):
         began = time.time()
         histories = []
         shape = grow_simplex(first, data, cfg, vertices, stage=lambda s, k: histories.append(
@@ -91,6 +92,15 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
         for k in range(1, vertices + 1):
             remove_file(out / f"stage{k}.safetensors")
     return info
+
+
+def _check_stages(out: Path, resume: bool, settings: dict) -> None:
+    """Finished stages of an unfinished simplex continue only with --resume and the settings they were made with."""
+    for kept in sorted(out.glob("stage*.safetensors")):
+        if not resume:
+            raise ModeconnError(f"{out} holds an unfinished simplex ({kept.name}): pass --resume to continue it, or "
+                                "choose another --out")
+        check_settings(kept, settings)
 
 
 def _curve_start(starts) -> RunInfo | None:
@@ -118,7 +128,7 @@ def _stage(shape: Simplex, k: int, base: int, out: Path, data, cfg, volume_weigh
         remove_file(checkpoint)  # the last epoch of the stage before, killed before it was removed
     history, _ = train_vertex(shape, data, cfg, volume_weight, checkpoint=checkpoint, resume=resume, settings=settings,
                               progress=progress, desc=f"vertex {k}/{settings['vertices']}", speed=speed)
-    save_tensors(kept, shape.state_dict(), metadata={"history": json.dumps(history)})
+    save_tensors(kept, shape.state_dict(), metadata={"history": json.dumps(history), "settings": json.dumps(settings)})
     remove_file(out / CHECKPOINT)
     return history
 

@@ -49,6 +49,7 @@ def subspace(out, dataset: str = "mnist1d", shape: str = "line", spread: float |
     """Train a SHAPE subspace from scratch into OUT; returns its run.json."""
     recipe = recipe_for(dataset)
     k = vertex_count(shape)
+    shape = shape if k < 3 or shape == "curve" else f"simplex{k}"  # recorded in its normal form: simplex03 is simplex3
     spread = SPREAD if spread is None else validate.nonnegative_float("--spread", spread)
     spec = ModelSpec(validate.model_name(model) or recipe.model, {})
     cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)

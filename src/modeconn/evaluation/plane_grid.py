@@ -70,17 +70,7 @@ def measure_grid(out: Path, coords: np.ndarray, points_at, evaluator: PointEvalu
     A restart with the same `fingerprint` computes only the missing points; another fingerprint
     is refused unless `force`, which starts over.
     """
-    done = np.zeros(len(coords), dtype=bool)
-    values = {m: np.full(len(coords), np.nan) for m in METRICS}
-    if (out / partial).exists():
-        saved = load_npz(out / partial)
-        same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
-        if not same and not force:
-            raise ModeconnError(f"{out / partial} was started with other settings; rerun the same command, "
-                                "choose another --out, or pass --force to start over")
-        if same and all(m in saved for m in METRICS) and len(saved["done"]) == len(coords):
-            done = saved["done"]
-            values = {m: saved[m] for m in METRICS}
+    done, values = read_partial(out, partial, fingerprint, len(coords), force)
     todo = np.flatnonzero(~done)
     bar = tqdm(total=len(coords), initial=int(done.sum()), desc=partial.split(".")[0], disable=not progress,
                dynamic_ncols=True)
@@ -96,6 +86,35 @@ def measure_grid(out: Path, coords: np.ndarray, points_at, evaluator: PointEvalu
         bar.update(len(idx))
     bar.close()
     return values
+
+
+def read_partial(out: Path, partial: str, fingerprint: str, n: int, force: bool = False
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The points a killed run with the same `fingerprint` measured ((n,) done flags and the metrics' values).
+
+    Raises ModeconnError when OUT/`partial` is corrupt or was started with other settings, unless
+    `force` (start over). Writes nothing, so a command can call it before its first write.
+    """
+    done = np.zeros(n, dtype=bool)
+    values = {m: np.full(n, np.nan) for m in METRICS}
+    path = out / partial
+    if not path.exists():
+        return done, values
+    try:
+        saved = load_npz(path)
+    except ModeconnError:
+        if force:
+            return done, values
+        raise ModeconnError(f"{path} is truncated or corrupt, so the points it holds cannot be resumed; pass --force "
+                            "to start over, or choose another --out") from None
+    same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
+    if not same and not force:
+        raise ModeconnError(f"{path} was started with other settings; rerun the same command, "
+                            "choose another --out, or pass --force to start over")
+    if same and all(m in saved for m in METRICS) and "done" in saved and len(saved["done"]) == n:
+        done = saved["done"].astype(bool)
+        values = {m: saved[m] for m in METRICS}
+    return done, values
 
 
 def finish_partial(out: Path, partial: str = PARTIAL) -> None:

@@ -41,17 +41,24 @@ def _on_rank0(action) -> None:
 
 
 def _write_replace(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    had = path.exists()
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk, an I/O error, a permission lost mid-run: say so in one line
+            kept = f"the previous {path.name} is kept as it was" if had else "nothing of it was left"
+            raise ModeconnError(f"could not write {path} ({exc.strerror or exc}); {kept}, and what the run wrote "
+                                "before stays (a checkpoint continues with --resume); free space or fix "
+                                "permissions, then rerun") from None
         raise
 
 
@@ -121,10 +128,17 @@ def save_npz(path, arrays: dict) -> None:
 def load_npz(path) -> dict:
     """Read an .npz file without unpickling, refusing a truncated or corrupt one by name."""
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head != b"PK\x03\x04":  # not a zip archive: numpy would call any other bytes "pickled data"
+            raise ModeconnError(f"{path} is truncated or corrupt (not an NPZ file: it does not start as a zip "
+                                "archive does); rerun the command that wrote it")
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise ModeconnError(f"{path} does not exist: point at a folder written by modeconn") from None
+    except ModeconnError:
+        raise
     except Exception as exc:
         raise ModeconnError(f"{path} is truncated or corrupt ({exc}); rerun the command that wrote it") from None
 

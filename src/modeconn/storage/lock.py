@@ -21,6 +21,9 @@ try:
             return True
         except BlockingIOError:
             return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 except ImportError:  # Windows
     import msvcrt
 
@@ -30,6 +33,32 @@ except ImportError:  # Windows
             return True
         except OSError:
             return False
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def folder_in_use(folder: Path, owner: str) -> ModeconnError:
+    return ModeconnError(f"{folder} is in use by another modeconn process (pid {owner}); "
+                         "wait for it to finish, or choose another --out")
+
+
+def lock_owner(folder: Path) -> str | None:
+    """The pid of a live process holding `folder`'s lock, or None; creates nothing (a check at a command's door).
+
+    Not for a process that holds the lock itself: a second descriptor of the same file would see it as taken.
+    """
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except OSError:  # no lock file, or not ours to read: nobody this check can see holds it
+        return None
+    try:
+        if _try_lock(fd):
+            _unlock(fd)
+            return None
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)
 
 
 class FolderLock:
@@ -44,8 +73,7 @@ class FolderLock:
         if not _try_lock(fd):
             owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise ModeconnError(f"{self.path.parent} is in use by another modeconn process (pid {owner}); "
-                                "wait for it to finish, or choose another --out")
+            raise folder_in_use(self.path.parent, owner)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd

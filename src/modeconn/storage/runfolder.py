@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from ..recipes import recipe_for
 from ..runtime import distributed
 from .checkpoint import check_settings
 from .files import load_state_into, load_tensors, make_dir, read_json
-from .lock import FolderLock
+from .lock import LOCK_NAME, FolderLock, folder_in_use, lock_owner
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHT_NAMES = ("model.safetensors", "model.pt")
@@ -94,6 +95,9 @@ def _field(obj: dict, key: str, types, path: Path, where: str = "", optional: bo
 def read_run(folder) -> RunInfo:
     """Read and check FOLDER/run.json (FOLDER may also be the run.json itself)."""
     folder = Path(folder)
+    if folder.is_file() and folder.name != "run.json":
+        raise ModeconnError(f"{folder} is a file, not a run folder: pass the folder modeconn wrote "
+                            f"(the one holding run.json{', e.g. ' + str(folder.parent) if (folder.parent / 'run.json').exists() else ''})")
     path = folder if folder.name == "run.json" else folder / "run.json"
     raw = read_json(path)
     if not isinstance(raw, dict):
@@ -288,20 +292,43 @@ def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Si
     faces = state.get("face_mask")
     if faces is None:  # written before complexes: one face of every vertex
         faces = state["face_mask"] = torch.ones(1, fixed.numel(), dtype=torch.bool, device="cpu")
-    if faces.dtype != torch.bool or faces.dim() != 2 or faces.shape[1] != fixed.numel():
+    if faces.dtype != torch.bool:
+        raise ModeconnError(f"{file}: face_mask holds {faces.dtype} values where a simplex file holds booleans; "
+                            "rerun `modeconn simplex`")
+    if faces.dim() != 2 or faces.shape[1] != fixed.numel():
         raise ModeconnError(f"{file} holds faces of shape {tuple(faces.shape)} for {fixed.numel()} vertices; "
                             "rerun `modeconn simplex`")
-    shape = Simplex([template] * info.raw["vertices"], free=[not f for f in fixed.tolist()],
-                    faces=[torch.nonzero(row).flatten().tolist() for row in faces])
+    try:
+        shape = Simplex([template] * info.raw["vertices"], free=[not f for f in fixed.tolist()],
+                        faces=[torch.nonzero(row).flatten().tolist() for row in faces])
+    except ModeconnError as exc:  # an empty face, say: name the file that holds it
+        raise ModeconnError(f"{file}: {exc}; rerun `modeconn simplex`") from None
     load_state_into(shape, state, str(file))
     return shape.to(device), info, data
 
 
-def check_unfinished(out: Path, finished: str, resume: bool, settings: dict | None = None, force: bool = False) -> None:
-    """Refuse a finished output (unless `force`) or an unfinished one without --resume; check resumed settings."""
-    if (out / finished).exists() and not force:
-        hint = "" if finished == "run.json" else " or pass --force to replace it"
-        raise ModeconnError(f"{out} already holds a finished run ({finished}); choose another --out{hint}")
+def check_unfinished(out: Path, finished: str | None, resume: bool = False, settings: dict | None = None,
+                     force: bool | None = None) -> None:
+    """Refuse OUT when it holds a finished result (`finished`, a file name in OUT, replaced only with `force`;
+    force None: the command offers no --force, as for runs) or an unfinished run without `resume`; check a
+    resumed run's settings.
+
+    Writes nothing: commands call it at the door to refuse early (a folder another process is using is
+    refused as that, naming its pid), and `claim_output` checks again under the folder's lock, where it counts.
+    """
+    out = Path(out)
+    owner = lock_owner(out)
+    if owner is not None:
+        raise folder_in_use(out, owner)
+    _check_state(out, finished, resume, settings, force)
+
+
+def _check_state(out: Path, finished: str | None, resume: bool, settings: dict | None, force: bool | None) -> None:
+    if finished is not None and (out / finished).exists():
+        if force is None:
+            raise ModeconnError(f"{out} already holds a finished run ({finished}); choose another --out")
+        if not force:
+            raise ModeconnError(f"{out / finished} exists; pass --force to replace it or choose another --out")
     if (out / CHECKPOINT).exists():
         if not resume:
             raise ModeconnError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another --out")
@@ -309,24 +336,57 @@ def check_unfinished(out: Path, finished: str, resume: bool, settings: dict | No
             check_settings(out / CHECKPOINT, settings)
 
 
-@contextlib.contextmanager
-def claim_output(out: Path, finished: str | None = None, resume: bool = False, settings: dict | None = None,
-                 force: bool = False):
-    """Create OUT and hold its lock while the block runs; the checks are repeated under the lock.
+def _missing_folders(out: Path) -> list[Path]:
+    """OUT and those of its parents that do not exist yet, deepest first: what creating OUT makes."""
+    made = []
+    while not out.exists() and out != out.parent:
+        made.append(out)
+        out = out.parent
+    return made
 
-    Under torchrun rank 0 takes the lock and every rank learns whether it could.
+
+def _tidy(made: list[Path], lock_made: bool, out: Path) -> None:
+    """After a failed command, with its lock still held: remove the lock file it made and the folders it made
+    that hold nothing else."""
+    if lock_made:
+        (out / LOCK_NAME).unlink(missing_ok=True)
+    for folder in made:
+        try:
+            folder.rmdir()  # only if empty: anything the command kept (a checkpoint) keeps its folder
+        except OSError:
+            break
+
+
+@contextlib.contextmanager
+def claim_output(out: Path, finished: str | None, resume: bool = False, settings: dict | None = None,
+                 force: bool | None = None, check: Callable[[Path], object] | None = None):
+    """Create OUT, take its lock and check its state under the lock, then hold the lock while the block runs.
+
+    `finished` is the file whose presence means OUT holds a finished result (None: OUT is a workspace
+    the command continues step by step, as `demo` does); `check_unfinished` runs here, under the lock,
+    then `check(out)`, the command's own checks of what OUT holds (a partial grid, a comparison's
+    settings), which must write nothing. Two processes racing for one folder therefore cannot both
+    pass: the second is refused at once, naming the first's pid. Nothing is written before the checks
+    pass. If the block
+    fails, the lock file this claim made and the folders it made are removed where nothing else is in
+    them. Under torchrun rank 0 takes the lock and every rank learns whether it could.
     """
     out = Path(out)
-    lock, error = None, None
+    lock, error, made, lock_made = None, None, [], False
     if distributed.is_main():
         try:
+            made = _missing_folders(out)
             out.mkdir(parents=True, exist_ok=True)
+            lock_made = not (out / LOCK_NAME).exists()
             lock = FolderLock(out).acquire()
-            if finished is not None:  # another process may have finished or started here since we looked
-                check_unfinished(out, finished, resume, settings, force)
+            _check_state(out, finished, resume, settings, force)
+            if check is not None:
+                check(out)
         except (ModeconnError, OSError) as exc:
             error = exc
     if not distributed.all_agree(error is None):
+        if distributed.is_main():  # tidied while the lock is held, so no other process can be using the file
+            _tidy(made, lock_made and lock is not None, out)
         if lock is not None:
             lock.release()
         if isinstance(error, OSError):
@@ -335,6 +395,10 @@ def claim_output(out: Path, finished: str | None = None, resume: bool = False, s
     make_dir(out)  # the other ranks wait until it exists
     try:
         yield out
+    except BaseException:
+        if lock is not None:
+            _tidy(made, lock_made, out)
+        raise
     finally:
         if lock is not None:
             lock.release()
