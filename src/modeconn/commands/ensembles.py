@@ -113,6 +113,7 @@ def budget(out, epochs: int, dataset: str = "fashion-mnist", model: str | None =
                 "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
     if method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
         settings.update(method=method, volume_weight=volume_weight)
+    check_unfinished(out, None)  # a folder in use is refused as that
     _comparison_so_far(out, settings)  # at the door, and again under the lock
     with claim_output(out, None, check=lambda o: _comparison_so_far(o, settings)):
         path, state = out / "budget.json", _comparison_so_far(out, settings)

@@ -180,7 +180,8 @@ def ensemble(curve=None, points: int = 5, out=None, simplex=None, seed: int | No
     else:
         read_simplex_run(simplex)
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_file("--out", out if out is not None else Path(run) / "ensemble.json", force)
+    out = validate.output_file("--out", out if out is not None else Path(run) / "ensemble.json")
+    check_unfinished(out.parent, out.name, force=force)
     dev = join(device)
     with claim_output(out.parent, out.name, force=force):
         if curve is not None:

@@ -133,14 +133,13 @@ def output_folder(option: str, path) -> Path:
     return path
 
 
-def output_file(option: str, path, force: bool) -> Path:
-    """A file that can be written (an existing one only with --force); nothing is created yet."""
+def output_file(option: str, path) -> Path:
+    """A file that can be written; nothing is created yet. Whether one already there may be replaced is
+    `check_unfinished`'s to say (at the door and under the folder's lock)."""
     if path is None or not str(path).strip():
         raise ModeconnError(f"{option} must name a file, got an empty path")
     path = Path(path)
     if path.is_dir():
         raise ModeconnError(f"{option} {path} is a folder; name the JSON file to write, e.g. {path / 'ensemble.json'}")
-    if path.exists() and not force:
-        raise ModeconnError(f"{path} exists; pass --force to replace it or choose another {option}")
     _writable_ancestor(path.parent, option)
     return path
