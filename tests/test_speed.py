@@ -61,7 +61,9 @@ def test_channels_last_gives_the_same_metrics_and_training():
     recompute_bn(plain, data.train_batches(128, shuffle=False))
     want = evaluate(plain, data.test_batches(64))
     assert history_nhwc == pytest.approx(history_plain, rel=1e-4)
-    assert got.loss == pytest.approx(want.loss, rel=1e-4)
+    # a test loss of 0.04 after an epoch of float32 training in another memory order: measured up to 1.2e-4
+    # relative (seed 0 of 4, torch 2.13 on 2 x86 cores); a layout mix-up is off by far more
+    assert got.loss == pytest.approx(want.loss, rel=1e-3)
 
 
 def test_bf16_autocast_trains_a_curve_to_nearly_the_same_loss():
