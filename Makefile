@@ -20,7 +20,11 @@ $(VENV)/.installed: pyproject.toml requirements-cpu.txt
 system-deps:
 	@sh scripts/system_deps.sh
 
+# Lint (ruff) and the layers contract (import-linter, configured in pyproject.toml) before the tests:
+# zero findings, or the run fails.
 test: setup system-deps
+	$(PY) -m ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -rs
 
 demo: setup

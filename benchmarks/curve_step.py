@@ -24,8 +24,8 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from modeconn import Curve, Simplex
-from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.models import create_model
+from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.runtime.speed import Speed
 from modeconn.training.subspace import SPREAD, matrix_ranges, squared_cosine
 from modeconn.training.train import SPRO_VOLUME_WEIGHT, VOLUME_FLOOR

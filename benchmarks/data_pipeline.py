@@ -15,10 +15,10 @@ import time
 import torch
 from torch.nn.functional import cross_entropy
 
-from modeconn.data.augment import CropFlip
-from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import Dataset
+from modeconn.data.augment import CropFlip
 from modeconn.models import create_model
+from modeconn.runtime.cpu_memory import keep_freed_memory
 
 
 def _sync(device):
@@ -33,7 +33,7 @@ def pipeline_images_per_s(data: Dataset, batch: int, device, epochs: int) -> flo
     for _ in range(epochs):
         _sync(device)
         start, n = time.perf_counter(), 0
-        for x, y in batches:
+        for x, y in batches:  # noqa: B007 -- the last x is waited on below
             n += len(y)
         x.sum().item()  # wait for the device to finish the last batch
         _sync(device)

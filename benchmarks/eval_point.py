@@ -18,12 +18,12 @@ import time
 import torch
 
 from modeconn import Curve
-from modeconn.runtime.cpu_memory import keep_freed_memory
 from modeconn.data import Dataset, load_dataset
 from modeconn.evaluation.evaluate import evaluate, has_batchnorm, recompute_bn
+from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.recipes import RECIPES
-from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
+from modeconn.runtime.cpu_memory import keep_freed_memory
 
 
 def timed(fn, device) -> float:

@@ -12,13 +12,13 @@ import time
 import numpy as np
 import torch
 
-from modeconn.runtime.cpu_memory import keep_freed_memory
-from modeconn.data import load_dataset
 from modeconn.core.flat import parameters_vector
+from modeconn.core.plane import plane_basis
+from modeconn.data import load_dataset
+from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.recipes import RECIPES
-from modeconn.core.plane import plane_basis
-from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
+from modeconn.runtime.cpu_memory import keep_freed_memory
 
 
 def grid_weights(name, data, n, device):

@@ -47,7 +47,8 @@ def main() -> None:
     modeconn = [sys.executable, "-m", "modeconn"]
     for name, seed in (("a", 0), ("b", 1)):
         if not (work / name / "run.json").exists():
-            subprocess.run([*modeconn, "train", "--dataset", args.dataset, "--out", str(work / name), "--seed", str(seed),
+            subprocess.run([*modeconn, "train", "--dataset", args.dataset,
+                            "--out", str(work / name), "--seed", str(seed),
                             "--quiet", "--device", "cpu", *quick], check=True)
     if not (work / "ab" / "run.json").exists():
         subprocess.run([*modeconn, "connect", "--start", str(work / "a"), "--end", str(work / "b"),

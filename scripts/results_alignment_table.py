@@ -15,7 +15,8 @@ print("| path | max test error (%) | test-error barrier (%) | train-loss barrier
 print("|---|---|---|---|---|")
 for key, name in NAMES.items():
     rows = [(r["summary"][key]["test_err"]["max"], r["summary"][key]["test_err"]["barrier"],
-             r["summary"][key]["train_loss"]["barrier"], r["summary"]["length"][key]) for r in runs if key in r["arrays"]]
+             r["summary"][key]["train_loss"]["barrier"], r["summary"]["length"][key])
+            for r in runs if key in r["arrays"]]
     if not rows:
         continue
     m, s = np.mean(rows, 0), np.std(rows, 0)

@@ -28,7 +28,8 @@ errs = [n["test_err"] for n in nets]
 print(f"endpoints ({len(nets)} networks): test error {ms(errs)}%\n")
 print("| path | max test error (%) | test-error barrier (%) | train-loss barrier |")
 print("|---|---|---|---|")
-for name, vals in (("line segment", line), ("Bezier, 1 bend", rows["bezier"]), ("polychain, 1 bend", rows["polychain"])):
+for name, vals in (("line segment", line), ("Bezier, 1 bend", rows["bezier"]),
+                   ("polychain, 1 bend", rows["polychain"])):
     if vals:
         a = np.asarray(vals)
         print(f"| {name} (n={len(a)}) | {ms(a[:, 0])} | {ms(a[:, 1])} | {ms(a[:, 2], 1.0, '{:.3f}')} |")

@@ -9,7 +9,6 @@ from modeconn.commands import connect, train
 from modeconn.data import FASHION_MNIST_DIR
 
 
-
 @pytest.fixture(scope="session")
 def fashion_mnist():
     """Real Fashion-MNIST, or a skip whose reason pytest prints (-rs) where it is not installed.

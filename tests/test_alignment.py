@@ -14,14 +14,14 @@ from modeconn.alignment.connectivity import PathsResult
 from modeconn.alignment.matching import align, weight_matching
 from modeconn.alignment.repair import repair, repairable_layers, repaired_plane, repaired_points, unit_stats
 from modeconn.alignment.spec import permutation_spec, permute, random_permutation
+from modeconn.commands import plane
+from modeconn.core.flat import load_parameters_vector, parameters_vector
+from modeconn.core.plane import plane_basis
 from modeconn.data import load_mnist1d
 from modeconn.evaluation.along import eval_path
 from modeconn.evaluation.pointwise import EvalSettings
 from modeconn.models import MODELS, PreResNet, create_model
 from modeconn.reporting.report import render_report
-from modeconn.commands import plane
-from modeconn.core.flat import load_parameters_vector, parameters_vector
-from modeconn.core.plane import plane_basis
 from modeconn.storage.files import save_tensors
 from modeconn.storage.runfolder import load_curve, load_network
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from modeconn import Curve, TrainConfig, evaluate, recompute_bn, train_network
-from modeconn.evaluation.along import barrier, eval_path, line_between, metrics_along
 from modeconn.data import load_dataset
-from modeconn.models import create_model
+from modeconn.evaluation.along import barrier, eval_path, line_between, metrics_along
 from modeconn.evaluation.pointwise import METRICS, EvalSettings, PointEvaluator
+from modeconn.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def fashion_small(fashion_mnist):
 def _direct(net, data, settings):
     net = copy.deepcopy(net)
     recompute_bn(net, settings.bn_batches(data))
-    return {"train": evaluate(net, settings.train_batches(data)), "test": evaluate(net, data.test_batches(settings.batch_size))}
+    return {"train": evaluate(net, settings.train_batches(data)),
+            "test": evaluate(net, data.test_batches(settings.batch_size))}
 
 
 def test_endpoints_match_direct_evaluation_with_bn(fashion_small):

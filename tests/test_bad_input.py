@@ -407,8 +407,9 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
     commands = {_line(c).split(" ")[0] for c in CASES}
-    assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge", "ensemble", "budget",
-                        "report", "demo", "landscape", "curvature", "instability", "simplex", "eval-simplex", "subspace"}
+    assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge",
+                        "ensemble", "budget", "report", "demo", "landscape", "curvature", "instability", "simplex",
+                        "eval-simplex", "subspace"}
     assert len(CASES) >= 60
 
 

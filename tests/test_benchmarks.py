@@ -17,7 +17,8 @@ def _run(*args) -> list[str]:
 
 
 def _numbers(line: str) -> list[float]:
-    return [float(w.replace(",", "").rstrip("%")) for w in line.split() if w.replace(",", "").replace(".", "").rstrip("%").isdigit()]
+    return [float(w.replace(",", "").rstrip("%")) for w in line.split()
+            if w.replace(",", "").replace(".", "").rstrip("%").isdigit()]
 
 
 def test_curve_step_prints_every_kind_of_step_with_its_ratio():

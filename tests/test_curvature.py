@@ -9,10 +9,16 @@ from torch import nn
 from modeconn import ModeconnError
 from modeconn.commands import curvature
 from modeconn.data import load_dataset
-from modeconn.evaluation.curvature import (Curvature, HessianOperator, curvature_at, hutchinson_trace, lanczos_top,
-                                           measure_curvature_shared)
-from modeconn.runtime import distributed
+from modeconn.evaluation.curvature import (
+    Curvature,
+    HessianOperator,
+    curvature_at,
+    hutchinson_trace,
+    lanczos_top,
+    measure_curvature_shared,
+)
 from modeconn.evaluation.pointwise import EvalSettings
+from modeconn.runtime import distributed
 from modeconn.storage.runfolder import load_network
 
 QUICK = dict(device="cpu", progress=False)
@@ -126,7 +132,7 @@ def test_each_rank_measures_its_share_of_points_and_every_rank_gets_them_all_exa
         monkeypatch.setattr(distributed, "my_indices", lambda n, r=r: list(range(r, n, 2)))
         monkeypatch.setattr(distributed, "combine_rows", lambda rows: shares.append(rows.clone()) or rows)
         measured = []
-        measure_curvature_shared(3, lambda i: measured.append(i) or results[i], 2, "cpu")
+        measure_curvature_shared(3, lambda i, measured=measured: measured.append(i) or results[i], 2, "cpu")
         assert measured == list(range(r, 3, 2))
     monkeypatch.setattr(distributed, "my_indices", lambda n: [])
     monkeypatch.setattr(distributed, "combine_rows", lambda rows: rows + shares[0] + shares[1])

@@ -63,7 +63,8 @@ def test_truncated_idx_file_is_refused_by_name(tmp_path):
 
 
 def test_missing_fashion_folder_says_where_and_how(tmp_path):
-    with pytest.raises(ModeconnError, match=r"no Fashion-MNIST folder at .*nowhere.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(ModeconnError,
+                       match=r"no Fashion-MNIST folder at .*nowhere.*apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path / "nowhere")
 
 

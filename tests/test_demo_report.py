@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from modeconn.reporting.report import render_report
 from modeconn.commands import eval_curve, plane
+from modeconn.reporting.report import render_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from modeconn.errors import ModeconnError
 from modeconn.core.families import coefficients
+from modeconn.errors import ModeconnError
 
 TS = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.7, 1.0])
 

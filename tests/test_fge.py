@@ -9,9 +9,9 @@ import torch
 from modeconn import ModeconnError, evaluate
 from modeconn.data import load_mnist1d
 from modeconn.evaluation.ensemble import RunningEnsemble, expected_calibration_error
-from modeconn.training.fge import FGEConfig, fast_geometric_ensemble, snapshot_epochs
 from modeconn.models import create_model
 from modeconn.storage.runfolder import load_network
+from modeconn.training.fge import FGEConfig, fast_geometric_ensemble, snapshot_epochs
 from modeconn.training.schedule import check_cycle, fge_lr
 
 

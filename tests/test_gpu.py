@@ -11,13 +11,13 @@ import torch
 
 from modeconn.commands import connect, ensemble, eval_curve, fge, plane, train
 from modeconn.core.curve import Curve
+from modeconn.core.simplex import Simplex
 from modeconn.data import Dataset, load_mnist1d
 from modeconn.data.augment import CropFlip
 from modeconn.evaluation.evaluate import recompute_bn
 from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed
-from modeconn.core.simplex import Simplex
 from modeconn.training.subspace import train_subspace
 from modeconn.training.train import TrainConfig, train_curve, train_simplex
 
@@ -103,7 +103,8 @@ def test_augmentation_runs_on_the_gpu_with_the_cpu_draws():
     torch.testing.assert_close(x_gpu.cpu(), x_cpu)
 
 
-@pytest.mark.parametrize("settings", [Speed(amp="bf16"), Speed(channels_last=True), Speed(amp="bf16", channels_last=True),
+@pytest.mark.parametrize("settings", [Speed(amp="bf16"), Speed(channels_last=True),
+                                      Speed(amp="bf16", channels_last=True),
                                       Speed(compile=True)])
 def test_speed_settings_train_a_vgg_curve_on_gpu(settings):
     data = _cifar_shaped().to(CUDA)

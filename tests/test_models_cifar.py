@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from modeconn import Curve, ModeconnError
+from modeconn.data import load_dataset
 from modeconn.data.augment import CropFlip
 from modeconn.data.cifar import load_cifar
-from modeconn.data import load_dataset
 from modeconn.models import MODELS, create_model
 
 SHAPES = {"conv1d": (40,), "mlp": (1, 28, 28), "convbn": (1, 28, 28)}

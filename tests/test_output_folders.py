@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from modeconn.cli import main
 from modeconn.commands import simplex

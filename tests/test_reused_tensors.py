@@ -4,7 +4,6 @@ The kind (issue "Silent errors from the field", item 1): a module called twice, 
 two modules, a module registered under two names, a weight used both through its module and directly,
 a BatchNorm applied twice, a layer applied first to the input and then to hidden units.
 """
-import copy
 
 import pytest
 import torch

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from modeconn import Curve, ModeconnError, evaluate
-from modeconn.storage.files import load_tensors
+from modeconn.commands import train
 from modeconn.data import load_mnist1d
 from modeconn.evaluation.evaluate import recompute_bn
-from modeconn.commands import train
+from modeconn.storage.files import load_tensors
 from modeconn.storage.runfolder import load_curve, load_network
 
 QUICK = dict(epochs=2, lr=0.1, batch_size=256, seed=3, device="cpu", progress=False)

@@ -118,7 +118,8 @@ def test_spro_on_mnist1d_grows_a_simplex_whose_points_stay_near_the_networks_err
     data = load_mnist1d()
     net = load_network(mnist1d_runs["a"], data)
     own = split_metrics(net, data).test.err
-    simplex = grow_simplex(first_stage([net]), data, TrainConfig(epochs=10, lr=0.01, wd=5e-4, batch_size=64, seed=1), vertices=2,
+    simplex = grow_simplex(first_stage([net]), data,
+                           TrainConfig(epochs=10, lr=0.01, wd=5e-4, batch_size=64, seed=1), vertices=2,
                            volume_weight=0.01, progress=False)
     assert simplex.num_points == 3 and float(simplex.volume().detach()) > 1.0
     assert float(simplex.distances()[0, 1:].min()) > 0.5  # the vertices left the network
@@ -132,7 +133,8 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
 
     kw = dict(vertices=2, epochs=3, volume_weight=0.01, device="cpu", progress=False)
     whole = simplex_command(mnist1d_runs["a"], tmp_path / "whole", **kw)
-    assert sorted(p.name for p in (tmp_path / "whole").iterdir() if p.name[0] != ".") == ["run.json", "simplex.safetensors"]
+    assert (sorted(p.name for p in (tmp_path / "whole").iterdir() if p.name[0] != ".")
+            == ["run.json", "simplex.safetensors"])
     assert whole["vertices"] == 3 and len(whole["distances"]) == 3 and len(whole["stage_train_loss"]) == 2
     assert whole["made_with"]["device"] == "cpu" and whole["made_with"]["torch"] == torch.__version__
     assert whole["metrics"]["vertex0"]["test_err"] == pytest.approx(
@@ -161,7 +163,8 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
 
     page = report(tmp_path / "whole").read_text()
     assert (tmp_path / "whole" / "simplex_eval.png").exists()  # a triangle: its heat map, shown in the report
-    assert 'alt="test error over whole"' in page and f"has mean <b>{100 * ev['summary']['test_err']['mean']:.2f}%" in page
+    assert ('alt="test error over whole"' in page
+            and f"has mean <b>{100 * ev['summary']['test_err']['mean']:.2f}%" in page)
     assert "<td>SPRO</td>" in page and f"{whole['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first
     with pytest.raises(KeyboardInterrupt):
@@ -247,7 +250,8 @@ def test_a_complex_connects_two_networks_and_a_polychain_curve_extends_into_one(
     (mean 5.4%; the networks 3.7% and 4.4%), where the line between the networks peaks near 80%. With
     Benton's 10 epochs from lr 0.01 a vertex, the complex was at 4.6-23% (mean 13.5%). A one-bend
     polychain curve grown by one vertex (10 epochs): 30 points at 4.8-9.1% (mean 5.9%)."""
-    from modeconn.commands import connect, eval_simplex, simplex as simplex_command
+    from modeconn.commands import connect, eval_simplex
+    from modeconn.commands import simplex as simplex_command
     from modeconn.evaluation.evaluate import split_metrics
     from modeconn.storage.runfolder import load_curve, load_simplex
 

@@ -25,7 +25,8 @@ def _images(n=512, seed=0):
 
 
 def _train_without_and_with(settings, make, train, data, cfg):
-    """Train two fresh copies of one start (`make()`), plain and under `settings`: (plain, its history, fast, its history)."""
+    """Train two fresh copies of one start (`make()`), plain and under `settings`: (plain, its history, fast,
+    its history)."""
     plain, fast = make(), make()
     history_plain, _ = train(plain, data, cfg, progress=False)
     history_fast, _ = train(fast, data, cfg, progress=False, speed=settings)

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from modeconn import Curve, ModeconnError, Simplex
 from modeconn.models import create_model

@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 def _summary(command: str, result, args) -> str:
     """What a finished command prints: where it wrote and the headline figures."""
     if command == "train":
-        return f"{args.out}: test error {result['test_err']:.4f}, test loss {result['test_loss']:.4f} ({result['seconds']:.1f} s)"
+        return (f"{args.out}: test error {result['test_err']:.4f}, test loss {result['test_loss']:.4f} "
+                f"({result['seconds']:.1f} s)")
     if command == "connect":
         return (f"{args.out}: curve midpoint test error {result['midpoint_test_err']:.4f} (BN recomputed), "
                 f"length {result['length']:.3f} ({result['seconds']:.1f} s)")
@@ -38,18 +39,22 @@ def _summary(command: str, result, args) -> str:
     if command == "eval-curve":
         return (f"test error max: curve {result.stat('curve', 'test_err', 'max'):.4f}, line "
                 f"{result.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
-                f"{result.stat('curve', 'test_err', 'barrier'):.4f}, line {result.stat('line', 'test_err', 'barrier'):.4f}"
+                f"{result.stat('curve', 'test_err', 'barrier'):.4f}, line "
+                f"{result.stat('line', 'test_err', 'barrier'):.4f}"
                 f"\nwrote {args.out or args.run}/curve_eval.json and .png")
     if command == "eval-line":
         from .commands.measure import line_out
 
         return (f"line: test error max {result.stat('line', 'test_err', 'max'):.4f}, test-error barrier "
                 f"{result.stat('line', 'test_err', 'barrier'):.4f}, train-loss barrier "
-                f"{result.stat('line', 'train_loss', 'barrier'):.4f}\nwrote {line_out(args.start, args.end, args.out)}/line_eval.json and .png")
+                f"{result.stat('line', 'train_loss', 'barrier'):.4f}"
+                f"\nwrote {line_out(args.start, args.end, args.out)}/line_eval.json and .png")
     if command == "plane":
         m = result.metrics
-        return (f"plane {len(result.xs)}x{len(result.ys)}: train loss {m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, "
-                f"test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}\nwrote {args.out}/plane.npz, plane.json, plane.png")
+        return (f"plane {len(result.xs)}x{len(result.ys)}: train loss "
+                f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, "
+                f"test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}"
+                f"\nwrote {args.out}/plane.npz, plane.json, plane.png")
     if command == "landscape":
         m = result.metrics
         return (f"{result.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
@@ -75,7 +80,8 @@ def _summary(command: str, result, args) -> str:
     if command == "subspace":
         return (f"{args.out}: {args.shape} from scratch, midpoint test error {result['midpoint_test_err']:.4f} "
                 "(BN recomputed; kept as the network run " f"{args.out}/midpoint), vertices "
-                + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(len(result['distances'])))
+                + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}"
+                            for k in range(len(result['distances'])))
                 + f" ({result['seconds']:.1f} s)")
     if command == "instability":
         rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
@@ -85,11 +91,13 @@ def _summary(command: str, result, args) -> str:
     if command == "fge":
         last = result.snapshots[-1]
         return (f"FGE: {len(result.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
-                f"NLL {last['ensemble_test_nll']:.4f} (start network: {result.start_test_err}, {result.start_test_loss})"
+                f"NLL {last['ensemble_test_nll']:.4f} "
+                f"(start network: {result.start_test_err}, {result.start_test_loss})"
                 f"\nwrote {args.out}/fge.json and fge.png")
     if command == "ensemble":
         e = result.ensemble
-        return f"{'curve' if args.curve else 'simplex'} ensemble of {args.points}: test error {e.err:.4f}, NLL {e.nll:.4f}, ECE {e.ece:.4f}"
+        return (f"{'curve' if args.curve else 'simplex'} ensemble of {args.points}: test error {e.err:.4f}, "
+                f"NLL {e.nll:.4f}, ECE {e.ece:.4f}")
     if command == "budget":
         from pathlib import Path
 
@@ -136,7 +144,7 @@ def _version() -> str:
 
     import torch
 
-    from . import __version__
+    from .version import __version__
     return f"modeconn {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
 
 
@@ -146,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train one endpoint network")
-    p.add_argument("--dataset", default="mnist1d", help="mnist1d (default), fashion-mnist, fashion-mnist-32, cifar10, cifar100")
+    p.add_argument("--dataset", default="mnist1d",
+                   help="mnist1d (default), fashion-mnist, fashion-mnist-32, cifar10, cifar100")
     p.add_argument("--model", default=None, help="registry name (default: the dataset's default model)")
     p.add_argument("--keep-epochs", type=int, nargs="*", default=[],
                    help="also keep the state after these epochs as run folders OUT/epochN (e.g. FGE's start at 0.8B)")
@@ -230,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(p, along=False, repair=False, out_required=True)
     _common(p, training=False)
 
-    p = sub.add_parser("curvature", help="top Hessian eigenvalues and trace of the train loss along a curve, or at a network")
+    p = sub.add_parser("curvature", help="top Hessian eigenvalues and trace of the train loss along a curve, "
+                                         "or at a network")
     p.add_argument("run", help="a curve run (its points and the line between its endpoints) or a network run")
     p.add_argument("--points", type=int, default=None, help="evenly spaced t in [0, 1] along a curve (default 11)")
     p.add_argument("--top", type=int, default=3, help="how many of the largest eigenvalues (Lanczos)")
@@ -267,11 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _common(p)
 
-    p = sub.add_parser("subspace", help="train a line, curve or simplex of networks from scratch (Wortsman et al. 2021)")
+    p = sub.add_parser("subspace", help="train a line, curve or simplex of networks from scratch "
+                                        "(Wortsman et al. 2021)")
     p.add_argument("--dataset", default="mnist1d")
     p.add_argument("--shape", default="line", help="line, curve (one bend) or simplexK (K = 3..8 vertices)")
     p.add_argument("--spread", type=float, default=None,
-                   help="weight of the vertices' mean squared cosine similarity in the loss (default 1, Wortsman et al.'s)")
+                   help="weight of the vertices' mean squared cosine similarity in the loss "
+                        "(default 1, Wortsman et al.'s)")
     p.add_argument("--model", default=None, help="default: the dataset's recipe")
     p.add_argument("--out", required=True)
     _common(p)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import TrainConfig
 from .errors import ModeconnError
-from .training.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ RECIPES = {
     "fashion-mnist": Recipe("convbn", TrainConfig(epochs=10, lr=0.05, wd=5e-4, batch_size=128),
                             TrainConfig(epochs=10, lr=0.03, wd=5e-4, batch_size=128), FGERecipe(10, 2, 0.1, 0.0005)),
     "fashion-mnist-32": Recipe("vgg16bn", TrainConfig(epochs=30, lr=0.05, wd=5e-4, batch_size=128),
-                               TrainConfig(epochs=30, lr=0.015, wd=5e-4, batch_size=128), FGERecipe(20, 4, 0.05, 0.0005)),
+                               TrainConfig(epochs=30, lr=0.015, wd=5e-4, batch_size=128),
+                               FGERecipe(20, 4, 0.05, 0.0005)),
     # The paper's VGG16 recipe (Garipov et al. 2018; docs/cifar.md).
     "cifar10": Recipe("vgg16", TrainConfig(epochs=200, lr=0.05, wd=5e-4, batch_size=128),
                       TrainConfig(epochs=600, lr=0.015, wd=5e-4, batch_size=128), FGERecipe(40, 2, 0.05, 0.0005)),

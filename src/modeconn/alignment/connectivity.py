@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from torch import nn
 
+from ..config import TrainConfig
 from ..core.curve import Curve
 from ..data import Dataset
 from ..errors import ModeconnError
@@ -14,7 +15,7 @@ from ..evaluation.along import chord_lengths, line_between, metrics_along, summa
 from ..evaluation.evaluate import has_batchnorm
 from ..evaluation.pointwise import METRICS, EvalSettings
 from ..runtime.speed import EAGER, Speed
-from ..training.train import TrainConfig, train_curve
+from ..training.train import train_curve
 from .matching import align
 from .repair import repairable_layers, repaired_points
 
@@ -46,7 +47,7 @@ class PathsResult:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_json(cls, obj, source: str) -> "PathsResult":
+    def from_json(cls, obj, source: str) -> PathsResult:
         try:
             result = cls(**{f.name: obj[f.name] for f in fields(cls)})
             for path in result.paths():

@@ -10,5 +10,6 @@ from .network import connect, train
 from .simplex import simplex
 from .subspace import subspace
 
-__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line", "eval_simplex", "fge", "instability", "landscape", "plane", "report",
+__all__ = ["align", "budget", "connect", "connectivity", "curvature", "demo", "ensemble", "eval_curve", "eval_line",
+           "eval_simplex", "fge", "instability", "landscape", "plane", "report",
            "simplex", "subspace", "train"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..config import TrainConfig
 from ..evaluation.pointwise import EvalSettings
 from ..runtime import distributed
-from ..training.train import TrainConfig
 from . import validate
 
 

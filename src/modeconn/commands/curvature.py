@@ -1,4 +1,5 @@
-"""`modeconn curvature`: top Hessian eigenvalues and trace of the train loss along a curve and its line, or at a network."""
+"""`modeconn curvature`: top Hessian eigenvalues and trace of the train loss along a curve and its line, or at a
+network."""
 from __future__ import annotations
 
 import json
@@ -83,7 +84,7 @@ def curvature(run, out=None, points: int | None = None, top: int = 3, trace: boo
         for start in range(0, len(todo), width):
             block = todo[start:start + width]
 
-            def measure(j):
+            def measure(j, block=block):  # called within this round (the default binds it all the same)
                 name, i = block[j]
                 model = network if paths[name] is None else paths[name].model_at(ts[i])
                 return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed)
@@ -111,7 +112,7 @@ def _resume(out, fingerprint: str, force: bool) -> dict:
         return {}
     try:
         saved = read_json(out / PARTIAL)
-    except ModeconnError as exc:
+    except ModeconnError:
         if force:
             return {}
         raise ModeconnError(f"{out / PARTIAL} is truncated or corrupt, so the points it holds cannot be resumed; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModeconnError
+from ..recipes import RECIPES
 from ..reporting.report import render_report
 from ..runtime.speed import EAGER, Speed
 from ..storage.runfolder import CHECKPOINT, claim_output
@@ -12,7 +13,6 @@ from .alignment import connectivity
 from .ensembles import fge
 from .measure import ensemble, eval_curve, plane
 from .network import connect, train
-from ..recipes import RECIPES
 
 FGE_START = 40  # 0.8B of the 50-epoch MNIST-1D recipe, as in the paper: FGE then spends the last 0.2B
 

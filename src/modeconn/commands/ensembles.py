@@ -6,17 +6,17 @@ from pathlib import Path
 
 from ..data import load_dataset
 from ..errors import ModeconnError
+from ..recipes import recipe_for
 from ..reporting.plots import plot_fge
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import atomic_write, load_tensors, read_json, remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, describe_network, load_endpoints
 from ..training.budget import budget_markdown, budget_seed, summarize_budget
-from ..training.train import SPRO_VOLUME_WEIGHT
 from ..training.fge import FGEConfig, FGEResult, fast_geometric_ensemble, snapshot_epochs
 from ..training.schedule import check_cycle
+from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import join, training_config
-from ..recipes import recipe_for
 
 
 def fge(start, out, epochs: int | None = None, cycle: int | None = None, lr1: float | None = None,

@@ -20,10 +20,10 @@ from ..errors import ModeconnError
 from ..evaluation.along import PathEval, eval_path
 from ..recipes import recipe_for
 from ..reporting.plots import plot_along, plot_instability
+from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
 from ..storage.files import make_dir, read_json, remove_file, write_json
-from ..runtime import distributed
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, load_network
 from ..training.train import train_network
 from . import validate

@@ -15,10 +15,20 @@ from ..evaluation.evaluate import batchnorm_note
 from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, slice_coords
 from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
 from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..reporting.plots import plot_landscape
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
-from ..storage.runfolder import (check_unfinished, claim_output, describe_endpoints, describe_network, load_curve, load_endpoints,
-                                 load_network, read_curve_run, trajectory_states)
+from ..storage.runfolder import (
+    check_unfinished,
+    claim_output,
+    describe_endpoints,
+    describe_network,
+    load_curve,
+    load_endpoints,
+    load_network,
+    read_curve_run,
+    trajectory_states,
+)
 from . import validate
 from .common import eval_settings, join
 
@@ -136,6 +146,7 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
         result = LandscapeResult(axes, {m: values[m].reshape(shape) for m in METRICS}, summary, extra)
         # a killed slice redraws the same directions from the seed, so they are written with the result
         save_tensors(out / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
+        plot_landscape(result, out / "landscape.png")
         result.save(out)
         finish_partial(out, PARTIAL)
     return result

@@ -15,14 +15,29 @@ from ..errors import ModeconnError
 from ..evaluation.along import PathEval, eval_path
 from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
 from ..evaluation.evaluate import batchnorm_note
-from ..evaluation.plane_grid import (PARTIAL, PlaneResult, finish_partial, measure_grid, plane_fingerprint,
-                                    project_curve, read_partial)
+from ..evaluation.plane_grid import (
+    PARTIAL,
+    PlaneResult,
+    finish_partial,
+    measure_grid,
+    plane_fingerprint,
+    project_curve,
+    read_partial,
+)
 from ..evaluation.pointwise import METRICS, PointEvaluator
-from ..reporting.plots import plot_along, plot_triangle
+from ..reporting.plots import plot_along, plot_plane, plot_triangle
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import write_json
-from ..storage.runfolder import (check_unfinished, claim_output, describe_endpoints, load_curve, load_endpoints, load_simplex,
-                                 read_curve_run, read_simplex_run)
+from ..storage.runfolder import (
+    check_unfinished,
+    claim_output,
+    describe_endpoints,
+    load_curve,
+    load_endpoints,
+    load_simplex,
+    read_curve_run,
+    read_simplex_run,
+)
 from . import validate
 from .common import eval_settings, join
 
@@ -41,7 +56,8 @@ def _points(points) -> int:
 def eval_curve(run, points: int = 61, out=None, bn_samples: int | None = None, train_samples: int | None = None,
                batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
                repair: bool = False, progress: bool = True, speed: Speed = EAGER) -> PathEval:
-    """Metrics along a curve run and the line between its endpoints: curve_eval.json and .png (in the run folder or OUT)."""
+    """Metrics along a curve run and the line between its endpoints: curve_eval.json and .png (in the run folder
+    or OUT)."""
     points = _points(points)
     info = read_curve_run(run)
     settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
@@ -158,6 +174,7 @@ def plane(out, points=None, curve=None, bend: int | None = None, grid: int = 21,
             summary.update(curve_summary)
         result = PlaneResult(xs, ys, {m: values[m].reshape(grid, grid) for m in METRICS}, anchors_xy, summary,
                              curve_arrays)
+        plot_plane(result, out / "plane.png")
         result.save(out)
         finish_partial(out)
     return result
@@ -217,7 +234,8 @@ def eval_simplex(run, samples: int = 50, seed: int = 0, out=None, bn_samples: in
     weights = np.array([shape.sample_weights(gen) for _ in range(samples)])
     vertices = shape.control_points().detach()
     fingerprint = json.dumps({"run": str(Path(run).resolve()), "samples": samples, "seed": seed,
-                              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples}, sort_keys=True)
+                              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples},
+                             sort_keys=True)
     with claim_output(out, "simplex_eval.json", force=force,
                       check=lambda o: read_partial(o, SIMPLEX_PARTIAL, fingerprint, samples, force)):
         evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=speed)

@@ -11,17 +11,23 @@ from ..core.families import check_family
 from ..data import load_dataset
 from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn, split_metrics
+from ..recipes import recipe_for
 from ..runtime import distributed
 from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.files import remove_file, save_tensors, write_json
-from ..storage.runfolder import (CHECKPOINT, ModelSpec, check_unfinished, claim_output, describe_endpoints,
-                                 load_endpoints)
+from ..storage.runfolder import (
+    CHECKPOINT,
+    ModelSpec,
+    check_unfinished,
+    claim_output,
+    describe_endpoints,
+    load_endpoints,
+)
 from ..training.train import train_curve, train_network
 from . import validate
 from .common import join, training_config
-from ..recipes import recipe_for
 
 
 def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER) -> dict:

@@ -20,10 +20,26 @@ from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import check_settings, load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
-from ..storage.runfolder import (CHECKPOINT, RunInfo, check_unfinished, claim_output, describe_endpoints,
-                                 load_curve, load_endpoints, read_curve_run, read_run)
-from ..training.spro import (EPOCHS_PER_VERTEX, SPRO_LR, check_extendable, curve_complex, first_stage,
-                             grow_simplex, train_vertex)
+from ..storage.runfolder import (
+    CHECKPOINT,
+    RunInfo,
+    check_unfinished,
+    claim_output,
+    describe_endpoints,
+    load_curve,
+    load_endpoints,
+    read_curve_run,
+    read_run,
+)
+from ..training.spro import (
+    EPOCHS_PER_VERTEX,
+    SPRO_LR,
+    check_extendable,
+    curve_complex,
+    first_stage,
+    grow_simplex,
+    train_vertex,
+)
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import join, training_config
@@ -67,7 +83,8 @@ def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, d
     cfg = training_config(base, epochs, lr, wd, batch_size, seed)
     data_dir = validate.data_dir(data_dir)
     out = validate.output_folder("--out", out)
-    settings = {"start": [str(Path(s).resolve()) for s in starts] if len(starts) > 1 else str(Path(starts[0]).resolve()),
+    settings = {"start": [str(Path(s).resolve()) for s in starts] if len(starts) > 1
+                         else str(Path(starts[0]).resolve()),
                 "dataset": dataset_name, "model": model_name, "vertices": vertices, "volume_weight": volume_weight,
                 "config": cfg.to_dict()}
     check_unfinished(out, "run.json", resume, settings)

@@ -21,7 +21,7 @@ from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
-from ..training.subspace import SPREAD, squared_cosine, matrix_ranges, train_subspace
+from ..training.subspace import SPREAD, matrix_ranges, squared_cosine, train_subspace
 from . import validate
 from .common import join, training_config
 from .network import network_info, save_network_run

@@ -49,14 +49,14 @@ class Binder:
         self.placeholders = [(slots, key, slots[key]) for places in targets.values() for slots, key in places]
 
     @classmethod
-    def for_module(cls, net: nn.Module) -> "Binder | None":
+    def for_module(cls, net: nn.Module) -> Binder | None:
         """A binder for `net`, or None where only `functional_call` is safe: a module with its own
         `__setattr__` (e.g. RNNs cache their weights there) would not see tensors written this way."""
         if any(type(m).__setattr__ is not nn.Module.__setattr__ for m in net.modules()):
             return None
         canonical = {id(t): name for name, t in [*net.named_parameters(), *net.named_buffers()]}
         targets: dict[str, list[tuple[dict, str]]] = {}
-        for prefix, module in net.named_modules(remove_duplicate=False):
+        for _, module in net.named_modules(remove_duplicate=False):
             for slots in (module._parameters, module._buffers):
                 for key, tensor in slots.items():
                     if tensor is not None:

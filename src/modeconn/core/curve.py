@@ -38,7 +38,7 @@ class Curve(WeightSpan):
         self.kind = kind
 
     @classmethod
-    def through(cls, networks: list[nn.Module], kind: str = "bezier") -> "Curve":
+    def through(cls, networks: list[nn.Module], kind: str = "bezier") -> Curve:
         """A curve whose control points are these networks, every one free (a subspace trained from
         scratch, Wortsman et al. 2021): 2 networks give a line, 3 a one-bend curve."""
         check_family(kind, len(networks))

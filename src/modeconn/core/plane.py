@@ -48,7 +48,8 @@ class PlaneBasis:
         return np.array([[0.0, 0.0], [self.u_norm, 0.0], [x3, self.v_norm]])
 
     def barycentric(self, coords: np.ndarray, anchors_xy: np.ndarray) -> np.ndarray:
-        """Coefficients (a, b, c), summing to 1, with point(x, y) = a w1 + b w2 + c w3; negative outside the triangle."""
+        """Coefficients (a, b, c), summing to 1, with point(x, y) = a w1 + b w2 + c w3; negative outside the
+        triangle."""
         coords = np.asarray(coords, dtype=float).reshape(-1, 2)
         c = coords[:, 1] / self.v_norm
         b = (coords[:, 0] - c * anchors_xy[2, 0]) / self.u_norm

@@ -124,7 +124,7 @@ class Simplex(WeightSpan):
         """The barycentric weights of each face's centre (a simplex: its one centroid)."""
         return [[1.0 / len(face) if k in face else 0.0 for k in range(self.num_points)] for face in self.faces]
 
-    def grown(self) -> "Simplex":
+    def grown(self) -> Simplex:
         """One more vertex, free, at the centroid of all the present ones (which are fixed), added to
         every face (SPRO; in a complex, a new vertex that the modes share)."""
         with torch.no_grad():

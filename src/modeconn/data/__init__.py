@@ -22,7 +22,8 @@ GENERATED = {"mnist1d"}  # made in memory: a --data-dir means nothing for these
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files), 'cifar10'/'cifar100'."""
+    """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files),
+    'cifar10'/'cifar100'."""
     if name not in LOADERS:
         raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
     if data_dir is not None and name in GENERATED:

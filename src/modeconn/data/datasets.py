@@ -24,12 +24,12 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
-    def to(self, device) -> "Dataset":
+    def to(self, device) -> Dataset:
         """The same dataset with every tensor on `device`."""
         return Dataset(self.name, self.train_x.to(device), self.train_y.to(device),
                        self.test_x.to(device), self.test_y.to(device), self.num_classes, self.train_transform)
 
-    def subset(self, train: int | None = None, test: int | None = None) -> "Dataset":
+    def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first `train` training and first `test` test examples (all when None)."""
         return Dataset(self.name, self.train_x[:train], self.train_y[:train], self.test_x[:test], self.test_y[:test],
                        self.num_classes, self.train_transform)

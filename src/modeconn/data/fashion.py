@@ -79,7 +79,8 @@ def load_fashion_mnist_32(data_dir: str | os.PathLike | None = None) -> Dataset:
     """Fashion-MNIST padded to 32x32 with the paper's crop-and-flip augmentation: CIFAR-sized inputs
     for VGG/PreResNet, the scaled-down stand-in for the paper's CIFAR experiments."""
     d = load_fashion_mnist(data_dir)
-    background = float((torch.zeros(1, device="cpu") - FASHION_MEAN) / FASHION_STD)  # a black pixel, normalised as the images
+    # a black pixel, normalised as the images
+    background = float((torch.zeros(1, device="cpu") - FASHION_MEAN) / FASHION_STD)
     pad = lambda x: torch.nn.functional.pad(x, (2, 2, 2, 2), value=background)  # noqa: E731
     return Dataset("fashion-mnist-32", pad(d.train_x), d.train_y, pad(d.test_x), d.test_y, 10,
                    train_transform=CropFlip(pad_value=torch.tensor([background], device="cpu")))

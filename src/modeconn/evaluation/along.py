@@ -50,7 +50,7 @@ class PathEval:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
-    def from_json(cls, obj, source: str) -> "PathEval":
+    def from_json(cls, obj, source: str) -> PathEval:
         try:
             result = cls(**{f.name: obj.get(f.name) for f in fields(cls)})
             for path in result.paths():

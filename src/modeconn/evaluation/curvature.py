@@ -54,7 +54,7 @@ class HessianOperator:
         g = grad(self.loss_sum)
         total = torch.zeros_like(self.weights)
         for x, y in self.batches:
-            total += jvp(lambda w: g(w, x, y), (self.weights,), (v.to(self.weights.dtype),))[1]
+            total += jvp(lambda w, x=x, y=y: g(w, x, y), (self.weights,), (v.to(self.weights.dtype),))[1]
         self.products += 1
         return total / self.count
 

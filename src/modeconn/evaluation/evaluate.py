@@ -32,7 +32,8 @@ class SplitMetrics:
     train_objective: float | None = None
 
     def to_dict(self) -> dict[str, float]:
-        """The flat keys of run.json and the evaluation files: train_loss, train_err, test_loss, test_err[, train_objective]."""
+        """The flat keys of run.json and the evaluation files: train_loss, train_err, test_loss,
+        test_err[, train_objective]."""
         row = {"train_loss": self.train.loss, "train_err": self.train.err,
                "test_loss": self.test.loss, "test_err": self.test.err}
         if self.train_objective is not None:

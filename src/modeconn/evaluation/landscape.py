@@ -34,7 +34,8 @@ def slice_axes(dims: int, grid: int, half_widths) -> list[np.ndarray]:
 
 
 def slice_coords(axes: list[np.ndarray]) -> np.ndarray:
-    """Every grid point as a row: (G, 1) for a line, (G*G, 2) for a plane with x slowest (metric[i, j] at xs[i], ys[j])."""
+    """Every grid point as a row: (G, 1) for a line, (G*G, 2) for a plane with x slowest
+    (metric[i, j] at xs[i], ys[j])."""
     if len(axes) == 1:
         return axes[0][:, None]
     return np.array([(x, y) for x in axes[0] for y in axes[1]])
@@ -63,15 +64,13 @@ class LandscapeResult:
         return {**named, **self.metrics, **self.trajectory}
 
     def save(self, out: Path) -> None:
-        """Write landscape.npz, landscape.png and landscape.json (last: a folder with it is complete)."""
-        from ..reporting.plots import plot_landscape  # matplotlib only when a figure is drawn
-
+        """Write landscape.npz and landscape.json (last: a folder with it is complete). Data only: the figure
+        is `reporting.plots.plot_landscape`'s, drawn by the command before it saves."""
         save_npz(out / "landscape.npz", self.arrays())
-        plot_landscape(self, out / "landscape.png")
         write_json(out / "landscape.json", self.summary)
 
     @classmethod
-    def load(cls, out) -> "LandscapeResult":
+    def load(cls, out) -> LandscapeResult:
         """Read a finished landscape folder."""
         out = Path(out)
         arrays, summary = load_npz(out / "landscape.npz"), read_json(out / "landscape.json")

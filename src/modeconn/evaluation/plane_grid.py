@@ -1,4 +1,5 @@
-"""Metrics over a grid of points (the plane through three weight vectors, a landscape slice): resumable, sharded by whole points."""
+"""Metrics over a grid of points (the plane through three weight vectors, a landscape slice): resumable, sharded by
+whole points."""
 from __future__ import annotations
 
 import json
@@ -42,15 +43,13 @@ class PlaneResult:
         return {"xs": self.xs, "ys": self.ys, "points_xy": self.points_xy, **self.metrics, **self.curve}
 
     def save(self, out: Path) -> None:
-        """Write plane.npz, plane.png and plane.json (last: a folder with plane.json is complete)."""
-        from ..reporting.plots import plot_plane  # matplotlib only when a figure is drawn
-
+        """Write plane.npz and plane.json (last: a folder with plane.json is complete). Data only: the figure is
+        `reporting.plots.plot_plane`'s, drawn by the command before it saves."""
         save_npz(out / "plane.npz", self.arrays())
-        plot_plane(self, out / "plane.png")
         write_json(out / "plane.json", self.summary)
 
     @classmethod
-    def load(cls, out) -> "PlaneResult":
+    def load(cls, out) -> PlaneResult:
         """Read a finished plane folder."""
         out = Path(out)
         arrays, summary = load_npz(out / "plane.npz"), read_json(out / "plane.json")
@@ -77,7 +76,7 @@ def measure_grid(out: Path, coords: np.ndarray, points_at, evaluator: PointEvalu
     step = max(evaluator.chunk, ROUND_POINTS) * distributed.world_size()
     for start in range(0, len(todo), step):
         idx = todo[start:start + step]
-        rows = measure_shared(len(idx), lambda local: evaluator.many(points_at(coords[idx[local]])),
+        rows = measure_shared(len(idx), lambda local, idx=idx: evaluator.many(points_at(coords[idx[local]])),
                               evaluator.data.test_x.device)
         for j, m in enumerate(METRICS):
             values[m][idx] = rows[:, j]

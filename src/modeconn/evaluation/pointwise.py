@@ -10,11 +10,11 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.functional import cross_entropy
 
+from ..core.flat import load_parameters_vector, parameter_space
+from ..data.datasets import Dataset
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
-from ..data.datasets import Dataset
 from .evaluate import Metrics, SplitMetrics, batchnorm_layers, evaluate, recompute_bn
-from ..core.flat import load_parameters_vector, parameter_space
 
 METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
 
@@ -116,7 +116,8 @@ class PointEvaluator:
                 for mod in layers:  # the exact cumulative average with no host sync, as recompute_bn
                     mod.momentum = 1.0 / (k + 1)
                 with self.speed.autocast(block.device):
-                    bn_run(params, fbufs, ibufs, self.speed.input(item[0]))  # updates the batched running stats in place
+                    # updates the batched running stats in place
+                    bn_run(params, fbufs, ibufs, self.speed.input(item[0]))
             self.bn_passes += m
         net.eval()
         ev_run = vmap(run, in_dims=(0, 0, None, None))

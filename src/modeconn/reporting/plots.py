@@ -1,15 +1,17 @@
-"""Figures as PNG files (matplotlib, no display needed), written atomically."""
+"""Figures as PNG files, written atomically.
+
+Figures are `matplotlib.figure.Figure` objects drawn without pyplot: no global figure state and no
+backend switch, so importing modeconn leaves a notebook's matplotlib as it was.
+"""
 from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..storage.files import atomic_write  # noqa: E402
+from ..storage.files import atomic_write
 
 STYLE = {"curve": dict(color="C0", lw=2, label="curve"), "line": dict(color="C3", lw=2, ls="--", label="line segment")}
 
@@ -20,18 +22,23 @@ def _style(name: str, k: int) -> dict:
     return STYLE.get(name, dict(color=others[k % len(others)], lw=2, label=name.replace("_", " ")))
 
 
-def save_figure(fig, path) -> None:
-    """Write a figure as PNG atomically and close it."""
+def _subplots(*grid: int, **figure_options):
+    """A Figure (options as `Figure` takes them) and its grid of axes, as pyplot.subplots gives, without pyplot."""
+    fig = Figure(**figure_options)
+    return fig, fig.subplots(*grid)
+
+
+def save_figure(fig: Figure, path) -> None:
+    """Write a figure as PNG atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write(path, buf.getvalue())
 
 
 def plot_along(result, path, title: str = "") -> None:
     """Train loss and test error along t (a PathEval or PathsResult), every path on the same axes, endpoints marked."""
     t = np.asarray(result.t)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     panels = [("train_loss", "train loss (cross-entropy)", False), ("test_err", "test error (%)", True)]
     for ax, (metric, label, percent) in zip(axes, panels):
         for k, name in enumerate(result.paths()):
@@ -58,12 +65,12 @@ def _log_levels(z: np.ndarray, n: int = 20) -> np.ndarray:
 def plot_plane(result, path) -> None:
     """Contours of train loss and test error over a measured plane (a PlaneResult), points and curve drawn on."""
     xs, ys = result.xs, result.ys
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(14, 5), layout="constrained")
     panels = [("train_loss", "train loss (cross-entropy)", 1), ("test_err", "test error (%)", 100)]
     for ax, (metric, label, scale) in zip(axes, panels):
         z = result.metrics[metric].T * scale  # metric[i, j] is at (xs[i], ys[j]); contourf wants rows = y
         z = np.maximum(z, 1e-4)
-        cs = ax.contourf(xs, ys, z, levels=_log_levels(z), cmap="viridis_r", norm=matplotlib.colors.LogNorm())
+        cs = ax.contourf(xs, ys, z, levels=_log_levels(z), cmap="viridis_r", norm=LogNorm())
         fig.colorbar(cs, ax=ax, label=label, format="%.3g")
         p = result.points_xy
         ax.plot(p[:2, 0], p[:2, 1], "w--", lw=1.5, label="line segment")
@@ -91,7 +98,7 @@ def plot_landscape(result, path) -> None:
     labels = ("first principal direction", "second principal direction") if pca else \
         ("random direction 1 (filter-normalised)", "random direction 2 (filter-normalised)")
     if result.dims == 1:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+        fig, axes = _subplots(1, 2, figsize=(11, 4), layout="constrained")
         for ax, (metric, label, scale) in zip(axes, panels):
             ax.plot(result.axes[0], result.metrics[metric] * scale, color="C0", lw=2)
             ax.axvline(0, color="k", lw=0.8, ls=":")
@@ -101,10 +108,10 @@ def plot_landscape(result, path) -> None:
         axes[0].set_yscale("log")
     else:
         xs, ys = result.axes
-        fig, axes = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
+        fig, axes = _subplots(1, 2, figsize=(14, 5), layout="constrained")
         for ax, (metric, label, scale) in zip(axes, panels):
             z = np.maximum(result.metrics[metric].T * scale, 1e-4)  # contourf wants rows = y
-            cs = ax.contourf(xs, ys, z, levels=_log_levels(z), cmap="viridis_r", norm=matplotlib.colors.LogNorm())
+            cs = ax.contourf(xs, ys, z, levels=_log_levels(z), cmap="viridis_r", norm=LogNorm())
             fig.colorbar(cs, ax=ax, label=label, format="%.3g")
             if "trajectory_xy" in result.trajectory:
                 tr = result.trajectory["trajectory_xy"]
@@ -126,7 +133,7 @@ def plot_curvature(result: dict, path) -> None:
     top eigenvalues."""
     paths, t = result["paths"], np.asarray(result["t"])
     if result["kind"] == "network":
-        fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+        fig, ax = _subplots(1, 1, figsize=(5, 4), layout="constrained")
         values = paths["network"][0]["eigenvalues"]
         ax.bar(np.arange(1, len(values) + 1), values, color="C0")
         ax.set_xlabel("eigenvalue rank")
@@ -139,7 +146,7 @@ def plot_curvature(result: dict, path) -> None:
     if result["settings"]["trace"]:
         panels.append(("trace (Hutch++)", lambda r: r["trace"]))
     panels.append(("train loss", lambda r: r["train_loss"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), layout="constrained")
+    fig, axes = _subplots(1, len(panels), figsize=(5.5 * len(panels), 4), layout="constrained")
     for ax, (label, get) in zip(axes, panels):
         for k, (name, rows) in enumerate(paths.items()):
             ax.plot(t, [get(r) for r in rows], "o-", **{k2: v for k2, v in _style(name, k).items() if k2 != "ls"})
@@ -157,7 +164,7 @@ def plot_instability(result: dict, path) -> None:
     """Test-error and train-loss barriers of the line between two copies against the epoch they were spawned at."""
     rows = result["per_spawn"]
     k = [r["spawn"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(11, 4), layout="constrained")
     axes[0].plot(k, [100 * r["test_err_barrier"] for r in rows], "o-", color="C0", lw=2)
     axes[0].axhline(100 * result["stable_below"], color="k", ls=":", label=f"{100 * result['stable_below']:.0f}% "
                     "(stable below, Frankle et al.)")
@@ -178,7 +185,7 @@ def plot_fge(result: dict, path) -> None:
     """Ensemble vs single-snapshot test error and NLL (an FGEResult) against snapshots taken and epochs spent."""
     recs = result.snapshots
     k = [r["snapshot"] for r in recs]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(11, 4), layout="constrained")
     for ax, (own, ens, label, scale) in zip(axes, [("test_err", "ensemble_test_err", "test error (%)", 100),
                                                    ("test_nll", "ensemble_test_nll", "test NLL", 1)]):
         ax.plot(k, [r[own] * scale for r in recs], "o--", color="C7", label="single snapshot")
@@ -197,7 +204,8 @@ def plot_fge(result: dict, path) -> None:
     save_figure(fig, path)
 
 
-def plot_triangle(weights: np.ndarray, test_err: np.ndarray, corners: list[float] | None, path, title: str = "") -> None:
+def plot_triangle(weights: np.ndarray, test_err: np.ndarray, corners: list[float] | None, path,
+                  title: str = "") -> None:
     """Test error over a 2-simplex: a heat map interpolated between the measured points (dots), the
     vertices marked (with their own errors in the interpolation when given)."""
     import matplotlib.tri as mtri
@@ -207,7 +215,7 @@ def plot_triangle(weights: np.ndarray, test_err: np.ndarray, corners: list[float
     values = np.asarray(test_err, dtype=float)
     if corners is not None:
         xy, values = np.vstack([xy, corner_xy]), np.concatenate([values, corners])
-    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    fig, ax = _subplots(1, 1, figsize=(5.6, 4.8))
     shown = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), 100 * values, shading="gouraud", cmap="viridis")
     fig.colorbar(shown, ax=ax, label="test error (%)")
     ax.plot(*(weights @ corner_xy).T, ".", color="white", ms=3, alpha=0.7)

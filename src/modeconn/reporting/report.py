@@ -15,7 +15,8 @@ from ..storage.files import atomic_write, read_json
 from ..storage.runfolder import read_run
 from ..training.fge import FGEResult
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;\
+padding:0 1em;color:#222;line-height:1.5}
 h1{font-size:1.8em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
@@ -159,7 +160,8 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
 def _along_note(r: PathEval, f: Path, root: Path) -> str:
     bn = r.settings.get("bn_samples")
     recomputed = ("" if r.settings.get("batchnorm") is False else  # older files did not say: BN assumed
-                  f"; BatchNorm statistics recomputed at every point ({'a subset of ' + str(bn) if bn else 'full pass'})")
+                  "; BatchNorm statistics recomputed at every point "
+                  f"({'a subset of ' + str(bn) if bn else 'full pass'})")
     text = (f"<p class=note>{len(r.t)} evenly spaced points{recomputed}. Source: <code>{_rel(f, root)}</code>.</p>")
     png = f.with_suffix(".png")
     return text + (_img(png, f"metrics along {f.parent.name}") if png.exists() else "")
@@ -309,7 +311,8 @@ def _fge_text(r: FGEResult, f: Path) -> str:
                      f"<code>{html.escape(full.parent.name)}</code> reaches test error {_pct(net['test_err'])} and "
                      f"NLL {net['test_loss']:.4f}: here FGE {verdict} it on both.")
         if r.swa:
-            text += f" Averaging their weights instead (SWA) gives {_pct(r.swa['test_err'])}, NLL {r.swa['test_nll']:.4f}."
+            text += (f" Averaging their weights instead (SWA) gives {_pct(r.swa['test_err'])}, "
+                     f"NLL {r.swa['test_nll']:.4f}.")
         text += "</p>"
     table = _table(["snapshot", "epoch", "lr", "its test error", "its NLL", "ensemble error", "ensemble NLL",
                     "ensemble ECE"], rows)
@@ -323,7 +326,8 @@ def render_report(root) -> Path:
     if not root.is_dir():
         raise ModeconnError(f"{root} is not a folder: pass a folder holding modeconn runs")
     body = "".join([_networks(root), _along(root), _simplexes(root), _connectivity(root), _planes(root),
-                    _section(root, "landscape.json", "Slices of the loss landscape", "landscape slice", _landscape_text),
+                    _section(root, "landscape.json", "Slices of the loss landscape", "landscape slice",
+                             _landscape_text),
                     _section(root, "curvature.json", "Curvature along paths", "curvature", _curvature_text),
                     _section(root, "instability.json", "When do networks become linearly connected? (instability "
                              "analysis)", "instability", _instability_text),

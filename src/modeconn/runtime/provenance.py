@@ -5,11 +5,11 @@ import platform
 
 import torch
 
+from ..version import __version__
+
 
 def made_with(device) -> dict:
     """The versions and the device (a GPU by name) that produced a run."""
-    from .. import __version__  # the package is fully imported by the time a run is written
-
     device = torch.device(device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return {"modeconn": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": where}

@@ -1,4 +1,5 @@
-"""Files a researcher can trust: atomic writes, safetensors, JSON and NPZ, loaded safely and refused by name when corrupt."""
+"""Files a researcher can trust: atomic writes, safetensors, JSON and NPZ, loaded safely and refused by name when
+corrupt."""
 from __future__ import annotations
 
 import io
@@ -12,9 +13,9 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ..runtime import distributed
-from ..errors import ModeconnError
 from ..core.flat import check_same_architecture
+from ..errors import ModeconnError
+from ..runtime import distributed
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:

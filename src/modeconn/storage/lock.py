@@ -68,7 +68,7 @@ class FolderLock:
         self.path = Path(folder) / LOCK_NAME
         self.fd: int | None = None
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
             owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"

@@ -6,17 +6,17 @@ share a dataset and an architecture and hold finite floating-point weights.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..core.curve import Curve
 from ..core.families import FAMILIES
-from ..core.simplex import Simplex
 from ..core.flat import check_same_architecture
+from ..core.simplex import Simplex
 from ..data import Dataset, load_dataset
 from ..errors import ModeconnError
 from ..models import create_model
@@ -97,11 +97,13 @@ def read_run(folder) -> RunInfo:
     folder = Path(folder)
     if folder.is_file() and folder.name != "run.json":
         raise ModeconnError(f"{folder} is a file, not a run folder: pass the folder modeconn wrote "
-                            f"(the one holding run.json{', e.g. ' + str(folder.parent) if (folder.parent / 'run.json').exists() else ''})")
+                            "(the one holding run.json"
+                            f"{', e.g. ' + str(folder.parent) if (folder.parent / 'run.json').exists() else ''})")
     path = folder if folder.name == "run.json" else folder / "run.json"
     raw = read_json(path)
     if not isinstance(raw, dict):
-        raise ModeconnError(f"{path} must hold a JSON object, got {type(raw).__name__}; rerun the command that wrote it")
+        raise ModeconnError(f"{path} must hold a JSON object, got {type(raw).__name__}; "
+                            "rerun the command that wrote it")
     kind = _field(raw, "kind", str, path)
     if kind not in ("network", "curve", "simplex"):
         raise ModeconnError(f"{path}: field 'kind' must be 'network', 'curve' or 'simplex', got {kind!r}")
@@ -272,7 +274,8 @@ def read_simplex_run(run_dir) -> RunInfo:
     """Read a simplex run's run.json, refusing any other kind of run by name."""
     info = read_run(run_dir)
     if info.kind != "simplex":
-        raise ModeconnError(f"{run_dir} is a {info.kind} run, not a simplex: pass a folder written by `modeconn simplex`")
+        raise ModeconnError(f"{run_dir} is a {info.kind} run, not a simplex: "
+                            "pass a folder written by `modeconn simplex`")
     if _field(info.raw, "vertices", int, info.path) < 2:
         raise ModeconnError(f"{info.path}: field 'vertices' must be >= 2; rerun `modeconn simplex`")
     if not (Path(run_dir) / "simplex.safetensors").exists():
@@ -288,7 +291,8 @@ def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Si
     state = load_tensors(file)
     fixed = state.get("fixed_mask")
     if fixed is None or fixed.dtype != torch.bool or fixed.numel() != info.raw["vertices"]:
-        raise ModeconnError(f"{file} does not hold a simplex of {info.raw['vertices']} vertices; rerun `modeconn simplex`")
+        raise ModeconnError(f"{file} does not hold a simplex of {info.raw['vertices']} vertices; "
+                            "rerun `modeconn simplex`")
     faces = state.get("face_mask")
     if faces is None:  # written before complexes: one face of every vertex
         faces = state["face_mask"] = torch.ones(1, fixed.numel(), dtype=torch.bool, device="cpu")

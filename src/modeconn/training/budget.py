@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from ..config import TrainConfig
 from ..data.datasets import Dataset
 from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
 from ..evaluation.evaluate import recompute_bn
@@ -24,7 +25,7 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from .fge import FGEConfig, fast_geometric_ensemble
 from .spro import SPRO_LR, first_stage, grow_simplex
-from .train import SPRO_VOLUME_WEIGHT, TrainConfig, train_network
+from .train import SPRO_VOLUME_WEIGHT, train_network
 
 ESPRO_SAMPLES = 10  # points drawn from the simplex for its ensemble
 
@@ -67,7 +68,8 @@ def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, l
 
     fge_net = make_model()
     fge_net.load_state_dict(kept["state"])
-    cfg = FGEConfig(epochs=fge_1b + (B if two_budgets else 0), cycle=cycle, lr1=lr1, lr2=lr2, momentum=train_cfg.momentum,
+    cfg = FGEConfig(epochs=fge_1b + (B if two_budgets else 0), cycle=cycle,
+                    lr1=lr1, lr2=lr2, momentum=train_cfg.momentum,
                     wd=train_cfg.wd, batch_size=train_cfg.batch_size, seed=seed + 2000)
     result = fast_geometric_ensemble(fge_net, data, cfg, optimizer_state=kept["optim"], progress=progress, speed=speed)
     for label, spent in (("fge@1B", fge_1b), ("fge@2B", fge_1b + B)):

@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from ..config import TrainConfig
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
 from ..evaluation.ensemble import RunningEnsemble, member_record
@@ -22,7 +23,7 @@ from ..evaluation.evaluate import evaluate, recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
 from .schedule import check_cycle, fge_lr
-from .train import TrainConfig, fit
+from .train import fit
 
 
 @dataclass
@@ -75,8 +76,9 @@ class FGEResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "swa_state"}
 
     @classmethod
-    def from_json(cls, obj: dict, source: str = "fge.json") -> "FGEResult":
-        if not isinstance(obj, dict) or not isinstance(obj.get("snapshots"), list) or not isinstance(obj.get("config"), dict):
+    def from_json(cls, obj: dict, source: str = "fge.json") -> FGEResult:
+        if (not isinstance(obj, dict) or not isinstance(obj.get("snapshots"), list)
+                or not isinstance(obj.get("config"), dict)):
             raise ModeconnError(f"{source} is not an FGE result (no snapshots list or config); rerun `modeconn fge`")
         known = {f.name for f in fields(cls)} - {"swa_state"}
         return cls(**{k: v for k, v in obj.items() if k in known})

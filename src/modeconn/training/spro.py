@@ -6,12 +6,13 @@ import copy
 import torch
 from torch import nn
 
+from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
-from ..errors import ModeconnError
 from ..data.datasets import Dataset
+from ..errors import ModeconnError
 from .schedule import cosine_lr
-from .train import SPRO_VOLUME_WEIGHT, TrainConfig, train_simplex
+from .train import SPRO_VOLUME_WEIGHT, train_simplex
 
 EPOCHS_PER_VERTEX, SPRO_LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
 
@@ -36,7 +37,8 @@ def check_extendable(kind: str, bends: int) -> None:
     """Refuse a curve whose bends lie off it: only a one-bend polygonal chain is a complex of its segments."""
     if kind != "polychain" or bends != 1:
         raise ModeconnError(f"a {kind} curve of {bends} bend(s) cannot be extended into a simplex: only a one-bend "
-                            "polychain curve can (its bend lies on the curve); connect with --curve polychain --bends 1")
+                            "polychain curve can (its bend lies on the curve); "
+                            "connect with --curve polychain --bends 1")
 
 
 def curve_complex(curve: Curve) -> Simplex:

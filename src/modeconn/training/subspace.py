@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import cross_entropy
 
+from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
-from .train import TrainConfig, fit
+from .train import fit
 
 SPREAD = 1.0  # Wortsman et al.'s beta for lines, curves and simplexes
 

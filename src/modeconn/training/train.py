@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -11,30 +10,16 @@ from torch import nn
 from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
-from ..runtime import distributed
-from ..runtime.speed import EAGER, Speed
-from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
+from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
+from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
+from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
 from .schedule import paper_lr
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of one training run (SGD with momentum and the paper's schedule)."""
-
-    epochs: int = 30
-    lr: float = 0.05
-    momentum: float = 0.9
-    wd: float = 5e-4
-    batch_size: int = 128
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
@@ -121,7 +106,8 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
             on_epoch_end(epoch, optimizer)
         if checkpoint is not None:
             tensors, meta = extra_state.get_extra() if extra_state is not None else ({}, {})
-            save_checkpoint(checkpoint, Checkpoint(module.state_dict(), optimizer_tensors(optimizer), epoch + 1, history,
+            save_checkpoint(checkpoint, Checkpoint(module.state_dict(), optimizer_tensors(optimizer),
+                                                   epoch + 1, history,
                                                    settings, tensors, meta or {}))
     bar.close()
     return history, optimizer
@@ -190,7 +176,8 @@ def _data_parallel(module: nn.Module):
     # A curve's or simplex's buffers (fixed points, BN statistics at the control points) never change while it
     # trains: broadcasting them from rank 0 before every step would send two networks' worth each time.
     # (torch >= 2.13 names the option forward_sync_buffers; older releases broadcast_buffers.)
-    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+    sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
+            else "broadcast_buffers")
     return ddp(module, device_ids=[device.index] if device.type == "cuda" else None,
                **{sync: not isinstance(module, WeightSpan)})
 
