@@ -132,6 +132,7 @@ CASES = [
     ("train --out {out} --batch-size 0", "--batch-size must be a positive integer"),
     ("train --out {out} --batch-size -5", "--batch-size must be a positive integer"),
     ("train --out {out} --seed -1", "--seed must be an integer >= 0"),
+    ("train --out {out} --seed 99999999999999999999999", "--seed must be below 2**63"),
     ("train --out {out} --keep-epochs 0", "--keep-epochs must be a positive integer"),
     ("train --out {out} --epochs 5 --keep-epochs 9", "--keep-epochs 9 is outside 1..5"),
     ("train --out {out} --model nosuch", "unknown model 'nosuch'"),

@@ -124,3 +124,5 @@ def test_killed_slice_resumes_to_the_same_arrays(tmp_path, mnist1d_runs, monkeyp
     for k, v in whole.items():
         np.testing.assert_array_equal(resumed[k], v, err_msg=k)
     assert not (tmp_path / "cut/landscape.partial.npz").exists()
+    seeded = landscape(tmp_path / "seeded", **{**kw, "seed": 1})
+    assert seeded.summary["settings"]["seed"] == 1  # the directions' seed, not the evaluation subset's

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
+from modeconn import ModeconnError
 from modeconn.cli import main
 from modeconn.commands import simplex
 from modeconn.storage import files, runfolder
@@ -181,3 +183,51 @@ def test_subspace_records_its_shape_in_normal_form(tmp_path):
     assert code == 0
     info = json.loads((tmp_path / "s" / "run.json").read_text())
     assert info["subspace"]["shape"] == "simplex3"
+
+
+def test_a_partial_grid_that_does_not_hold_its_points_is_refused_and_force_starts_over(tmp_path):
+    """A partial file with the right fingerprint but arrays of the wrong shape or type is corrupt, and --force
+    ignores whatever a partial file holds (before: a matching one was reused, fake values and all)."""
+    from modeconn.evaluation.plane_grid import read_partial
+    from modeconn.evaluation.pointwise import METRICS
+    from modeconn.storage.files import save_npz
+
+    good = {"done": np.ones(4, dtype=bool), "fingerprint": np.array("F"), **{m: np.full(4, 0.5) for m in METRICS}}
+    save_npz(tmp_path / "p.npz", good)
+    done, values = read_partial(tmp_path, "p.npz", "F", 4)
+    assert done.all() and (values["test_err"] == 0.5).all()
+    done, values = read_partial(tmp_path, "p.npz", "F", 4, force=True)
+    assert not done.any() and np.isnan(values["test_err"]).all()
+    for broken in ({"test_err": np.full(3, 0.5)}, {"done": np.ones((2, 2), dtype=bool)}, {"done": np.ones(4)},
+                   {"train_loss": np.array(["a"] * 4)}):
+        save_npz(tmp_path / "p.npz", {**good, **broken})
+        with pytest.raises(ModeconnError, match="does not hold 4 points"):
+            read_partial(tmp_path, "p.npz", "F", 4)
+
+
+@pytest.mark.parametrize("row", [{}, 5, {"eigenvalues": []}, {"eigenvalues": "abc"}, {"eigenvalues": [float("nan")]},
+                                 {"converged": "yes"}, {"lanczos_steps": -7}, {"train_loss": None}])
+def test_a_curvature_partial_with_rows_that_are_not_measurements_is_refused(row, tmp_path):
+    from modeconn.commands.curvature import PARTIAL, _resume
+
+    good = {"eigenvalues": [2.0, 1.0], "trace": None, "trace_stderr": None, "train_loss": 0.1, "lanczos_steps": 9,
+            "converged": True}
+    (tmp_path / PARTIAL).write_text(json.dumps({"fingerprint": "F", "done": {"curve": [good, None]}}))
+    assert _resume(tmp_path, "F", False, ["curve", "line"], 2) == {"curve": [good, None]}
+    bad = row if not isinstance(row, dict) or not row else {**good, **row}
+    (tmp_path / PARTIAL).write_text(json.dumps({"fingerprint": "F", "done": {"curve": [good, bad]}}))
+    with pytest.raises(ModeconnError, match="truncated or corrupt"):
+        _resume(tmp_path, "F", False, ["curve", "line"], 2)
+    assert _resume(tmp_path, "F", True, ["curve", "line"], 2) == {}  # --force starts over
+
+
+def test_a_link_in_place_of_the_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "K"
+    folder.mkdir()
+    (folder / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(ModeconnError, match="a link or a folder is in its place"):
+        with runfolder.claim_output(folder, "r.json"):
+            pass
+    assert victim.read_text() == "precious"

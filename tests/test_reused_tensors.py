@@ -172,3 +172,50 @@ def test_repair_refuses_a_layer_reached_twice():
         repairable_layers(_net(Twice), torch.randn(2, 4))
     with pytest.raises(ModeconnError, match="reached more than once"):
         repairable_layers(_net(TiedAcrossModules), torch.randn(2, 4))
+
+
+# Ops that return several tensors, and parametrized layers: the tracer cannot follow their units, so what
+# they touch stays fixed and is named (before: chunk/split dropped every later layer from the spec, and
+# permute changed the function by up to 1.5 with nothing in spec.fixed).
+class Gated(nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.op, self.inp, self.hid, self.out = op, nn.Linear(8, 32), nn.Linear(16, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        if self.op == "chunk":
+            a, b = h.chunk(2, dim=1)
+        elif self.op == "split":
+            a, b = torch.split(h, 16, dim=1)
+        elif self.op == "unbind":
+            a, b = torch.stack(h.unbind(0)).chunk(2, dim=1)
+        else:  # sort over the batch: values and indices
+            a, b = torch.sort(h, dim=0)[0].chunk(2, dim=1)
+        return self.out(torch.relu(self.hid(a * b)))
+
+
+@pytest.mark.parametrize("op", ["chunk", "split", "unbind", "sort"])
+def test_an_op_returning_several_tensors_is_fixed_and_named_and_the_function_kept(op):
+    net, x = _net(lambda: Gated(op)), torch.randn(16, 8)
+    spec = permutation_spec(net, x[:2])
+    assert any("returns several tensors" in f for f in spec.fixed), spec.fixed
+    for seed in range(3):
+        with torch.no_grad():
+            assert torch.allclose(net(x), permute(net, spec, random_permutation(spec, seed))(x), atol=1e-6)
+    if spec.groups:  # what the op does not touch may still move, and alignment keeps b's function
+        aligned, _ = align(net, permute(net, spec, random_permutation(spec, 1)), method="weights", example_input=x[:2])
+        with torch.no_grad():
+            assert torch.allclose(aligned(x), net(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("wrap", [nn.utils.parametrizations.weight_norm, nn.utils.parametrizations.spectral_norm])
+def test_a_parametrized_layer_stays_fixed_and_permute_keeps_the_function(wrap):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), wrap(nn.Linear(16, 16)), nn.ReLU(), nn.Linear(16, 3)).eval()
+    x = torch.randn(16, 8)
+    spec = permutation_spec(net, x[:2])
+    assert any("a parametrized layer" in f for f in spec.fixed), spec.fixed
+    with torch.no_grad():
+        want = net(x)
+        assert torch.allclose(permute(net, spec, random_permutation(spec, 0))(x), want, atol=1e-6)

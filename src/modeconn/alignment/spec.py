@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from ..core.binding import tied_names
 from ..errors import ModeconnError
@@ -296,6 +296,9 @@ class _Tracer:
                                dict(self.tied), reused)
 
     def module(self, node: fx.Node, mod: nn.Module) -> None:
+        if nn.utils.parametrize.is_parametrized(mod):  # its weight is computed, not a tensor permute can move
+            return self.unknown(node, f"{type(mod).__name__}: a parametrized layer (weight_norm, spectral_norm, ...) "
+                                      "computes its weight, which a permutation cannot move")
         x = node.args[0] if node.args else None
         lab, shape, name = self.label(x), self.shape(x), node.target
         out_shape = self.shape(node)
@@ -375,6 +378,11 @@ class _Tracer:
     def function(self, node: fx.Node) -> None:
         target, args = node.target, node.args
         lab = self.label(args[0]) if args else None
+        meta = node.meta.get("tensor_meta")  # one TensorMetadata (itself a NamedTuple), or a tuple of them
+        if isinstance(meta, (tuple, list)) and not isinstance(meta, TensorMetadata) and any(
+                self.label(a) is not None for a in node.all_input_nodes):
+            # chunk, split, unbind, sort, cummax...: where each piece's units go is not followed
+            return self.unknown(node, f"{getattr(target, '__name__', target)} returns several tensors")
         if self.shape(node) is None:  # not a tensor (x.shape, x.size(0)): nothing moves
             self.labels[node] = None
         elif target in ELEMENTWISE_FUNCTIONS or target in ELEMENTWISE_METHODS:

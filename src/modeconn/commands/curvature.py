@@ -3,13 +3,14 @@ network."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ModeconnError
 from ..evaluation.along import line_between
-from ..evaluation.curvature import curvature_at, measure_curvature_shared
+from ..evaluation.curvature import Curvature, curvature_at, measure_curvature_shared
 from ..evaluation.evaluate import has_batchnorm
 from ..reporting.plots import plot_curvature
 from ..runtime import distributed
@@ -74,8 +75,9 @@ def curvature(run, out=None, points: int | None = None, top: int = 3, trace: boo
               **settings.__dict__}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
-    with claim_output(out, "curvature.json", force=force, check=lambda o: _resume(o, fingerprint, force)):
-        done = _resume(out, fingerprint, force)
+    with claim_output(out, "curvature.json", force=force,
+                      check=lambda o: _resume(o, fingerprint, force, paths, len(ts))):
+        done = _resume(out, fingerprint, force, paths, len(ts))
         todo = [(name, i) for name in paths for i, row in enumerate(done.setdefault(name, [None] * len(ts)))
                 if row is None]
         total = len(paths) * len(ts)
@@ -106,21 +108,37 @@ def curvature(run, out=None, points: int | None = None, top: int = 3, trace: boo
     return result
 
 
-def _resume(out, fingerprint: str, force: bool) -> dict:
-    """The points a killed run with the same settings measured; another run's partial is refused unless force."""
-    if not (out / PARTIAL).exists():
+def _resume(out, fingerprint: str, force: bool, paths=(), points: int = 0) -> dict:
+    """The points a killed run with the same settings measured ({path: [row or None] * points}); a corrupt
+    partial, or another run's, is refused; `force` starts over whatever the file holds."""
+    if force or not (out / PARTIAL).exists():
         return {}
+    corrupt = ModeconnError(f"{out / PARTIAL} is truncated or corrupt, so the points it holds cannot be resumed; "
+                            "pass --force to start over, or choose another --out")
     try:
         saved = read_json(out / PARTIAL)
     except ModeconnError:
-        if force:
-            return {}
-        raise ModeconnError(f"{out / PARTIAL} is truncated or corrupt, so the points it holds cannot be resumed; "
-                            "pass --force to start over, or choose another --out") from None
-    if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and isinstance(saved.get("done"), dict):
-        return saved["done"]
-    if not force:
+        raise corrupt from None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
         raise ModeconnError(f"{out / PARTIAL} was started with other settings; rerun the same command, choose "
                             "another --out, or pass --force to start over")
-    return {}
+    done = saved.get("done")
+    if not isinstance(done, dict) or set(done) - set(paths) or any(
+            not isinstance(rows, list) or len(rows) != points
+            or any(row is not None and not _a_measured_point(row) for row in rows) for rows in done.values()):
+        raise corrupt
+    return done
+
+
+def _a_measured_point(row) -> bool:
+    """Whether a partial file's row reads back as a Curvature record of finite numbers."""
+    try:
+        record = Curvature(**row)  # exactly its fields, or TypeError
+    except TypeError:
+        return False
+    if not isinstance(record.eigenvalues, list) or not record.eigenvalues or not isinstance(record.converged, bool) \
+            or not isinstance(record.lanczos_steps, int) or record.lanczos_steps < 1:
+        return False
+    numbers = [*record.eigenvalues, record.train_loss] + ([record.trace] if record.trace is not None else [])
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
 

@@ -136,8 +136,9 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
         values = measure_grid(out, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
         shape = (grid,) * dims
         summary = {"centre": centre.source, "dims": dims, "directions": directions,
-                   "settings": {"grid": grid, "span": span, "seed": seed, "bn_directions": bn_directions,
-                                "chunk": chunk, **settings.__dict__},
+                   # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
+                   "settings": {**{k: v for k, v in settings.__dict__.items() if k != "seed"}, "grid": grid,
+                                "span": span, "seed": seed, "bn_directions": bn_directions, "chunk": chunk},
                    "direction_norms": [float(d.double().norm()) for d in dirs],
                    "half_widths": half, "grid_index": "metric[i, j] is at (xs[i], ys[j])",
                    "batchnorm": batchnorm_note(centre.model),

@@ -35,6 +35,8 @@ def nonnegative_int(option: str, value) -> int:
     """An integer >= 0."""
     if _number(option, value, int) < 0:
         raise ModeconnError(f"{option} must be an integer >= 0, got {value}")
+    if value >= 2 ** 63:  # torch's generators and indices take 64-bit signed integers
+        raise ModeconnError(f"{option} must be below 2**63, got {value}")
     return value
 
 

@@ -97,23 +97,23 @@ def read_partial(out: Path, partial: str, fingerprint: str, n: int, force: bool 
     done = np.zeros(n, dtype=bool)
     values = {m: np.full(n, np.nan) for m in METRICS}
     path = out / partial
-    if not path.exists():
+    if force or not path.exists():  # --force starts over, whatever the file holds
         return done, values
     try:
         saved = load_npz(path)
     except ModeconnError:
-        if force:
-            return done, values
         raise ModeconnError(f"{path} is truncated or corrupt, so the points it holds cannot be resumed; pass --force "
                             "to start over, or choose another --out") from None
     same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
-    if not same and not force:
+    if not same:
         raise ModeconnError(f"{path} was started with other settings; rerun the same command, "
                             "choose another --out, or pass --force to start over")
-    if same and all(m in saved for m in METRICS) and "done" in saved and len(saved["done"]) == n:
-        done = saved["done"].astype(bool)
-        values = {m: saved[m] for m in METRICS}
-    return done, values
+    arrays = {"done": saved.get("done"), **{m: saved.get(m) for m in METRICS}}
+    if any(a is None or a.shape != (n,) for a in arrays.values()) or arrays["done"].dtype != np.bool_ \
+            or any(arrays[m].dtype.kind != "f" for m in METRICS):
+        raise ModeconnError(f"{path} does not hold {n} points of {', '.join(METRICS)} and their done flags "
+                            "(corrupt); pass --force to start over, or choose another --out")
+    return arrays["done"], {m: arrays[m].astype(np.float64) for m in METRICS}
 
 
 def finish_partial(out: Path, partial: str = PARTIAL) -> None:

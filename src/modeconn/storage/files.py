@@ -57,9 +57,9 @@ def _write_replace(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         if isinstance(exc, OSError):  # a full disk, an I/O error, a permission lost mid-run: say so in one line
             kept = f"the previous {path.name} is kept as it was" if had else "nothing of it was left"
-            raise ModeconnError(f"could not write {path} ({exc.strerror or exc}); {kept}, and what the run wrote "
-                                "before stays (a checkpoint continues with --resume); free space or fix "
-                                "permissions, then rerun") from None
+            raise ModeconnError(f"could not write {path} ({exc.strerror or exc}); {kept}; free space or fix "
+                                "permissions, then rerun (a training run continues from its last checkpoint "
+                                "with --resume)") from None
         raise
 
 

@@ -49,7 +49,7 @@ def lock_owner(folder: Path) -> str | None:
     Not for a process that holds the lock itself: a second descriptor of the same file would see it as taken.
     """
     try:
-        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:  # no lock file, or not ours to read: nobody this check can see holds it
         return None
     try:
@@ -69,7 +69,12 @@ class FolderLock:
         self.fd: int | None = None
 
     def acquire(self) -> FolderLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a link planted as the lock file must not make us write the pid into its target
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            raise ModeconnError(f"cannot use {self.path} as the folder's lock file ({exc.strerror}: a link or a "
+                                "folder is in its place); remove it, or choose another --out") from None
         if not _try_lock(fd):
             owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
