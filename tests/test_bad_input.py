@@ -344,6 +344,10 @@ CASES = [
     ("report {empty}", "holds no modeconn results"),
     ("report {report}", "run.json is truncated or corrupt"),
     ("demo --out {file}", "is a file, not a folder"),
+    # info
+    ("info {missing}", "does not exist"),
+    ("info {file}", "is a file, not a run folder"),
+    ("info {report}", "run.json is truncated or corrupt"),
     ("demo --out {out} --device tpu9", "--device must be"),
     # Resumable commands: a corrupt partial result, or one started with other settings, is refused before
     # anything is written (the listing assertion covers every file, directions.safetensors included).
@@ -407,10 +411,9 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(line, message, bad,
 
 
 def test_the_table_covers_every_command_with_at_least_sixty_cases():
-    commands = {_line(c).split(" ")[0] for c in CASES}
-    assert commands == {"align", "connectivity", "train", "connect", "eval-curve", "eval-line", "plane", "fge",
-                        "ensemble", "budget", "report", "demo", "landscape", "curvature", "instability", "simplex",
-                        "eval-simplex", "subspace"}
+    from modeconn.commands import COMMANDS
+
+    assert {_line(c).split(" ")[0] for c in CASES} == set(COMMANDS)
     assert len(CASES) >= 60
 
 
@@ -422,7 +425,7 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_lower(error, mnist1
     def exhausted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(sys.modules["modeconn.commands.measure"], "eval_path", exhausted)
+    monkeypatch.setattr(sys.modules["modeconn.commands.eval_curve"], "eval_path", exhausted)
     code = main(["eval-curve", str(mnist1d_runs["ab"]), "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

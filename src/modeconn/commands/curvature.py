@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -14,25 +15,49 @@ from ..evaluation.curvature import Curvature, curvature_at, measure_curvature_sh
 from ..evaluation.evaluate import has_batchnorm
 from ..reporting.plots import plot_curvature
 from ..runtime import distributed
-from ..runtime.speed import EAGER, Speed
 from ..storage.files import read_json, remove_file, write_json
 from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_curve, load_endpoints, read_run
 from . import validate
 from .common import eval_settings, join
+from .options import REQUIRED, EvalOptions, option
+from .registry import command
 
 PARTIAL = "curvature.partial.json"
 
 
-def curvature(run, out=None, points: int | None = None, top: int = 3, trace: bool = False, probes: int | None = None,
-              steps: int = 100, seed: int = 0, bn_samples: int | None = None, train_samples: int | None = None,
-              batch_size: int = 1000, data_dir: str | None = None, device: str = "auto", force: bool = False,
-              progress: bool = True, speed: Speed = EAGER) -> dict:
+@dataclass
+class CurvatureOptions(EvalOptions):
+    run: str = option(REQUIRED, "a curve run (its points and the line between its endpoints) or a network run",
+                      positional=True)
+    out: str | None = option(None, "the folder to write in (default: the run folder)")
+    points: int | None = option(None, "evenly spaced t in [0, 1] along a curve (default 11)")
+    top: int = option(3, "how many of the largest eigenvalues (Lanczos)")
+    trace: bool = option(False, "also estimate the Hessian's trace (Hutch++)")
+    probes: int | None = option(None, "Hessian-vector products for --trace (default 100)")
+    steps: int = option(100, "at most this many Lanczos steps per point")
+    seed: int = option(0, "seed of the Lanczos start and the trace's probes")
+
+
+def _summary(result: dict, o: CurvatureOptions) -> str:
+    rows = [f"  {name} t={t:.2f}: top eigenvalues {', '.join(f'{v:.4g}' for v in r['eigenvalues'])}"
+            + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
+            + ("  (estimates: Lanczos did not converge within --steps)" if r.get("converged") is False else "")
+            for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
+    return "\n".join(rows + [f"wrote {o.out or o.run}/curvature.json and curvature.png"])
+
+
+@command("curvature", CurvatureOptions, help="top Hessian eigenvalues and trace of the train loss along a curve, "
+                                              "or at a network", summary=_summary)
+def curvature(o: CurvatureOptions) -> dict:
     """Curvature of the train loss at `points` t along a curve run and the line between its endpoints, or at
     one network: OUT/curvature.json and curvature.png (OUT defaults to the run folder).
 
     Eigenvalues by Lanczos (at most `steps` Hessian-vector products each), the trace by Hutch++ with
     `probes` products. A killed run restarted with the same command skips the points already measured.
     """
+    run, out, points, top, trace, probes, steps = o.run, o.out, o.points, o.top, o.trace, o.probes, o.steps
+    seed, bn_samples, train_samples, batch_size = o.seed, o.bn_samples, o.train_samples, o.batch_size
+    data_dir, device, force, progress, speed = o.data_dir, o.device, o.force, o.progress, o.speed
     info = read_run(run)
     if info.kind not in ("curve", "network"):
         raise ModeconnError(f"{run} is a {info.kind} run: pass a network or a curve run")

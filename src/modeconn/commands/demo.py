@@ -1,34 +1,50 @@
-"""`modeconn demo` (the whole story on MNIST-1D in a few minutes on 2 CPU cores) and `modeconn report`."""
+"""`modeconn demo`: the whole story on MNIST-1D in a few minutes on 2 CPU cores, ending in report.html."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModeconnError
 from ..recipes import RECIPES
 from ..reporting.report import render_report
-from ..runtime.speed import EAGER, Speed
 from ..storage.runfolder import CHECKPOINT, claim_output
 from . import validate
-from .alignment import connectivity
-from .ensembles import fge
-from .measure import ensemble, eval_curve, plane
-from .network import connect, train
+from .connect import connect
+from .connectivity import connectivity
+from .ensemble import ensemble
+from .eval_curve import eval_curve
+from .fge import fge
+from .options import DeviceOptions, option
+from .plane import plane
+from .registry import command
+from .train import train
 
 FGE_START = 40  # 0.8B of the 50-epoch MNIST-1D recipe, as in the paper: FGE then spends the last 0.2B
+
+
+@dataclass
+class DemoOptions(DeviceOptions):
+    out: str = option("runs/demo", "the folder the runs and report.html go in")
 
 
 def _step(n: int, total: int, text: str) -> None:
     print(f"[{n}/{total}] {text}", flush=True)
 
 
-def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Speed = EAGER) -> Path:
+def _summary(report: Path, o: DemoOptions) -> str:
+    return f"results in {o.out}; open {report}"
+
+
+@command("demo", DemoOptions, help="the whole pipeline on MNIST-1D, ending in report.html", summary=_summary)
+def demo(o: DemoOptions) -> Path:
     """Train two networks, connect them, evaluate, align them, draw the plane, run FGE, write the report.
 
     Finished steps are skipped, so an interrupted demo continues where it stopped.
     """
-    out = validate.output_folder("--out", out)
-    validate.device(device)
-    common = dict(device=device, progress=progress, speed=speed)
+    began = time.time()
+    out = validate.output_folder("--out", o.out)
+    validate.device(o.device)
+    common = o.device_options()
     recipe = RECIPES["mnist1d"]
     total = 9
     with claim_output(out, None):  # a workspace: finished steps are skipped
@@ -36,7 +52,7 @@ def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Sp
             run = out / "ab"[i]
             _step(i + 1, total, f"training network {'ab'[i]} (MNIST-1D, seed {seed})")
             if not (run / "run.json").exists():
-                train(run, "mnist1d", seed=seed, keep_epochs=(FGE_START,), resume=(run / CHECKPOINT).exists(),
+                train(run, "mnist1d", seed=seed, keep_epochs=[FGE_START], resume=(run / CHECKPOINT).exists(),
                       **common)
         for i, kind in enumerate(("bezier", "polychain")):
             _step(3 + i, total, f"fitting a {kind} curve between them and evaluating it against the line (61 points)")
@@ -62,11 +78,6 @@ def demo(out="runs/demo", device: str = "auto", progress: bool = True, speed: Sp
         if not (out / "bezier" / "ensemble.json").exists():
             ensemble(out / "bezier", points=5, **common)
         _step(9, total, "writing the report")
-        return render_report(out)
-
-
-def report(dir) -> Path:
-    """Write DIR/report.html describing every modeconn result under DIR."""
-    if dir is None or not str(dir).strip() or not Path(dir).is_dir():
-        raise ModeconnError(f"{dir!r} is not a folder: pass a folder holding modeconn runs")
-    return render_report(validate.output_folder("DIR", dir))
+        report = render_report(out)
+    print(f"demo finished in {time.time() - began:.0f} s", flush=True)
+    return report

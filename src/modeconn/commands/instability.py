@@ -9,7 +9,7 @@ copies are dealt to the ranks and train side by side, and the lines are measured
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +21,51 @@ from ..evaluation.along import PathEval, eval_path
 from ..recipes import recipe_for
 from ..reporting.plots import plot_along, plot_instability
 from ..runtime import distributed
-from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
 from ..storage.files import make_dir, read_json, remove_file, write_json
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, load_network
 from ..training.train import train_network
 from . import validate
-from .common import eval_settings, join, training_config
-from .network import network_info, save_network_run
+from .common import eval_settings, join, network_info, save_network_run, training_config
+from .options import REQUIRED, TrainingOptions, option
+from .registry import command
 
 STABLE = 0.02  # Frankle et al.: a test-error barrier under 2% counts as linearly connected
 COPY_SEED = 1000  # copy i trains with seed + COPY_SEED * (i + 1): its own data order and dropout
 
 
-def instability(out, dataset: str = "mnist1d", spawn=(0, 1, 2, 5, 10, 20), model: str | None = None,
-                epochs: int | None = None, lr: float | None = None, wd: float | None = None,
-                batch_size: int | None = None, seed: int = 0, points: int = 11, same_order: bool = False,
-                bn_samples: int | None = None, train_samples: int | None = None, data_dir: str | None = None,
-                device: str = "auto", resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
+@dataclass
+class InstabilityOptions(TrainingOptions):
+    out: str = option(REQUIRED, "the folder to write instability.json, .png and the copies in")
+    dataset: str = option("mnist1d", "the dataset")
+    spawn: list[int] = option([0, 1, 2, 5, 10, 20], "epochs at which two copies are spawned from the parent",
+                              nargs="+")
+    model: str | None = option(None, "registry name (default: the dataset's default model)")
+    points: int = option(11, "points along each line between two copies")
+    same_order: bool = option(False, "both copies see one data order (a check: no barrier)")
+    bn_samples: int | None = option(None, "recompute BatchNorm on this many training examples")
+    train_samples: int | None = option(None, "train metrics on a random subset")
+
+
+def _summary(result: dict, o: InstabilityOptions) -> str:
+    rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
+            f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in result["per_spawn"]]
+    return "\n".join(rows + [f"first stable spawn epoch: {result['first_stable_spawn']}",
+                              f"wrote {o.out}/instability.json and instability.png"])
+
+
+@command("instability", InstabilityOptions, help="from which epoch two copies on different data orders stay "
+                                                  "linearly connected (Frankle et al. 2020)", summary=_summary)
+def instability(o: InstabilityOptions) -> dict:
     """Barriers between two copies spawned at each epoch in `spawn`: OUT/instability.json and .png.
 
     `same_order` trains both copies with one data order (a check: they must come out identical).
     A killed run continues with --resume and the same settings.
     """
+    out, dataset, spawn, model, epochs, lr, wd = o.out, o.dataset, o.spawn, o.model, o.epochs, o.lr, o.wd
+    batch_size, seed, points, same_order, bn_samples = o.batch_size, o.seed, o.points, o.same_order, o.bn_samples
+    train_samples, data_dir, device, resume, progress = o.train_samples, o.data_dir, o.device, o.resume, o.progress
+    speed = o.speed
     recipe = recipe_for(dataset)
     spec = ModelSpec(validate.model_name(model) or recipe.model, {})
     cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)

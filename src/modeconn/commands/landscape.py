@@ -16,7 +16,6 @@ from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, 
 from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_landscape
-from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
 from ..storage.runfolder import (
     check_unfinished,
@@ -31,6 +30,8 @@ from ..storage.runfolder import (
 )
 from . import validate
 from .common import eval_settings, join
+from .options import REQUIRED, EvalOptions, option
+from .registry import command
 
 DIRECTIONS = ("random", "pca")
 
@@ -70,11 +71,35 @@ def load_centre(run, curve, t, data_dir, device) -> Centre:
     return Centre(ends.nets[0], ends.data, ends.sources[0].wd, {"network": str(run)})
 
 
-def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, grid: int = 21, span: float = 1.0,
-              directions: str = "random", trajectory=None, seed: int = 0, bn_directions: bool = False,
-              bn_samples: int | None = None, train_samples: int | None = None, batch_size: int = 1000,
-              chunk: int | None = None, data_dir: str | None = None, device: str = "auto", force: bool = False,
-              progress: bool = True, speed: Speed = EAGER) -> LandscapeResult:
+@dataclass
+class LandscapeOptions(EvalOptions):
+    out: str = option(REQUIRED, "the folder to write landscape.npz, .json, .png and directions.safetensors in")
+    run: str | None = option(None, "the network at the centre (or --curve RUN --t T)", positional=True, nargs="?")
+    curve: str | None = option(None, "a curve run: the centre is its point at --t")
+    t: float | None = option(None, "the curve's point at the centre (default 0.5)")
+    dims: int = option(2, "1 (a line) or 2 (a plane)")
+    grid: int = option(21, "grid points per direction")
+    span: float = option(1.0, "half-width of the grid: in direction units (random), or times the trajectory's "
+                              "extent (pca)")
+    directions: str = option("random", "filter-normalised random directions, or the principal directions of "
+                                       "--trajectory", choices=DIRECTIONS)
+    trajectory: str | None = option(None, "a network run trained with --keep-every K (for pca)")
+    seed: int = option(0, "seed of the random directions")
+    bn_directions: bool = option(False, "move biases and BatchNorm parameters too (default: they stay, as in "
+                                        "Li et al.)")
+    chunk: int | None = option(None, "grid points evaluated at once with torch.func.vmap")
+
+
+def _summary(result: LandscapeResult, o: LandscapeOptions) -> str:
+    m = result.metrics
+    return (f"{result.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
+            f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}.."
+            f"{m['test_err'].max():.4f}\nwrote {o.out}/landscape.npz, landscape.json, landscape.png")
+
+
+@command("landscape", LandscapeOptions,
+         help="loss and error over a 1-D or 2-D slice around a network (Li et al. 2018)", summary=_summary)
+def landscape(o: LandscapeOptions) -> LandscapeResult:
     """Metrics over a G (1-D) or G x G (2-D) grid around a network along filter-normalised random directions
     (Li et al. 2018) or a trajectory's principal directions: landscape.npz/.json/.png, directions.safetensors.
 
@@ -82,6 +107,10 @@ def landscape(out, run=None, curve=None, t: float | None = None, dims: int = 2, 
     trajectory's largest projection for PCA. A killed slice restarted with the same command
     computes only the missing points.
     """
+    out, run, curve, t, dims, grid, span = o.out, o.run, o.curve, o.t, o.dims, o.grid, o.span
+    directions, trajectory, seed, bn_directions = o.directions, o.trajectory, o.seed, o.bn_directions
+    bn_samples, train_samples, batch_size, chunk = o.bn_samples, o.train_samples, o.batch_size, o.chunk
+    data_dir, device, force, progress, speed = o.data_dir, o.device, o.force, o.progress, o.speed
     t = check_centre(run, curve, t)
     if dims not in (1, 2) or isinstance(dims, bool):
         raise ModeconnError(f"--dims must be 1 or 2, got {dims}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..core.simplex import Simplex
@@ -17,7 +17,6 @@ from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
 from ..runtime.provenance import made_with
-from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import check_settings, load_checkpoint
 from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
 from ..storage.runfolder import (
@@ -43,19 +42,46 @@ from ..training.spro import (
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import join, training_config
+from .options import REQUIRED, TrainingOptions, option
+from .registry import command
 
 MAX_VERTICES = 8  # free vertices grown around one network; each costs a full stage of training
 
 
-def simplex(start, out, vertices: int = 2, volume_weight: float | None = None, dataset: str | None = None,
-            model: str | None = None, epochs: int | None = None, lr: float | None = None, wd: float | None = None,
-            batch_size: int | None = None, seed: int = 0, data_dir: str | None = None, device: str = "auto",
-            resume: bool = False, progress: bool = True, speed: Speed = EAGER) -> dict:
+@dataclass
+class SimplexOptions(TrainingOptions):
+    start: list[str] = option(REQUIRED, "a trained network (run folder or weights file); several: a complex "
+                                        "connecting them through shared vertices; or a one-bend polychain curve "
+                                        "run, to extend", nargs="+")
+    out: str = option(REQUIRED, "the simplex run folder to write")
+    vertices: int = option(2, "free vertices to grow, one at a time, each trained --epochs (default 10) with a "
+                              "cosine schedule from --lr (default 0.01)")
+    volume_weight: float | None = option(None, "weight of -log(volume + 1e-4) in the loss (default: Benton et "
+                                               "al.'s, 1e-8)")
+    dataset: str | None = option(None, "override the network's dataset")
+    model: str | None = option(None, "override the network's model")
+
+
+def _summary(result: dict, o: SimplexOptions) -> str:
+    centre = (f"centroid test error {result['centroid_test_err']:.4f}" if "centroid_test_err" in result else
+              "face centres' test errors " + ", ".join(f"{e:.4f}" for e in result["face_centres_test_err"]))
+    return (f"{o.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; {centre} "
+            f"(BN recomputed), vertices "
+            + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result['vertices']))
+            + f" ({result['seconds']:.1f} s)")
+
+
+@command("simplex", SimplexOptions, help="grow a low-loss simplex around a trained network (SPRO, Benton et "
+                                          "al. 2021)", summary=_summary)
+def simplex(o: SimplexOptions) -> dict:
     """Grow `vertices` free vertices around START into OUT: simplex.safetensors and run.json.
 
     START is one network (SPRO), several (a mode-connecting complex: each network with the vertices
     they share) or a one-bend polychain curve run (its two segments extended by shared vertices).
     """
+    start, out, vertices, volume_weight, dataset = o.start, o.out, o.vertices, o.volume_weight, o.dataset
+    model, epochs, lr, wd, batch_size, seed = o.model, o.epochs, o.lr, o.wd, o.batch_size, o.seed
+    data_dir, device, resume, progress, speed = o.data_dir, o.device, o.resume, o.progress, o.speed
     starts = [start] if isinstance(start, (str, Path)) else list(start)
     vertices = validate.positive_int("--vertices", vertices)
     if vertices > MAX_VERTICES:

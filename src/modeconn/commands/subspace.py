@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -18,13 +19,13 @@ from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn, recompute_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
-from ..runtime.speed import EAGER, Speed
 from ..storage.files import remove_file, save_tensors, write_json
 from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
 from ..training.subspace import SPREAD, matrix_ranges, squared_cosine, train_subspace
 from . import validate
-from .common import join, training_config
-from .network import network_info, save_network_run
+from .common import join, network_info, save_network_run, training_config
+from .options import REQUIRED, TrainingOptions, option
+from .registry import command
 from .simplex import MAX_VERTICES
 
 SHAPES = "line, curve or simplexK (K vertices, 3 to 8)"
@@ -42,11 +43,30 @@ def vertex_count(shape: str) -> int:
     raise ModeconnError(f"--shape {shape!r} is not a subspace shape: choose {SHAPES}")
 
 
-def subspace(out, dataset: str = "mnist1d", shape: str = "line", spread: float | None = None, model: str | None = None,
-             epochs: int | None = None, lr: float | None = None, wd: float | None = None, batch_size: int | None = None,
-             seed: int = 0, data_dir: str | None = None, device: str = "auto", resume: bool = False,
-             progress: bool = True, speed: Speed = EAGER) -> dict:
+@dataclass
+class SubspaceOptions(TrainingOptions):
+    out: str = option(REQUIRED, "the run folder to write")
+    dataset: str = option("mnist1d", "the dataset")
+    shape: str = option("line", "line, curve (one bend) or simplexK (K = 3..8 vertices)")
+    spread: float | None = option(None, "weight of the vertices' mean squared cosine similarity in the loss "
+                                        "(default 1, Wortsman et al.'s)")
+    model: str | None = option(None, "default: the dataset's recipe")
+
+
+def _summary(result: dict, o: SubspaceOptions) -> str:
+    return (f"{o.out}: {result['subspace']['shape']} from scratch, midpoint test error "
+            f"{result['midpoint_test_err']:.4f} (BN recomputed; kept as the network run {o.out}/midpoint), vertices "
+            + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(len(result['distances'])))
+            + f" ({result['seconds']:.1f} s)")
+
+
+@command("subspace", SubspaceOptions, help="train a line, curve or simplex of networks from scratch "
+                                            "(Wortsman et al. 2021)", summary=_summary)
+def subspace(o: SubspaceOptions) -> dict:
     """Train a SHAPE subspace from scratch into OUT; returns its run.json."""
+    out, dataset, shape, spread, model, epochs, lr = o.out, o.dataset, o.shape, o.spread, o.model, o.epochs, o.lr
+    wd, batch_size, seed, data_dir, device, resume = o.wd, o.batch_size, o.seed, o.data_dir, o.device, o.resume
+    progress, speed = o.progress, o.speed
     recipe = recipe_for(dataset)
     k = vertex_count(shape)
     shape = shape if k < 3 or shape == "curve" else f"simplex{k}"  # recorded in its normal form: simplex03 is simplex3

@@ -1,0 +1,51 @@
+"""`modeconn eval-curve`: metrics along a curve and along the line between its endpoints."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..alignment.repair import repairable_layers, repaired_points
+from ..evaluation.along import PathEval, eval_path
+from ..storage.runfolder import check_unfinished, claim_output, load_curve, read_curve_run
+from . import validate
+from .common import eval_settings, join, path_points, write_path_eval
+from .options import REPAIR_HELP, REQUIRED, EvalOptions, option
+from .registry import command
+
+
+@dataclass
+class EvalCurveOptions(EvalOptions):
+    run: str = option(REQUIRED, "a curve run folder (from connect)", positional=True)
+    points: int = option(61, "evenly spaced t in [0, 1] (paper: 61)")
+    out: str | None = option(None, "the folder to write in (default: the run folder)")
+    repair: bool = option(False, REPAIR_HELP)
+
+
+def _summary(result: PathEval, o: EvalCurveOptions) -> str:
+    return (f"test error max: curve {result.stat('curve', 'test_err', 'max'):.4f}, line "
+            f"{result.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
+            f"{result.stat('curve', 'test_err', 'barrier'):.4f}, line "
+            f"{result.stat('line', 'test_err', 'barrier'):.4f}"
+            f"\nwrote {o.out or o.run}/curve_eval.json and .png")
+
+
+@command("eval-curve", EvalCurveOptions, help="metrics along a curve and along the line between its endpoints",
+         summary=_summary)
+def eval_curve(o: EvalCurveOptions) -> PathEval:
+    """Metrics along a curve run and the line between its endpoints: curve_eval.json and .png (in the run folder
+    or OUT)."""
+    points = path_points(o.points)
+    info = read_curve_run(o.run)
+    settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
+    data_dir = validate.data_dir(o.data_dir)
+    out = validate.output_folder("--out", o.out if o.out is not None else o.run)
+    check_unfinished(out, "curve_eval.json", force=o.force)
+    dev = join(o.device)
+    curve, info, data = load_curve(o.run, dev, data_dir)
+    if o.repair:
+        repairable_layers(curve.model_at(0.0), data.train_x[:2])
+    with claim_output(out, "curve_eval.json", force=o.force):
+        result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
+                           o.speed, repaired_points(settings.bn_batches(data)) if o.repair else None)
+        result.run = str(o.run)
+        write_path_eval(out, result, "curve_eval", f"{info.curve.kind} curve vs line, {info.dataset}")
+    return result

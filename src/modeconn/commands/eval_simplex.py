@@ -1,0 +1,89 @@
+"""`modeconn eval-simplex`: metrics at points drawn uniformly from a simplex, and their distribution."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..evaluation.evaluate import batchnorm_note
+from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
+from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..reporting.plots import plot_triangle
+from ..storage.files import write_json
+from ..storage.runfolder import check_unfinished, claim_output, load_simplex, read_simplex_run
+from . import validate
+from .common import eval_settings, join
+from .options import REQUIRED, EvalOptions, option
+from .registry import command
+
+SIMPLEX_PARTIAL = "simplex_eval.partial.npz"
+
+
+@dataclass
+class EvalSimplexOptions(EvalOptions):
+    run: str = option(REQUIRED, "a simplex run folder (from simplex)", positional=True)
+    samples: int = option(50, "points drawn uniformly (Dirichlet(1)) from the simplex")
+    seed: int = option(0, "seed of the draws")
+    out: str | None = option(None, "the folder to write in (default: the run folder)")
+
+
+def _summary(result: dict, o: EvalSimplexOptions) -> str:
+    t = result["summary"]["test_err"]
+    return (f"{result['samples']} points: test error mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
+            f"max {t['max']:.4f}\nwrote {o.out or o.run}/simplex_eval.json")
+
+
+@command("eval-simplex", EvalSimplexOptions,
+         help="metrics at points drawn uniformly from a simplex, and their distribution", summary=_summary)
+def eval_simplex(o: EvalSimplexOptions) -> dict:
+    """Metrics at points drawn uniformly from a simplex run, and their distribution: simplex_eval.json
+    (in the run folder or OUT). Resumable and sharded like a plane's grid."""
+    samples = validate.positive_int("--samples", o.samples)
+    seed = validate.nonnegative_int("--seed", o.seed)
+    info = read_simplex_run(o.run)
+    settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
+    data_dir = validate.data_dir(o.data_dir)
+    out = validate.output_folder("--out", o.out if o.out is not None else o.run)
+    check_unfinished(out, "simplex_eval.json", force=o.force)
+    dev = join(o.device)
+    shape, info, data = load_simplex(o.run, dev, data_dir)
+    gen = torch.Generator().manual_seed(seed)
+    weights = np.array([shape.sample_weights(gen) for _ in range(samples)])
+    vertices = shape.control_points().detach()
+    fingerprint = json.dumps({"run": str(Path(o.run).resolve()), "samples": samples, "seed": seed,
+                              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples},
+                             sort_keys=True)
+    with claim_output(out, "simplex_eval.json", force=o.force,
+                      check=lambda folder: read_partial(folder, SIMPLEX_PARTIAL, fingerprint, samples, o.force)):
+        evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=o.speed)
+        values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
+                              @ vertices, evaluator, fingerprint, o.force, o.progress, SIMPLEX_PARTIAL)
+        result = {"run": str(o.run), "samples": samples, "seed": seed, "settings": settings.__dict__,
+                  "batchnorm": batchnorm_note(shape.net),
+                  "weights": weights.tolist(),
+                  **{m: values[m].tolist() for m in METRICS},
+                  "summary": {m: _distribution(values[m]) for m in METRICS}}
+        write_json(out / "simplex_eval.json", result)
+        if shape.num_points == 3:  # a triangle: its heat map
+            plot_triangle(weights, values["test_err"], _vertex_errors(info), out / "simplex_eval.png")
+        finish_partial(out, SIMPLEX_PARTIAL)
+    return result
+
+
+def _vertex_errors(info) -> list[float] | None:
+    """The vertices' test errors as the simplex run measured them (BN recomputed), where it holds them."""
+    metrics = info.raw.get("metrics")
+    try:
+        return [float(metrics[f"vertex{k}"]["test_err"]) for k in range(3)]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _distribution(values: np.ndarray) -> dict:
+    """Mean, spread and quantiles of one metric over the sampled points."""
+    q05, median, q95 = np.quantile(values, [0.05, 0.5, 0.95])
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()), "q05": float(q05),
+            "median": float(median), "q95": float(q95), "max": float(values.max())}

@@ -1,0 +1,134 @@
+"""`modeconn plane`: metrics over a grid in the plane through three networks or a curve's start, end and bend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..alignment.repair import repairable_layers, repaired_plane
+from ..core.flat import parameters_vector
+from ..core.plane import grid_axes, plane_basis
+from ..errors import ModeconnError
+from ..evaluation.plane_grid import (
+    PARTIAL,
+    PlaneResult,
+    finish_partial,
+    measure_grid,
+    plane_fingerprint,
+    project_curve,
+    read_partial,
+)
+from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..reporting.plots import plot_plane
+from ..storage.runfolder import (
+    check_unfinished,
+    claim_output,
+    describe_endpoints,
+    load_curve,
+    load_endpoints,
+    read_curve_run,
+)
+from . import validate
+from .common import eval_settings, join
+from .options import REQUIRED, EvalOptions, option
+from .registry import command
+
+
+@dataclass
+class PlaneOptions(EvalOptions):
+    out: str = option(REQUIRED, "the folder to write plane.npz, plane.json and plane.png in")
+    points: list[str] | None = option(None, "three networks: w1 w2 w3", nargs=3, metavar="RUN")
+    curve: str | None = option(None, "a curve run: the plane through its start, end and a bend")
+    bend: int | None = option(None, "which bend (1..bends) spans the plane; default the middle")
+    grid: int = option(21, "grid points per side (paper: 21)")
+    margin: float = option(0.2, "margin on each side, as a fraction of the span")
+    chunk: int | None = option(None, "grid points evaluated at once with torch.func.vmap (default 1; measured "
+                                     "slower on CPU, may pay for small nets on a GPU)")
+    repair: bool = option(False, "REPAIR each point's unit statistics (networks without BatchNorm; "
+                                 "Jordan et al. 2023)")
+
+
+def _summary(result: PlaneResult, o: PlaneOptions) -> str:
+    m = result.metrics
+    return (f"plane {len(result.xs)}x{len(result.ys)}: train loss "
+            f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, "
+            f"test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}"
+            f"\nwrote {o.out}/plane.npz, plane.json, plane.png")
+
+
+@command("plane", PlaneOptions, help="metrics over a grid in the plane through three networks or a curve",
+         summary=_summary)
+def plane(o: PlaneOptions) -> PlaneResult:
+    """The G x G grid in the plane through three networks or a curve's start, end and bend: plane.npz/.json/.png.
+
+    A killed plane restarted with the same command computes only the missing points. With `repair`,
+    each point gets REPAIR's statistics, the barycentric combination of the three anchors'.
+    """
+    if (o.points is None) == (o.curve is None):
+        raise ModeconnError("give either --points A B C or --curve RUN")
+    if o.points is not None and len(o.points) != 3:
+        raise ModeconnError(f"--points takes exactly three networks, got {len(o.points)}")
+    grid = validate.positive_int("--grid", o.grid)
+    margin = o.margin
+    grid_axes(np.zeros((1, 2)), grid, validate.nonnegative_float("--margin", margin))
+    chunk = validate.optional(validate.positive_int, "--chunk", o.chunk) or 1  # vmap was slower on 2 CPU cores
+    bend = validate.optional(validate.positive_int, "--bend", o.bend)
+    data_dir = validate.data_dir(o.data_dir)
+    out = validate.output_folder("--out", o.out)
+    check_unfinished(out, "plane.json", force=o.force)
+    if o.curve is not None:
+        info = read_curve_run(o.curve)
+        if info.curve.bends < 1:
+            raise ModeconnError(f"{o.curve} is a line (0 bends): it spans no plane; use --points with a third "
+                                "network")
+        k = (info.curve.bends + 1) // 2 if bend is None else bend
+        if k > info.curve.bends:
+            raise ModeconnError(f"--bend must be between 1 and {info.curve.bends} for {o.curve}, got {bend}")
+        settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
+        dev = join(o.device)
+        path, info, data = load_curve(o.curve, dev, data_dir)
+        cp = path.control_points().detach()
+        anchors, template, sources = (cp[0], cp[-1], cp[k]), path.model_at(0.0), str(o.curve)
+        anchor_nets = [path.control_model(i) for i in (0, path.num_points - 1, k)] if o.repair else []
+    else:
+        if bend is not None:
+            raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
+        described = describe_endpoints(o.points)
+        settings = eval_settings(described[0].wd, o.batch_size, o.bn_samples, o.train_samples)
+        dev = join(o.device)
+        ends = load_endpoints(described, data_dir, dev)
+        path, k, data, template = None, None, ends.data, ends.nets[0]
+        anchors, sources = tuple(parameters_vector(n) for n in ends.nets), [str(p) for p in o.points]
+        anchor_nets = ends.nets
+    if o.repair:
+        repairable_layers(template, data.train_x[:2])
+    basis = plane_basis(*anchors)
+    anchors_xy = basis.anchor_coords(anchors[2])
+    xs, ys = grid_axes(anchors_xy, grid, margin)
+    coords = np.array([(x, y) for x in xs for y in ys])
+    fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis,
+                                    o.repair)
+    with claim_output(out, "plane.json", force=o.force,
+                      check=lambda folder: read_partial(folder, PARTIAL, fingerprint, len(coords), o.force)):
+        evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=o.speed)
+        points_at = repaired_plane(basis, anchors_xy, anchor_nets, settings.bn_batches(data)) if o.repair else None
+        values = measure_grid(out, coords, points_at or basis.points, evaluator, fingerprint, o.force, o.progress)
+        summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
+                   "settings": {"grid": grid, "margin": margin, "chunk": chunk, "repair": o.repair,
+                                **settings.__dict__},
+                   "sources": sources if o.points is not None else {"curve": sources, "bend": k},
+                   "points_xy": anchors_xy.tolist(), "grid_index": "metric[i, j] is at (xs[i], ys[j])"}
+        if o.repair:
+            outside = int((basis.barycentric(coords, anchors_xy) < -1e-12).any(1).sum())
+            summary["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
+                                 "from the three anchors', a target std below zero clamped to zero"}
+        curve_arrays = {}
+        if path is not None:
+            curve_arrays, curve_summary = project_curve(basis, path)
+            summary.update(curve_summary)
+        result = PlaneResult(xs, ys, {m: values[m].reshape(grid, grid) for m in METRICS}, anchors_xy, summary,
+                             curve_arrays)
+        plot_plane(result, out / "plane.png")
+        result.save(out)
+        finish_partial(out)
+    return result

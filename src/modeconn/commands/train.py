@@ -1,0 +1,79 @@
+"""`modeconn train`: train one network into a run folder."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data import load_dataset
+from ..errors import ModeconnError
+from ..recipes import recipe_for
+from ..storage.files import remove_file
+from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
+from ..training.train import train_network
+from . import validate
+from .common import join, network_info, save_network_run, training_config
+from .options import REQUIRED, TrainingOptions, option
+from .registry import command
+
+
+@dataclass
+class TrainOptions(TrainingOptions):
+    out: str = option(REQUIRED, "the run folder to write")
+    dataset: str = option("mnist1d", "mnist1d (default), fashion-mnist, fashion-mnist-32, cifar10, cifar100")
+    model: str | None = option(None, "registry name (default: the dataset's default model)")
+    keep_epochs: list[int] = option([], "also keep the state after these epochs as run folders OUT/epochN "
+                                        "(e.g. FGE's start at 0.8B)", nargs="*")
+    keep_every: int | None = option(None, "also keep every K-th epoch as OUT/epochN (a trajectory for "
+                                          "landscape --directions pca)")
+
+
+def _summary(info: dict, o: TrainOptions) -> str:
+    return (f"{o.out}: test error {info['test_err']:.4f}, test loss {info['test_loss']:.4f} "
+            f"({info['seconds']:.1f} s)")
+
+
+@command("train", TrainOptions, help="train one endpoint network", summary=_summary)
+def train(o: TrainOptions) -> dict:
+    """Train one network into OUT: model.safetensors, optimizer.safetensors and run.json (returned).
+
+    Each epoch in `keep_epochs` is also kept as a run folder OUT/epochN (e.g. the 0.8B state FGE
+    starts from in the paper); its run.json names the run that went on (`full_run`). `keep_every` k
+    keeps epochs k, 2k, ... as well (a trajectory for `landscape --directions pca`).
+    """
+    recipe = recipe_for(o.dataset)
+    spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
+    cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
+    keep = {validate.positive_int("--keep-epochs", k) for k in o.keep_epochs}
+    if keep and max(keep) > cfg.epochs:
+        raise ModeconnError(f"--keep-epochs {max(keep)} is outside 1..{cfg.epochs} (the epochs trained)")
+    every = validate.optional(validate.positive_int, "--keep-every", o.keep_every)
+    kept = sorted(keep | (set(range(every, cfg.epochs, every)) if every else set()))
+    data_dir = validate.data_dir(o.data_dir)
+    out = validate.output_folder("--out", o.out)
+    settings = {"dataset": o.dataset, "model": spec.name, "config": cfg.to_dict(), "keep_epochs": kept}
+    check_unfinished(out, "run.json", o.resume, settings)
+    dev = join(o.device)
+    data = load_dataset(o.dataset, data_dir).to(dev)
+    torch.manual_seed(cfg.seed)
+    net = spec.build(data).to(dev)
+    base = network_info(o.dataset, data_dir, spec, data, cfg, o.speed)
+
+    def save(folder: Path, optimizer, extra: dict) -> dict:
+        return save_network_run(folder, net, optimizer, {**base, **extra}, data, o.speed)
+
+    def keep_epoch(epoch: int, optimizer) -> None:
+        if epoch + 1 in kept:
+            save(out / f"epoch{epoch + 1}", optimizer, {"epochs_trained": epoch + 1, "full_run": ".."})
+
+    with claim_output(out, "run.json", o.resume, settings):
+        start = time.time()
+        history, optimizer = train_network(net, data, cfg, checkpoint=out / CHECKPOINT, resume=o.resume,
+                                           settings=settings, progress=o.progress, desc=f"train {out.name}",
+                                           on_epoch_end=keep_epoch, speed=o.speed)
+        info = save(out, optimizer, {"epochs_trained": cfg.epochs, "epoch_train_loss": history,
+                                     "seconds": round(time.time() - start, 2)})
+        remove_file(out / CHECKPOINT)
+    return info

@@ -1,0 +1,109 @@
+"""The command registry: every command's options live in one dataclass, and the CLI, the Python call, the
+README and the bad-input table are checked against it so they cannot drift apart."""
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+from modeconn import commands
+from modeconn.cli import build_parser, main
+from modeconn.commands import COMMANDS
+from modeconn.commands.reference import options_reference
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+SUBPARSERS = build_parser()._subparsers._group_actions[0].choices
+
+
+def _flags(name: str) -> set[str]:
+    return {s for a in SUBPARSERS[name]._actions for s in a.option_strings if s.startswith("--") and s != "--help"}
+
+
+def _required_argv(name: str) -> tuple[list[str], dict]:
+    """The least a command line can give (placeholders for what is required), and the same as keywords."""
+    argv, kwargs = [name], {}
+    hints = typing.get_type_hints(COMMANDS[name].options)
+    for f in dataclasses.fields(COMMANDS[name].options):
+        meta = f.metadata["option"]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            value = 3 if hints[f.name] is int else "x"
+            kwargs[f.name] = [value] if meta["nargs"] == "+" else value
+            argv += ([] if meta["positional"] else ["--" + f.name.replace("_", "-")]) + [str(value)]
+    return argv, kwargs
+
+
+def test_the_parser_is_generated_from_the_registry_and_every_command_is_exported():
+    assert set(SUBPARSERS) == set(COMMANDS)
+    for name, cmd in COMMANDS.items():
+        assert getattr(commands, name.replace("-", "_")) is cmd
+        assert name.replace("-", "_") in commands.__all__
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_cli_and_python_call_build_the_same_options(name):
+    """Every option of the command line is a keyword of the Python call with the same default, and back."""
+    argv, kwargs = _required_argv(name)
+    parsed = vars(build_parser().parse_args(argv))
+    parsed.pop("command")
+    assert parsed == dataclasses.asdict(COMMANDS[name].options(**kwargs))
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_option_has_help(name):
+    for f in dataclasses.fields(COMMANDS[name].options):
+        assert f.metadata["option"]["help"], f"{name}: option {f.name} has no help"
+
+
+def test_an_unknown_keyword_from_python_is_a_type_error():
+    with pytest.raises(TypeError, match="gird"):
+        commands.plane("out", curve="runs/ab", gird=5)
+
+
+def test_the_readme_lists_every_option_of_every_command():
+    assert options_reference() in README, ("README.md's list of options is out of date: run "
+                                           "`python -m modeconn.commands.reference README.md`")
+
+
+def _readme_rows() -> dict[str, str]:
+    rows: dict[str, str] = {}
+    for line in README.splitlines():
+        m = re.match(r"\| `modeconn ([a-z-]+)", line)
+        if m:
+            rows[m.group(1)] = rows.get(m.group(1), "") + line
+    return rows
+
+
+def test_the_readme_describes_every_command_and_names_only_options_it_has():
+    rows = _readme_rows()
+    assert set(rows) == set(COMMANDS), set(rows) ^ set(COMMANDS)
+    for name, row in rows.items():
+        named = set()
+        for span in re.findall(r"`([^`]*)`", row):
+            words = span.split()
+            first = words[1] if words[:1] == ["modeconn"] and len(words) > 1 else (words or [""])[0]
+            if first in COMMANDS and first != name:
+                continue  # another command's options, named in passing
+            named |= set(re.findall(r"--[a-z][a-z0-9-]*", span))
+        assert named <= _flags(name), f"README's {name} row names options it does not have: {named - _flags(name)}"
+
+
+def test_the_bad_input_table_uses_only_options_its_commands_have():
+    from test_bad_input import CASES
+
+    for case in CASES:
+        line, message = case.values[:2] if hasattr(case, "values") else case
+        if "unrecognized arguments" in message:
+            continue  # a case about an unknown option
+        name, *rest = line.split(" ")
+        used = {w for w in rest if w.startswith("--")}
+        assert used <= _flags(name), f"{line!r} uses options {name} does not have: {used - _flags(name)}"
+
+
+def test_info_prints_a_run_s_record(mnist1d_runs, capsys):
+    assert main(["info", str(mnist1d_runs["ab"])]) == 0
+    out = capsys.readouterr().out
+    assert "curve run of conv1d on mnist1d, bezier curve, 1 bend(s)" in out
+    assert re.search(r"midpoint_test_err 0\.\d{4}", out)
+    record = commands.info(mnist1d_runs["a"])
+    assert record["kind"] == "network" and 0 < record["metrics"]["test_err"] < 1
