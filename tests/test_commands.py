@@ -107,3 +107,50 @@ def test_info_prints_a_run_s_record(mnist1d_runs, capsys):
     assert re.search(r"midpoint_test_err 0\.\d{4}", out)
     record = commands.info(mnist1d_runs["a"])
     assert record["kind"] == "network" and 0 < record["metrics"]["test_err"] < 1
+
+
+def test_only_run_folder_opens_an_output_folder():
+    """Every command opens its folder through commands.common.RunFolder (door check, join, claim under the
+    lock, checkpoint removed on success), so none can call the steps in another order."""
+    import ast
+
+    folder = Path(commands.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "common.py":
+            continue
+        tree = ast.parse(path.read_text())
+        called = {n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+                  for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))}
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not ({"check_unfinished", "claim_output", "setup"} & (called | imported)), path.name
+
+
+def test_claiming_before_joining_is_refused(tmp_path):
+    from modeconn.commands.common import RunFolder
+
+    folder = RunFolder(tmp_path / "out", "result.json")
+    with pytest.raises(RuntimeError, match="before join"):
+        with folder.claim():
+            pass
+    assert not (tmp_path / "out").exists()
+
+
+def test_errors_below_the_commands_name_the_parameter_and_the_cli_the_option(tmp_path, capsys):
+    """A Python caller reads `force`; the same refusal through a command or the CLI reads --force."""
+    import numpy as np
+
+    from modeconn import ModeconnError
+    from modeconn.core.plane import grid_axes
+    from modeconn.storage.runfolder import check_unfinished
+
+    (tmp_path / "plane.json").write_text("{}")
+    with pytest.raises(ModeconnError) as below:
+        check_unfinished(tmp_path, "plane.json", force=False)
+    assert "pass `force` to replace it" in str(below.value) and "--" not in str(below.value)
+    assert "pass --force to replace it" in below.value.with_options()
+    with pytest.raises(ModeconnError, match="pass --force to replace it"):
+        commands.plane(tmp_path, curve="whatever", device="cpu", progress=False)
+    assert main(["plane", "--curve", "whatever", "--out", str(tmp_path)]) == 2
+    assert "pass --force to replace it" in capsys.readouterr().err
+    with pytest.raises(ModeconnError, match="`grid` must be >= 2"):
+        grid_axes(np.zeros((3, 2)), 1, 0.2)

@@ -93,7 +93,7 @@ def test_fge_resumes_to_the_same_records(tmp_path, mnist1d_runs, kill_after_chec
         fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,
                                 checkpoint=tmp_path / "c.safetensors", progress=False)
     undo()
-    with pytest.raises(ModeconnError, match="--resume"):  # a checkpoint is loaded only when asked
+    with pytest.raises(ModeconnError, match="pass `resume`"):  # a checkpoint is loaded only when asked
         fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,
                                 checkpoint=tmp_path / "c.safetensors", progress=False)
     resumed = fast_geometric_ensemble(load_network(mnist1d_runs["a"], data), data, cfg,

@@ -53,7 +53,7 @@ def test_degenerate_points_are_refused():
         plane_basis(w, w + d, w + 2.5 * d)
     with pytest.raises(ModeconnError, match="different sizes"):
         plane_basis(w, d, torch.randn(49))
-    with pytest.raises(ModeconnError, match="--grid must be >= 2"):
+    with pytest.raises(ModeconnError, match="`grid` must be >= 2"):
         grid_axes(np.zeros((3, 2)), 1, 0.2)
 
 

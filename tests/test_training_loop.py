@@ -9,7 +9,7 @@ from modeconn import Curve, ModeconnError
 from modeconn.data import Dataset
 from modeconn.models import create_model
 from modeconn.training.schedule import paper_lr
-from modeconn.training.train import CHECK_EVERY, TrainConfig, fit, train_curve, train_network
+from modeconn.training.train import CHECK_EVERY, Hooks, TrainConfig, fit, train_curve, train_network
 
 STEPS = 60  # steps per epoch: two full windows and a short one
 
@@ -59,4 +59,4 @@ def test_a_non_finite_loss_stops_the_run_naming_its_exact_step_and_learning_rate
     epoch = bad_step // STEPS + 1
     with pytest.raises(ModeconnError, match=rf"loss became nan at step {bad_step} \(epoch {epoch}\) with "
                                             rf"learning rate {lr:.4g};"):
-        fit(net, list(net.parameters()), step_loss, _data(), CFG, progress=False)
+        fit(net, list(net.parameters()), step_loss, _data(), CFG, hooks=Hooks(progress=False))

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
             options = cmd.options(**args)
             print(cmd.summary(cmd.run(options), options))
     except ModeconnError as exc:
-        print(f"modeconn {cmd.name}: error{where}: {exc}", file=sys.stderr)
+        print(f"modeconn {cmd.name}: error{where}: {exc.with_options()}", file=sys.stderr)
         return 2
     except _out_of_memory() as exc:
         said = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

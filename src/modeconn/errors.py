@@ -1,5 +1,28 @@
-"""The one exception type users see: a one-line message saying what is wrong and what to do."""
+"""The one exception type users see: a one-line message saying what is wrong and what to do.
+
+Code below the command layer names a setting by its Python parameter (`param("lr")`); a Python caller
+reads it as `lr`, and the command line, where the same setting is an option, as --lr.
+"""
+from __future__ import annotations
+
+import re
+
+_MARK = "\x1f"  # the ASCII unit separator: marks a parameter's name inside a message, never printed
+_PARAM = re.compile(f"{_MARK}([A-Za-z_][A-Za-z0-9_]*){_MARK}")
+
+
+def param(name: str) -> str:
+    """A parameter's name inside a ModeconnError message: shown as `name` to Python callers and as the
+    option --name (underscores as dashes) on the command line."""
+    return f"{_MARK}{name}{_MARK}"
 
 
 class ModeconnError(Exception):
-    """A user-facing error; the CLI prints its message on one line and exits non-zero."""
+    """A user-facing error; the CLI prints its message on one line and exits with status 2."""
+
+    def __str__(self) -> str:
+        return _PARAM.sub(lambda m: f"`{m.group(1)}`", super().__str__())
+
+    def with_options(self) -> str:
+        """The message as the command line says it: each parameter named as its option (`lr` is --lr)."""
+        return _PARAM.sub(lambda m: "--" + m.group(1).replace("_", "-"), super().__str__())

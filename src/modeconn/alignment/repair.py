@@ -16,7 +16,7 @@ from torch import nn
 
 from ..core.families import FAMILIES
 from ..core.flat import load_parameters_vector, parameters_vector
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..evaluation.evaluate import has_batchnorm
 from .matching import _Recorder
 from .spec import permutation_spec, trace
@@ -47,7 +47,7 @@ def repairable_layers(model: nn.Module, example_input: torch.Tensor) -> list[tup
     """The hidden layers REPAIR corrects, refusing a network it does not apply to, with the reason."""
     if has_batchnorm(model):
         raise ModeconnError(f"{type(model).__name__} has BatchNorm, whose statistics are recomputed at every point "
-                            "(the 'reset' form of REPAIR): --repair is for networks without normalisation")
+                            f"(the 'reset' form of REPAIR): {param('repair')} is for networks without normalisation")
     spec = permutation_spec(model, example_input)
     layers = spec.layers
     for module_name, _, _ in layers:

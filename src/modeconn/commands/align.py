@@ -8,9 +8,9 @@ from ..alignment.matching import align as align_networks
 from ..errors import ModeconnError
 from ..evaluation.evaluate import split_metrics
 from ..storage.files import save_tensors, write_json
-from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_endpoints
+from ..storage.runfolder import describe_endpoints, load_endpoints
 from . import validate
-from .common import join
+from .common import RunFolder
 from .options import REQUIRED, DataOptions, option
 from .registry import command
 
@@ -47,13 +47,12 @@ def align(o: AlignOptions) -> AlignInfo:
     train_samples = validate.optional(validate.positive_int, "--train-samples", o.train_samples)
     sources = describe_endpoints([o.start, o.end])
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
-    check_unfinished(out, "run.json", resume=False)
-    dev = join(o.device)
+    folder = RunFolder(o.out, "run.json")
+    dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
     data = ends.data
     batches = data.train_batches(500, shuffle=False, seed=seed, limit=train_samples)
-    with claim_output(out, "run.json"):
+    with folder.claim() as out:
         aligned, info = align_networks(*ends.nets, method=o.method, batches=batches, example_input=data.train_x[:2],
                                        seed=seed)
         kept = {k: v for k, v in sources[1].info.raw.items() if k not in ("epochs_trained", "full_run")}

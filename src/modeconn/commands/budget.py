@@ -8,12 +8,12 @@ from ..data import load_dataset
 from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..storage.files import atomic_write, read_json, write_json
-from ..storage.runfolder import ModelSpec, check_unfinished, claim_output
+from ..storage.runfolder import ModelSpec
 from ..training.budget import budget_markdown, budget_seed, summarize_budget
 from ..training.schedule import check_cycle
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
-from .common import join, training_config
+from .common import RunFolder, training_config
 from .options import REQUIRED, DataOptions, option
 from .registry import command
 
@@ -71,16 +71,15 @@ def budget(o: BudgetOptions) -> dict:
         raise ModeconnError(f"--epochs {cfg.epochs} leaves 0.2B = {0.2 * cfg.epochs:g} epochs for FGE, less than one "
                             f"snapshot with --cycle {cycle}; raise --epochs or shorten --cycle")
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
-    dev = join(o.device)
+    folder = RunFolder(o.out, None)  # a folder in use is refused as that
+    dev = folder.join(o.device)
     data = load_dataset(o.dataset, data_dir).subset(train=train_samples).to(dev)
     settings = {"dataset": o.dataset, "model": spec.to_dict(data), "B": cfg.epochs, "cycle": cycle, "lr1": lr1,
                 "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
     if o.method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
         settings.update(method=o.method, volume_weight=volume_weight)
-    check_unfinished(out, None)  # a folder in use is refused as that
-    _comparison_so_far(out, settings)  # at the door, and again under the lock
-    with claim_output(out, None, check=lambda folder: _comparison_so_far(folder, settings)):
+    _comparison_so_far(folder.out, settings)  # at the door, and again under the lock
+    with folder.claim(check=lambda out: _comparison_so_far(out, settings)) as out:
         path, state = out / "budget.json", _comparison_so_far(out, settings)
         for seed in seeds:
             if str(seed) in state["per_seed"]:

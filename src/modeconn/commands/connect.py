@@ -11,11 +11,11 @@ from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
 from ..runtime.provenance import made_with
-from ..storage.files import remove_file, save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, check_unfinished, claim_output, describe_endpoints, load_endpoints
+from ..storage.files import save_tensors, write_json
+from ..storage.runfolder import CHECKPOINT, describe_endpoints, load_endpoints
 from ..training.train import train_curve
 from . import validate
-from .common import join, training_config
+from .common import RunFolder, fallback_model, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -44,18 +44,18 @@ def connect(o: ConnectOptions) -> dict:
     check_family(o.curve, bends + 2)
     if o.dataset is not None:
         recipe_for(o.dataset)
-    sources = describe_endpoints([o.start, o.end], o.dataset, validate.model_name(o.model))
+    sources = describe_endpoints([o.start, o.end], o.dataset, validate.model_name(o.model),
+                                 fallback_model(o.dataset))
     cfg = training_config(recipe_for(sources[0].dataset).connect, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
     settings = {"start": str(Path(o.start).resolve()), "end": str(Path(o.end).resolve()),
                 "dataset": sources[0].dataset, "model": sources[0].model.name,
                 "curve": {"kind": o.curve, "bends": bends, "free_endpoints": o.free_endpoints}, "config": cfg.to_dict()}
-    check_unfinished(out, "run.json", o.resume, settings)
-    dev = join(o.device)
+    folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
+    dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
     path = Curve(*ends.nets, kind=o.curve, bends=bends, free_endpoints=o.free_endpoints).to(dev)
-    with claim_output(out, "run.json", o.resume, settings):
+    with folder.claim() as out:
         began = time.time()
         history, _ = train_curve(path, ends.data, cfg, checkpoint=out / CHECKPOINT, resume=o.resume,
                                  settings=settings, progress=o.progress, desc=f"connect {out.name}", speed=o.speed)
@@ -69,5 +69,4 @@ def connect(o: ConnectOptions) -> dict:
         save_tensors(out / "curve.safetensors", path.state_dict(),
                      metadata={"kind": o.curve, "bends": str(bends), "names": ",".join(path.param_space.names)})
         write_json(out / "run.json", info)
-        remove_file(out / CHECKPOINT)
     return info

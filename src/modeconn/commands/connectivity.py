@@ -9,9 +9,9 @@ from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..reporting.plots import plot_along
 from ..storage.files import write_json
-from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_endpoints
+from ..storage.runfolder import describe_endpoints, load_endpoints
 from . import validate
-from .common import eval_settings, join, path_points, training_config
+from .common import RunFolder, eval_settings, path_points, training_config
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -49,11 +49,10 @@ def connectivity(o: ConnectivityOptions) -> PathsResult:
     settings = eval_settings(sources[0].wd, o.batch_size, o.bn_samples, o.train_samples)
     cfg = training_config(recipe_for(sources[0].dataset).connect, o.epochs, o.lr) if o.curve else None
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
-    check_unfinished(out, "paths.json", force=o.force)
-    dev = join(o.device)
+    folder = RunFolder(o.out, "paths.json", force=o.force)
+    dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
-    with claim_output(out, "paths.json", force=o.force):
+    with folder.claim() as out:
         result = compare_paths(*ends.nets, ends.data, settings, points, o.curve, cfg, o.progress, o.speed)
         result.start, result.end = str(o.start), str(o.end)
         plot_along(result, out / "paths.png", f"plain and aligned paths, {ends.dataset}")

@@ -16,9 +16,9 @@ from ..evaluation.evaluate import has_batchnorm
 from ..reporting.plots import plot_curvature
 from ..runtime import distributed
 from ..storage.files import read_json, remove_file, write_json
-from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_curve, load_endpoints, read_run
+from ..storage.runfolder import describe_endpoints, load_curve, load_endpoints, read_run
 from . import validate
-from .common import eval_settings, join
+from .common import RunFolder, eval_settings
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -82,9 +82,8 @@ def curvature(o: CurvatureOptions) -> dict:
     seed = validate.nonnegative_int("--seed", seed)
     settings = eval_settings(info.wd, batch_size, bn_samples, train_samples)
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_folder("--out", out if out is not None else run)
-    check_unfinished(out, "curvature.json", force=force)
-    dev = join(device)
+    folder = RunFolder(out if out is not None else run, "curvature.json", force=force)
+    dev = folder.join(device)
     if info.kind == "curve":
         curve, _, data = load_curve(run, dev, data_dir)
         paths = {"curve": curve, "line": line_between(curve.model_at(0.0), curve.model_at(1.0))}
@@ -100,8 +99,7 @@ def curvature(o: CurvatureOptions) -> dict:
               **settings.__dict__}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
-    with claim_output(out, "curvature.json", force=force,
-                      check=lambda o: _resume(o, fingerprint, force, paths, len(ts))):
+    with folder.claim(check=lambda out: _resume(out, fingerprint, force, paths, len(ts))) as out:
         done = _resume(out, fingerprint, force, paths, len(ts))
         todo = [(name, i) for name in paths for i, row in enumerate(done.setdefault(name, [None] * len(ts)))
                 if row is None]

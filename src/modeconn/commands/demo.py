@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..recipes import RECIPES
 from ..reporting.report import render_report
-from ..storage.runfolder import CHECKPOINT, claim_output
-from . import validate
+from ..storage.runfolder import CHECKPOINT
+from .common import RunFolder
 from .connect import connect
 from .connectivity import connectivity
 from .ensemble import ensemble
@@ -42,12 +42,12 @@ def demo(o: DemoOptions) -> Path:
     Finished steps are skipped, so an interrupted demo continues where it stopped.
     """
     began = time.time()
-    out = validate.output_folder("--out", o.out)
-    validate.device(o.device)
+    folder = RunFolder(o.out, None)
+    folder.join(o.device)  # its steps join as well: joining is done once
     common = o.device_options()
     recipe = RECIPES["mnist1d"]
     total = 9
-    with claim_output(out, None):  # a workspace: finished steps are skipped
+    with folder.claim() as out:  # a workspace: finished steps are skipped
         for i, seed in enumerate((1, 2)):
             run = out / "ab"[i]
             _step(i + 1, total, f"training network {'ab'[i]} (MNIST-1D, seed {seed})")

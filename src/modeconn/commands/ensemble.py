@@ -7,16 +7,9 @@ from pathlib import Path
 from ..errors import ModeconnError
 from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
 from ..storage.files import write_json
-from ..storage.runfolder import (
-    check_unfinished,
-    claim_output,
-    load_curve,
-    load_simplex,
-    read_curve_run,
-    read_simplex_run,
-)
+from ..storage.runfolder import load_curve, load_simplex, read_curve_run, read_simplex_run
 from . import validate
-from .common import join
+from .common import RunFolder
 from .options import DataOptions, option
 from .registry import command
 
@@ -55,10 +48,10 @@ def ensemble(o: EnsembleOptions) -> SpanEnsemble:
     else:
         read_simplex_run(o.simplex)
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_file("--out", o.out if o.out is not None else Path(run) / "ensemble.json")
-    check_unfinished(out.parent, out.name, force=o.force)
-    dev = join(o.device)
-    with claim_output(out.parent, out.name, force=o.force):
+    folder = RunFolder.file(o.out if o.out is not None else Path(run) / "ensemble.json", force=o.force)
+    out = folder.out / folder.finished
+    dev = folder.join(o.device)
+    with folder.claim():
         if o.curve is not None:
             path, _, data = load_curve(o.curve, dev, data_dir)
             result = curve_ensemble(path, data, points, progress=o.progress, speed=o.speed)

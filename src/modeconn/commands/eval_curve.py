@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 from ..alignment.repair import repairable_layers, repaired_points
 from ..evaluation.along import PathEval, eval_path
-from ..storage.runfolder import check_unfinished, claim_output, load_curve, read_curve_run
+from ..storage.runfolder import load_curve, read_curve_run
 from . import validate
-from .common import eval_settings, join, path_points, write_path_eval
+from .common import RunFolder, eval_settings, path_points, write_path_eval
 from .options import REPAIR_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -37,13 +37,12 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
     info = read_curve_run(o.run)
     settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out if o.out is not None else o.run)
-    check_unfinished(out, "curve_eval.json", force=o.force)
-    dev = join(o.device)
+    folder = RunFolder(o.out if o.out is not None else o.run, "curve_eval.json", force=o.force)
+    dev = folder.join(o.device)
     curve, info, data = load_curve(o.run, dev, data_dir)
     if o.repair:
         repairable_layers(curve.model_at(0.0), data.train_x[:2])
-    with claim_output(out, "curve_eval.json", force=o.force):
+    with folder.claim() as out:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
                            o.speed, repaired_points(settings.bn_batches(data)) if o.repair else None)
         result.run = str(o.run)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..alignment.repair import repairable_layers, repaired_points
 from ..evaluation.along import PathEval, eval_path
-from ..storage.runfolder import check_unfinished, claim_output, describe_endpoints, load_endpoints
+from ..storage.runfolder import describe_endpoints, load_endpoints
 from . import validate
-from .common import eval_settings, join, path_points, write_path_eval
+from .common import RunFolder, eval_settings, fallback_model, path_points, write_path_eval
 from .options import REPAIR_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -40,16 +40,16 @@ def _summary(result: PathEval, o: EvalLineOptions) -> str:
 def eval_line(o: EvalLineOptions) -> PathEval:
     """Linear mode connectivity of two networks: line_eval.json and .png (in START-END-line beside START, or OUT)."""
     points = path_points(o.points)
-    sources = describe_endpoints([o.start, o.end], o.dataset, validate.model_name(o.model))
-    out = validate.output_folder("--out", line_out(o.start, o.end, o.out))
-    check_unfinished(out, "line_eval.json", force=o.force)
+    sources = describe_endpoints([o.start, o.end], o.dataset, validate.model_name(o.model),
+                                 fallback_model(o.dataset))
+    folder = RunFolder(line_out(o.start, o.end, o.out), "line_eval.json", force=o.force)
     data_dir = validate.data_dir(o.data_dir)
     settings = eval_settings(sources[0].wd, o.batch_size, o.bn_samples, o.train_samples)
-    dev = join(o.device)
+    dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
     if o.repair:
         repairable_layers(ends.nets[0], ends.data.train_x[:2])
-    with claim_output(out, "line_eval.json", force=o.force):
+    with folder.claim() as out:
         result = eval_path(None, *ends.nets, ends.data, points, settings, o.progress, o.speed,
                            repaired_points(settings.bn_batches(ends.data)) if o.repair else None)
         result.start, result.end = str(o.start), str(o.end)

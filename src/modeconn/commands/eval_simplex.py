@@ -13,9 +13,9 @@ from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_triangle
 from ..storage.files import write_json
-from ..storage.runfolder import check_unfinished, claim_output, load_simplex, read_simplex_run
+from ..storage.runfolder import load_simplex, read_simplex_run
 from . import validate
-from .common import eval_settings, join
+from .common import RunFolder, eval_settings
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -46,9 +46,8 @@ def eval_simplex(o: EvalSimplexOptions) -> dict:
     info = read_simplex_run(o.run)
     settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out if o.out is not None else o.run)
-    check_unfinished(out, "simplex_eval.json", force=o.force)
-    dev = join(o.device)
+    folder = RunFolder(o.out if o.out is not None else o.run, "simplex_eval.json", force=o.force)
+    dev = folder.join(o.device)
     shape, info, data = load_simplex(o.run, dev, data_dir)
     gen = torch.Generator().manual_seed(seed)
     weights = np.array([shape.sample_weights(gen) for _ in range(samples)])
@@ -56,8 +55,7 @@ def eval_simplex(o: EvalSimplexOptions) -> dict:
     fingerprint = json.dumps({"run": str(Path(o.run).resolve()), "samples": samples, "seed": seed,
                               "bn_samples": settings.bn_samples, "train_samples": settings.train_samples},
                              sort_keys=True)
-    with claim_output(out, "simplex_eval.json", force=o.force,
-                      check=lambda folder: read_partial(folder, SIMPLEX_PARTIAL, fingerprint, samples, o.force)):
+    with folder.claim(check=lambda out: read_partial(out, SIMPLEX_PARTIAL, fingerprint, samples, o.force)) as out:
         evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=o.speed)
         values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
                               @ vertices, evaluator, fingerprint, o.force, o.progress, SIMPLEX_PARTIAL)

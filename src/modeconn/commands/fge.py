@@ -7,12 +7,12 @@ from pathlib import Path
 from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..reporting.plots import plot_fge
-from ..storage.files import load_tensors, remove_file, save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, check_unfinished, claim_output, describe_network, load_endpoints
+from ..storage.files import load_tensors, save_tensors, write_json
+from ..storage.runfolder import CHECKPOINT, describe_network, load_endpoints
 from ..training.fge import FGEConfig, FGEResult, fast_geometric_ensemble, snapshot_epochs
 from ..training.schedule import check_cycle
 from . import validate
-from .common import join
+from .common import RunFolder
 from .options import REQUIRED, DataOptions, option
 from .registry import command
 
@@ -65,14 +65,13 @@ def fge(o: FGEOptions) -> FGEResult:
         raise ModeconnError(f"--epochs {cfg.epochs} with --cycle {cfg.cycle} takes no snapshot (the first is after "
                             f"epoch {cfg.cycle // 2}); raise --epochs or shorten --cycle")
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
     settings = {"start": str(Path(o.start).resolve()), "fge": asdict(cfg), "snapshots": not o.no_snapshots}
-    check_unfinished(out, "fge.json", o.resume, settings)
+    folder = RunFolder(o.out, "fge.json", resume=o.resume, settings=settings)
     opt_file = Path(o.start) / "optimizer.safetensors" if Path(o.start).is_dir() else None
     optimizer_state = load_tensors(opt_file) if opt_file is not None and opt_file.exists() else None
-    dev = join(o.device)
+    dev = folder.join(o.device)
     ends = load_endpoints([source], data_dir, dev)
-    with claim_output(out, "fge.json", o.resume, settings):
+    with folder.claim() as out:
         result = fast_geometric_ensemble(ends.nets[0], ends.data, cfg, optimizer_state,
                                          None if o.no_snapshots else out / "snapshots", out / CHECKPOINT, o.resume,
                                          settings, o.progress, o.speed)
@@ -88,5 +87,4 @@ def fge(o: FGEOptions) -> FGEResult:
             result.start_full_run = str((Path(o.start) / raw["full_run"]).resolve())
         plot_fge(result, out / "fge.png")
         write_json(out / "fge.json", result.to_json())
-        remove_file(out / CHECKPOINT)
     return result

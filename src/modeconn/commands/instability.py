@@ -23,10 +23,10 @@ from ..reporting.plots import plot_along, plot_instability
 from ..runtime import distributed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
 from ..storage.files import make_dir, read_json, remove_file, write_json
-from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, load_network
+from ..storage.runfolder import CHECKPOINT, ModelSpec, load_network
 from ..training.train import train_network
 from . import validate
-from .common import eval_settings, join, network_info, save_network_run, training_config
+from .common import RunFolder, eval_settings, network_info, save_network_run, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -79,14 +79,13 @@ def instability(o: InstabilityOptions) -> dict:
         raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
     settings_eval = eval_settings(cfg.wd, 1000, bn_samples, train_samples)
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_folder("--out", out)
     settings = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": points,
                 "same_order": same_order, "bn_samples": settings_eval.bn_samples,
                 "train_samples": settings_eval.train_samples}
-    check_unfinished(out, "instability.json", resume, settings)
-    dev = join(device)
+    folder = RunFolder(out, "instability.json", resume=resume, settings=settings)
+    dev = folder.join(device)
     data = load_dataset(dataset, data_dir).to(dev)
-    with claim_output(out, "instability.json", resume, settings):
+    with folder.claim() as out:
         _train_parent(out, spec, data, cfg, ks, settings, progress, speed)
         copies = [(k, i) for k in ks for i in range(2)]
         mine = [copies[j] for j in distributed.my_indices(len(copies))]
@@ -102,7 +101,6 @@ def instability(o: InstabilityOptions) -> dict:
                   "settings": settings_eval.__dict__}
         plot_instability(result, out / "instability.png")
         write_json(out / "instability.json", result)
-        remove_file(out / CHECKPOINT)
     return result
 
 

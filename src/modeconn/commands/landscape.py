@@ -18,8 +18,6 @@ from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_landscape
 from ..storage.files import save_tensors
 from ..storage.runfolder import (
-    check_unfinished,
-    claim_output,
     describe_endpoints,
     describe_network,
     load_curve,
@@ -29,7 +27,7 @@ from ..storage.runfolder import (
     trajectory_states,
 )
 from . import validate
-from .common import eval_settings, join
+from .common import RunFolder, eval_settings
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -132,9 +130,8 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                             "--keep-every K")
     chunk = validate.optional(validate.positive_int, "--chunk", chunk) or 1
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_folder("--out", out)
-    check_unfinished(out, "landscape.json", force=force)
-    dev = join(device)
+    folder = RunFolder(out, "landscape.json", force=force)
+    dev = folder.join(device)
     centre = load_centre(run, curve, t, data_dir, dev)
     settings = eval_settings(centre.wd, batch_size, bn_samples, train_samples)
     weights = parameters_vector(centre.model)
@@ -159,8 +156,7 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
-    with claim_output(out, "landscape.json", force=force,
-                      check=lambda o: read_partial(o, PARTIAL, fingerprint, len(coords), force)):
+    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, len(coords), force)) as out:
         evaluator = PointEvaluator(centre.model, centre.data, settings, chunk=chunk, speed=speed)
         values = measure_grid(out, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
         shape = (grid,) * dims

@@ -21,15 +21,13 @@ from ..evaluation.plane_grid import (
 from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_plane
 from ..storage.runfolder import (
-    check_unfinished,
-    claim_output,
     describe_endpoints,
     load_curve,
     load_endpoints,
     read_curve_run,
 )
 from . import validate
-from .common import eval_settings, join
+from .common import RunFolder, eval_settings
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -74,8 +72,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
     chunk = validate.optional(validate.positive_int, "--chunk", o.chunk) or 1  # vmap was slower on 2 CPU cores
     bend = validate.optional(validate.positive_int, "--bend", o.bend)
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
-    check_unfinished(out, "plane.json", force=o.force)
+    folder = RunFolder(o.out, "plane.json", force=o.force)
     if o.curve is not None:
         info = read_curve_run(o.curve)
         if info.curve.bends < 1:
@@ -85,7 +82,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
         if k > info.curve.bends:
             raise ModeconnError(f"--bend must be between 1 and {info.curve.bends} for {o.curve}, got {bend}")
         settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
-        dev = join(o.device)
+        dev = folder.join(o.device)
         path, info, data = load_curve(o.curve, dev, data_dir)
         cp = path.control_points().detach()
         anchors, template, sources = (cp[0], cp[-1], cp[k]), path.model_at(0.0), str(o.curve)
@@ -95,7 +92,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
             raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
         described = describe_endpoints(o.points)
         settings = eval_settings(described[0].wd, o.batch_size, o.bn_samples, o.train_samples)
-        dev = join(o.device)
+        dev = folder.join(o.device)
         ends = load_endpoints(described, data_dir, dev)
         path, k, data, template = None, None, ends.data, ends.nets[0]
         anchors, sources = tuple(parameters_vector(n) for n in ends.nets), [str(p) for p in o.points]
@@ -108,8 +105,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
     coords = np.array([(x, y) for x in xs for y in ys])
     fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis,
                                     o.repair)
-    with claim_output(out, "plane.json", force=o.force,
-                      check=lambda folder: read_partial(folder, PARTIAL, fingerprint, len(coords), o.force)):
+    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, len(coords), o.force)) as out:
         evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=o.speed)
         points_at = repaired_plane(basis, anchors_xy, anchor_nets, settings.bn_batches(data)) if o.repair else None
         values = measure_grid(out, coords, points_at or basis.points, evaluator, fingerprint, o.force, o.progress)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ModeconnError
+
 COMMANDS: dict[str, Command] = {}  # CLI name -> Command, in the order the commands were registered
 
 
@@ -28,7 +30,10 @@ class Command:
     doc: str = ""
 
     def __call__(self, *args, **kwargs):
-        return self.run(self.options(*args, **kwargs))
+        try:
+            return self.run(self.options(*args, **kwargs))
+        except ModeconnError as exc:  # a command speaks the command line's language: a parameter is its option
+            raise ModeconnError(exc.with_options()) from None
 
     def option_names(self) -> list[str]:
         """Every option's name, as a Python caller spells it."""

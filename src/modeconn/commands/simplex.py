@@ -22,8 +22,6 @@ from ..storage.files import load_metadata, load_state_into, load_tensors, remove
 from ..storage.runfolder import (
     CHECKPOINT,
     RunInfo,
-    check_unfinished,
-    claim_output,
     describe_endpoints,
     load_curve,
     load_endpoints,
@@ -41,7 +39,7 @@ from ..training.spro import (
 )
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
-from .common import join, training_config
+from .common import RunFolder, fallback_model, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -100,7 +98,7 @@ def simplex(o: SimplexOptions) -> dict:
                                 "records its own: leave them out")
         dataset_name, model_name = curve_run.dataset, curve_run.model.name
     else:
-        sources = describe_endpoints(starts, dataset, validate.model_name(model))
+        sources = describe_endpoints(starts, dataset, validate.model_name(model), fallback_model(dataset))
         dataset_name, model_name = sources[0].dataset, sources[0].model.name
     connect = recipe_for(dataset_name).connect
     # Vertices that connect networks are bends of a curve at first: they train like one (the recipe's
@@ -108,14 +106,13 @@ def simplex(o: SimplexOptions) -> dict:
     base = connect if len(starts) > 1 else replace(connect, epochs=EPOCHS_PER_VERTEX, lr=SPRO_LR)
     cfg = training_config(base, epochs, lr, wd, batch_size, seed)
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_folder("--out", out)
     settings = {"start": [str(Path(s).resolve()) for s in starts] if len(starts) > 1
                          else str(Path(starts[0]).resolve()),
                 "dataset": dataset_name, "model": model_name, "vertices": vertices, "volume_weight": volume_weight,
                 "config": cfg.to_dict()}
-    check_unfinished(out, "run.json", resume, settings)
-    _check_stages(out, resume, settings)
-    dev = join(device)
+    folder = RunFolder(out, "run.json", resume=resume, settings=settings)
+    _check_stages(folder.out, resume, settings)
+    dev = folder.join(device)
     if curve_run is not None:
         curve, _, data = load_curve(starts[0], dev, data_dir)
         first, described = curve_complex(curve).grown(), curve_run
@@ -123,7 +120,7 @@ def simplex(o: SimplexOptions) -> dict:
     else:
         ends = load_endpoints(sources, data_dir, dev)
         first, described, data, data_dir = first_stage(ends.nets), ends, ends.data, ends.data_dir
-    with claim_output(out, "run.json", resume, settings, check=lambda o: _check_stages(o, resume, settings)):
+    with folder.claim(check=lambda out: _check_stages(out, resume, settings)) as out:
         began = time.time()
         histories = []
         shape = grow_simplex(first, data, cfg, vertices, stage=lambda s, k: histories.append(

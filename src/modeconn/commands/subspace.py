@@ -19,11 +19,11 @@ from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn, recompute_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
-from ..storage.files import remove_file, save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
+from ..storage.files import save_tensors, write_json
+from ..storage.runfolder import CHECKPOINT, ModelSpec
 from ..training.subspace import SPREAD, matrix_ranges, squared_cosine, train_subspace
 from . import validate
-from .common import join, network_info, save_network_run, training_config
+from .common import RunFolder, network_info, save_network_run, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 from .simplex import MAX_VERTICES
@@ -74,22 +74,20 @@ def subspace(o: SubspaceOptions) -> dict:
     spec = ModelSpec(validate.model_name(model) or recipe.model, {})
     cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)
     data_dir = validate.data_dir(data_dir)
-    out = validate.output_folder("--out", out)
     settings = {"dataset": dataset, "model": spec.name, "shape": shape, "spread": spread, "config": cfg.to_dict()}
-    check_unfinished(out, "run.json", resume, settings)
-    dev = join(device)
+    folder = RunFolder(out, "run.json", resume=resume, settings=settings)
+    dev = folder.join(device)
     data = load_dataset(dataset, data_dir).to(dev)
     torch.manual_seed(cfg.seed)  # vertex 0 starts where `train --seed` starts
     vertices = [spec.build(data) for _ in range(k)]
     span = (Simplex(vertices, free=[True] * k) if shape.startswith("simplex") else Curve.through(vertices)).to(dev)
-    with claim_output(out, "run.json", resume, settings):
+    with folder.claim() as out:
         began = time.time()
         history, _ = train_subspace(span, data, cfg, spread, checkpoint=out / CHECKPOINT, resume=resume,
                                     settings=settings, progress=progress, desc=f"subspace {out.name}", speed=speed)
         seconds = round(time.time() - began, 2)
         base = network_info(dataset, data_dir, spec, data, cfg, speed)
         info = _write(out, span, {"shape": shape, "spread": spread}, base, data, history, seconds, speed)
-        remove_file(out / CHECKPOINT)
     return info
 
 

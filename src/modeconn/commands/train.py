@@ -10,11 +10,10 @@ import torch
 from ..data import load_dataset
 from ..errors import ModeconnError
 from ..recipes import recipe_for
-from ..storage.files import remove_file
-from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
+from ..storage.runfolder import CHECKPOINT, ModelSpec
 from ..training.train import train_network
 from . import validate
-from .common import join, network_info, save_network_run, training_config
+from .common import RunFolder, network_info, save_network_run, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -52,10 +51,10 @@ def train(o: TrainOptions) -> dict:
     every = validate.optional(validate.positive_int, "--keep-every", o.keep_every)
     kept = sorted(keep | (set(range(every, cfg.epochs, every)) if every else set()))
     data_dir = validate.data_dir(o.data_dir)
-    out = validate.output_folder("--out", o.out)
     settings = {"dataset": o.dataset, "model": spec.name, "config": cfg.to_dict(), "keep_epochs": kept}
-    check_unfinished(out, "run.json", o.resume, settings)
-    dev = join(o.device)
+    folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
+    out = folder.out
+    dev = folder.join(o.device)
     data = load_dataset(o.dataset, data_dir).to(dev)
     torch.manual_seed(cfg.seed)
     net = spec.build(data).to(dev)
@@ -68,12 +67,11 @@ def train(o: TrainOptions) -> dict:
         if epoch + 1 in kept:
             save(out / f"epoch{epoch + 1}", optimizer, {"epochs_trained": epoch + 1, "full_run": ".."})
 
-    with claim_output(out, "run.json", o.resume, settings):
+    with folder.claim():
         start = time.time()
         history, optimizer = train_network(net, data, cfg, checkpoint=out / CHECKPOINT, resume=o.resume,
                                            settings=settings, progress=o.progress, desc=f"train {out.name}",
                                            on_epoch_end=keep_epoch, speed=o.speed)
         info = save(out, optimizer, {"epochs_trained": cfg.epochs, "epoch_train_loss": history,
                                      "seconds": round(time.time() - start, 2)})
-        remove_file(out / CHECKPOINT)
     return info

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 
 COLLINEAR_TOL = 1e-6
 
@@ -85,9 +85,9 @@ def plane_basis(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> PlaneBa
 def grid_axes(anchor_xy: np.ndarray, grid: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """G evenly spaced x and y values spanning the anchor points plus `margin` of the span on each side."""
     if grid < 2:
-        raise ModeconnError(f"--grid must be >= 2 points per side, got {grid}")
+        raise ModeconnError(f"{param('grid')} must be >= 2 points per side, got {grid}")
     if not np.isfinite(margin) or margin < 0:
-        raise ModeconnError(f"--margin must be a finite number >= 0, got {margin}")
+        raise ModeconnError(f"{param('margin')} must be a finite number >= 0, got {margin}")
     lo, hi = anchor_xy.min(0), anchor_xy.max(0)
     span = hi - lo
     xs = np.linspace(lo[0] - margin * span[0], hi[0] + margin * span[0], grid)

@@ -1,7 +1,7 @@
 """Datasets as tensors in memory, by name; nothing is downloaded."""
 from __future__ import annotations
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from .datasets import Batches, Dataset, from_torch, tensors_from
 from .fashion import FASHION_MNIST_DIR, load_fashion_mnist, load_fashion_mnist_32
 from .mnist1d import load_mnist1d
@@ -27,7 +27,7 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     if name not in LOADERS:
         raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
     if data_dir is not None and name in GENERATED:
-        raise ModeconnError(f"{name} is generated in memory and reads no files: leave out --data-dir")
+        raise ModeconnError(f"{name} is generated in memory and reads no files: leave out {param('data_dir')}")
     return LOADERS[name](data_dir)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from .augment import CropFlip
 from .datasets import Dataset
 
@@ -40,7 +40,7 @@ def _load_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(d[label_key], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ModeconnError(f"{path} is not a CIFAR python-version batch ({exc}); download the "
-                            "'python version' archive and extract it under --data-dir") from None
+                            f"'python version' archive and extract it under {param('data_dir')}") from None
     if len(data) != len(labels):
         raise ModeconnError(f"{path} has {len(data)} images but {len(labels)} labels: it is corrupt")
     return data, labels
@@ -52,8 +52,8 @@ def load_cifar(name: str, data_dir, validation: bool = False):
     root = Path(data_dir or ".")
     folder = root if root.name == folder_name else root / folder_name
     if not folder.is_dir():
-        raise ModeconnError(f"no {folder_name} folder at {folder}: pass --data-dir pointing at the folder that "
-                            f"holds the extracted CIFAR python-version archive (torchvision's layout works)")
+        raise ModeconnError(f"no {folder_name} folder at {folder}: pass {param('data_dir')} pointing at the folder "
+                            f"that holds the extracted CIFAR python-version archive (torchvision's layout works)")
     missing = [f for f in train_files + test_files if not (folder / f).exists()]
     if missing:
         raise ModeconnError(f"{folder} lacks {', '.join(missing)}: it is not a complete {folder_name} folder")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from .augment import CropFlip
 from .datasets import Dataset
 
@@ -38,7 +38,7 @@ def _find_idx(folder: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (folder / name).exists():
             return folder / name
-    raise ModeconnError(f"{folder} has no {stem}[.gz]: point --data-dir at a Fashion-MNIST folder "
+    raise ModeconnError(f"{folder} has no {stem}[.gz]: point {param('data_dir')} at a Fashion-MNIST folder "
                         "(on Debian: apt-get install dataset-fashion-mnist)")
 
 
@@ -50,7 +50,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     folder = Path(data_dir or FASHION_MNIST_DIR)
     if not folder.is_dir():
         raise ModeconnError(f"no Fashion-MNIST folder at {folder}: install it with "
-                            "`apt-get install dataset-fashion-mnist` or pass --data-dir")
+                            f"`apt-get install dataset-fashion-mnist` or pass {param('data_dir')}")
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     files = [_find_idx(folder, s) for s in names]
     parts = [_read_idx(f) for f in files]

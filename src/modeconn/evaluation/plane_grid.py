@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.plane import PlaneBasis
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..storage.files import load_npz, read_json, remove_file, save_npz, write_json
 from .pointwise import METRICS, PointEvaluator, measure_shared
@@ -102,17 +102,17 @@ def read_partial(out: Path, partial: str, fingerprint: str, n: int, force: bool 
     try:
         saved = load_npz(path)
     except ModeconnError:
-        raise ModeconnError(f"{path} is truncated or corrupt, so the points it holds cannot be resumed; pass --force "
-                            "to start over, or choose another --out") from None
+        raise ModeconnError(f"{path} is truncated or corrupt, so the points it holds cannot be resumed; "
+                            f"pass {param('force')} to start over, or choose another {param('out')}") from None
     same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
     if not same:
         raise ModeconnError(f"{path} was started with other settings; rerun the same command, "
-                            "choose another --out, or pass --force to start over")
+                            f"choose another {param('out')}, or pass {param('force')} to start over")
     arrays = {"done": saved.get("done"), **{m: saved.get(m) for m in METRICS}}
     if any(a is None or a.shape != (n,) for a in arrays.values()) or arrays["done"].dtype != np.bool_ \
             or any(arrays[m].dtype.kind != "f" for m in METRICS):
         raise ModeconnError(f"{path} does not hold {n} points of {', '.join(METRICS)} and their done flags "
-                            "(corrupt); pass --force to start over, or choose another --out")
+                            f"(corrupt); pass {param('force')} to start over, or choose another {param('out')}")
     return arrays["done"], {m: arrays[m].astype(np.float64) for m in METRICS}
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 
 AMP_DTYPES = {"bf16": torch.bfloat16}
 
@@ -25,7 +25,8 @@ class Speed:
 
     def __post_init__(self):
         if self.amp not in (None, *AMP_DTYPES):
-            raise ModeconnError(f"--amp must be one of {', '.join(AMP_DTYPES)} (or left out), got {self.amp!r}")
+            raise ModeconnError(f"{param('amp')} must be one of {', '.join(AMP_DTYPES)} (or left out), "
+                                f"got {self.amp!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from .files import load_metadata, load_tensors, save_tensors
 
 # What --resume lets change: where and how fast it runs, never what it computes.
-MAY_CHANGE_ON_RESUME = "--device, --quiet, --amp, --channels-last, --compile and --data-dir"
+MAY_CHANGE_ON_RESUME = (f"{param('device')}, progress bars, {param('amp')}, {param('channels_last')}, "
+                        f"{param('compile')} and {param('data_dir')}")
 
 
 @dataclass
@@ -65,8 +66,9 @@ def check_settings(path: Path, settings: dict) -> None:
     if diff is not None:
         key, old, new = diff
         raise ModeconnError(f"{path.parent} was started with {key} = {json.dumps(old)} but this command asks for "
-                            f"{json.dumps(new)}; --resume needs the same settings (only {MAY_CHANGE_ON_RESUME} "
-                            "may change): repeat them, or start a new run in another --out")
+                            f"{json.dumps(new)}; {param('resume')} needs the same settings "
+                            f"(only {MAY_CHANGE_ON_RESUME} may change): repeat them, or start a new run in "
+                            f"another {param('out')}")
 
 
 def first_difference(old, new, prefix: str = ""):

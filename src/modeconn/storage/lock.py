@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 
 LOCK_NAME = ".modeconn.lock"
 
@@ -40,7 +40,7 @@ except ImportError:  # Windows
 
 def folder_in_use(folder: Path, owner: str) -> ModeconnError:
     return ModeconnError(f"{folder} is in use by another modeconn process (pid {owner}); "
-                         "wait for it to finish, or choose another --out")
+                         f"wait for it to finish, or choose another {param('out')}")
 
 
 def lock_owner(folder: Path) -> str | None:
@@ -74,7 +74,7 @@ class FolderLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
             raise ModeconnError(f"cannot use {self.path} as the folder's lock file ({exc.strerror}: a link or a "
-                                "folder is in its place); remove it, or choose another --out") from None
+                                f"folder is in its place); remove it, or choose another {param('out')}") from None
         if not _try_lock(fd):
             owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)

@@ -18,9 +18,8 @@ from ..core.families import FAMILIES
 from ..core.flat import check_same_architecture
 from ..core.simplex import Simplex
 from ..data import Dataset, load_dataset
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..models import create_model
-from ..recipes import recipe_for
 from ..runtime import distributed
 from .checkpoint import check_settings
 from .files import load_state_into, load_tensors, make_dir, read_json
@@ -143,8 +142,14 @@ class NetworkSource:
         return self.info.wd if self.info else 0.0
 
 
-def describe_network(path, dataset: str | None = None, model: str | None = None) -> NetworkSource:
-    """A run folder or a weights file (.safetensors, .pt), with its run.json when there is one beside it."""
+def describe_network(path, dataset: str | None = None, model: str | None = None,
+                     fallback_model: str | None = None) -> NetworkSource:
+    """A run folder or a weights file (.safetensors, .pt), with its run.json when there is one beside it.
+
+    `dataset` and `model` override what run.json says; `fallback_model` is the architecture of a weights
+    file without run.json when `model` is not given (the command's choice: the dataset's recipe's).
+    Raises ModeconnError (one line) for a missing path, a run of another kind or an undescribed file.
+    """
     path = Path(path)
     if not path.exists():
         raise ModeconnError(f"{path} does not exist: pass a run folder or a weights file")
@@ -162,13 +167,15 @@ def describe_network(path, dataset: str | None = None, model: str | None = None)
         weights = path
     ds = dataset or (info.dataset if info else None)
     if ds is None:
-        raise ModeconnError(f"{path} has no run.json beside it: pass --dataset (and --model) to say what it is")
-    if model:
-        spec = ModelSpec(model, {})
+        raise ModeconnError(f"{path} has no run.json beside it: pass {param('dataset')} (and {param('model')}) "
+                            "to say what it is")
+    if model or (info is None and fallback_model):
+        spec = ModelSpec(model or fallback_model, {})
     elif info is not None:
         spec = info.model
-    else:
-        spec = ModelSpec(recipe_for(ds).model, {})
+    else:  # the default architecture is the command's to choose (the dataset's recipe), not storage's
+        raise ModeconnError(f"{path} has no run.json beside it: pass {param('model')} to say which architecture "
+                            "it holds")
     return NetworkSource(str(path), weights, ds, spec, info)
 
 
@@ -199,14 +206,16 @@ class Endpoints:
         return self.sources[0].model
 
 
-def describe_endpoints(paths, dataset: str | None = None, model: str | None = None) -> list[NetworkSource]:
-    """Describe every network and check they name one dataset and one model (before any loading)."""
-    sources = [describe_network(p, dataset, model) for p in paths]
+def describe_endpoints(paths, dataset: str | None = None, model: str | None = None,
+                       fallback_model: str | None = None) -> list[NetworkSource]:
+    """Describe every network (as `describe_network`) and check they name one dataset and one model (before any
+    loading)."""
+    sources = [describe_network(p, dataset, model, fallback_model) for p in paths]
     first = sources[0]
     for other in sources[1:]:
         if other.dataset != first.dataset:
             raise ModeconnError(f"{first.given} was trained on {first.dataset} but {other.given} on {other.dataset}; "
-                                "pass networks of one dataset (or --dataset to choose one)")
+                                f"pass networks of one dataset (or {param('dataset')} to choose one)")
         if other.model.name != first.model.name:
             raise ModeconnError(f"{first.given} is a {first.model.name} but {other.given} a {other.model.name}: they "
                                 "have different architectures; use networks built by the same model")
@@ -330,12 +339,14 @@ def check_unfinished(out: Path, finished: str | None, resume: bool = False, sett
 def _check_state(out: Path, finished: str | None, resume: bool, settings: dict | None, force: bool | None) -> None:
     if finished is not None and (out / finished).exists():
         if force is None:
-            raise ModeconnError(f"{out} already holds a finished run ({finished}); choose another --out")
+            raise ModeconnError(f"{out} already holds a finished run ({finished}); choose another {param('out')}")
         if not force:
-            raise ModeconnError(f"{out / finished} exists; pass --force to replace it or choose another --out")
+            raise ModeconnError(f"{out / finished} exists; pass {param('force')} to replace it or choose another "
+                                f"{param('out')}")
     if (out / CHECKPOINT).exists():
         if not resume:
-            raise ModeconnError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another --out")
+            raise ModeconnError(f"{out} holds an unfinished run: pass {param('resume')} to continue it, or choose "
+                                f"another {param('out')}")
         if settings is not None:
             check_settings(out / CHECKPOINT, settings)
 
@@ -394,7 +405,8 @@ def claim_output(out: Path, finished: str | None, resume: bool = False, settings
         if lock is not None:
             lock.release()
         if isinstance(error, OSError):
-            raise ModeconnError(f"cannot write into {out}: {error.strerror or error}; choose another --out") from None
+            raise ModeconnError(f"cannot write into {out}: {error.strerror or error}; "
+                                f"choose another {param('out')}") from None
         raise error or ModeconnError(f"rank 0 could not claim {out} (see its message)")
     make_dir(out)  # the other ranks wait until it exists
     try:

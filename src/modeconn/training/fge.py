@@ -23,7 +23,7 @@ from ..evaluation.evaluate import evaluate, recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
 from .schedule import check_cycle, fge_lr
-from .train import fit
+from .train import Checkpointing, Hooks, fit
 
 
 @dataclass
@@ -134,10 +134,10 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
             save_tensors(snapshot_dir / f"snapshot_{k:03d}.safetensors", snap.state_dict())
 
     fit(model, list(model.parameters()), lambda forward, x, y, _g: nn.functional.cross_entropy(forward(x), y), data,
-        cfg.train_config(), lr_at=lr_at, checkpoint=checkpoint, resume=resume,
-        settings=settings if settings is not None else {"fge": asdict(cfg)}, progress=progress, desc="fge",
-        on_epoch_end=on_epoch_end, optimizer_state=optimizer_state, weight_decay=cfg.wd, extra_state=state,
-        speed=speed)
+        cfg.train_config(), lr_at=lr_at, weight_decay=cfg.wd, optimizer_state=optimizer_state,
+        checkpointing=Checkpointing(checkpoint, resume, settings if settings is not None else {"fge": asdict(cfg)},
+                                    extra=state),
+        hooks=Hooks(progress, "fge", on_epoch_end), speed=speed)
     result = FGEResult(config=asdict(cfg), snapshots=state.records)
     if state.records:
         swa_model = state.swa.module

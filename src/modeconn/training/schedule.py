@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 
 
 def paper_lr(base_lr: float, progress: float) -> float:
@@ -33,5 +33,5 @@ def fge_lr(lr1: float, lr2: float, position: float) -> float:
 def check_cycle(cycle: int) -> None:
     """FGE cycles must be an even number of epochs, or snapshots land between learning rates."""
     if cycle < 2 or cycle % 2:
-        raise ModeconnError(f"--cycle must be an even number of epochs >= 2, got {cycle}: the snapshot is "
+        raise ModeconnError(f"{param('cycle')} must be an even number of epochs >= 2, got {cycle}: the snapshot is "
                             "taken at the cycle's midpoint, which for an odd cycle falls mid-epoch at the wrong lr")

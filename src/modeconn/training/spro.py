@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -11,16 +12,21 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
+from ..runtime.speed import EAGER, Speed
 from .schedule import cosine_lr
 from .train import SPRO_VOLUME_WEIGHT, train_simplex
 
 EPOCHS_PER_VERTEX, SPRO_LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
 
 
-def train_vertex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT,
-                 **kwargs):
-    """One SPRO stage: the free vertex trained with the others fixed, cosine schedule from `cfg.lr`."""
-    return train_simplex(simplex, data, cfg, volume_weight, lr_at=lambda p: cosine_lr(cfg.lr, p), **kwargs)
+def train_vertex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT, *,
+                 checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
+                 progress: bool = True, desc: str = "vertex", speed: Speed = EAGER):
+    """One SPRO stage (Benton et al. 2021): the free vertex trained with the others fixed, cosine schedule
+    from `cfg.lr`. Keywords as `train_network`'s; returns (losses per epoch, optimizer)."""
+    return train_simplex(simplex, data, cfg, volume_weight, lr_at=lambda p: cosine_lr(cfg.lr, p),
+                         checkpoint=checkpoint, resume=resume, settings=settings, progress=progress, desc=desc,
+                         speed=speed)
 
 
 def first_stage(modes: list[nn.Module]) -> Simplex:
@@ -50,16 +56,17 @@ def curve_complex(curve: Curve) -> Simplex:
 
 
 def grow_simplex(start: Simplex, data: Dataset, cfg: TrainConfig, vertices: int,
-                 volume_weight: float = SPRO_VOLUME_WEIGHT, stage=None, **kwargs) -> Simplex:
+                 volume_weight: float = SPRO_VOLUME_WEIGHT, stage=None, *, progress: bool = True,
+                 speed: Speed = EAGER) -> Simplex:
     """Train `start`'s free vertex (stage 1), then add and train `vertices - 1` more, one at a time:
     each starts at the centroid of the ones before, is trained for `cfg.epochs` with them fixed,
     then fixed in turn. `start` is `first_stage(networks)` or `curve_complex(curve).grown()`.
 
-    `stage(simplex, k)` trains vertex k (default: `train_vertex` with `kwargs`); the command passes
-    its own, which keeps each finished stage for a resume.
+    `stage(simplex, k)` trains vertex k (default: `train_vertex` with `progress` and `speed`); the
+    command passes its own, which keeps each finished stage for a resume.
     """
     stage = stage or (lambda shape, k: train_vertex(shape, data, cfg, volume_weight, desc=f"vertex {k}/{vertices}",
-                                                    **kwargs))
+                                                    progress=progress, speed=speed))
     simplex = start
     for k in range(1, vertices + 1):
         simplex = simplex.grown() if k > 1 else simplex

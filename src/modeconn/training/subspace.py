@@ -6,6 +6,8 @@ of the vertices, which keeps them apart. Weight decay acts on each vertex, as in
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.nn.functional import cross_entropy
 
@@ -14,7 +16,8 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
-from .train import fit
+from ..runtime.speed import EAGER, Speed
+from .train import Checkpointing, Hooks, fit
 
 SPREAD = 1.0  # Wortsman et al.'s beta for lines, curves and simplexes
 
@@ -69,9 +72,12 @@ def squared_cosine(span: WeightSpan, ranges: list[tuple[int, int]]) -> torch.Ten
     return (cos2.sum() - cos2.diagonal().sum()) / (k * (k - 1))
 
 
-def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, spread: float = SPREAD, **kwargs):
+def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, spread: float = SPREAD, *,
+                   checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
+                   progress: bool = True, desc: str = "subspace", speed: Speed = EAGER):
     """Train every vertex of a line, curve (a `Curve.through` networks) or simplex (all vertices free)
-    on the loss at one drawn point per minibatch plus `spread` times the vertices' squared cosine."""
+    on the loss at one drawn point per minibatch plus `spread` times the vertices' squared cosine
+    (Wortsman et al. 2021). Keywords as `train_network`'s; returns (losses per epoch, optimizer)."""
     is_curve = isinstance(span, Curve)
     ranges = matrix_ranges(span)
 
@@ -84,4 +90,5 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
         return loss
 
     free = [p for p in span.parameters() if p.requires_grad]
-    return fit(span, free, step_loss, data, cfg, weight_decay=cfg.wd, desc=kwargs.pop("desc", "subspace"), **kwargs)
+    return fit(span, free, step_loss, data, cfg, weight_decay=cfg.wd,
+               checkpointing=Checkpointing(checkpoint, resume, settings), hooks=Hooks(progress, desc), speed=speed)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +18,7 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
@@ -27,10 +30,36 @@ def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return cfg.seed * 100_003 + epoch
 
 
-def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, lr_at=None,
-        checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
-        progress: bool = True, desc: str = "train", on_epoch_end=None, optimizer_state: dict | None = None,
-        weight_decay: float = 0.0, extra_state=None, stop_epoch: int | None = None, speed: Speed = EAGER):
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a run keeps its state after each epoch, and whether it continues from it.
+
+    path: the checkpoint file (None: nothing is saved). resume: continue from it (a checkpoint
+    present without resume is refused, never silently loaded or overwritten). settings: what the run
+    computes, saved with the checkpoint; a resume with other settings is refused (default: the
+    config). extra: a caller's own state, `get_extra() -> (tensors, strings)` and
+    `set_extra(tensors, strings)` (FGE's ensemble so far).
+    """
+
+    path: Path | None = None
+    resume: bool = False
+    settings: dict | None = None
+    extra: Any = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a run shows and calls as it goes: a progress bar labelled `desc`, and `on_epoch_end(epoch,
+    optimizer)` after each epoch (epoch counted from 0), e.g. to keep that epoch's state."""
+
+    progress: bool = True
+    desc: str = "train"
+    on_epoch_end: Callable[[int, torch.optim.Optimizer], None] | None = None
+
+
+def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *, lr_at=None,
+        weight_decay: float = 0.0, optimizer_state: dict | None = None, stop_epoch: int | None = None,
+        checkpointing: Checkpointing = Checkpointing(), hooks: Hooks = Hooks(), speed: Speed = EAGER):
     """The one SGD loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise.
 
     `forward` is the module to call: the module itself, or under torchrun its
@@ -38,13 +67,11 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
     same on all ranks, so t is the same too) and only rank 0 writes checkpoints.
 
     `lr_at(progress)` sets the learning rate per iteration (default: the paper's schedule).
-    With `checkpoint`, the state is saved atomically after every epoch together with `settings`
-    (what the run computes); with `resume` a run continues from it, refusing other settings.
-    A checkpoint present without `resume` is refused, never silently loaded or overwritten.
-    `extra_state` (get_extra() -> (tensors, strings), set_extra(tensors, strings)) adds a
-    caller's own state. `stop_epoch` ends the run early, after that many epochs of the `cfg.epochs`
-    schedule (a shared prefix, as instability analysis spawns from). Returns the mean training loss
-    of each epoch and the optimizer.
+    `checkpointing` says where the state is saved atomically after every epoch and whether the run
+    continues from it; `hooks` what it shows and calls after each epoch. `optimizer_state` starts the
+    optimizer from a saved state (FGE). `stop_epoch` ends the run early, after that many epochs of
+    the `cfg.epochs` schedule (a shared prefix, as instability analysis spawns from). Returns the
+    mean training loss of each epoch and the optimizer.
 
     Losses stay on the device and are read back every CHECK_EVERY steps and at the end of each
     epoch, so no step waits for the device; a loss that is not finite then stops the run, naming
@@ -52,15 +79,17 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, l
     since; nothing of them is saved).
     """
     lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
-    settings = settings if settings is not None else {"config": cfg.to_dict()}
+    checkpoint, resume, extra_state = checkpointing.path, checkpointing.resume, checkpointing.extra
+    settings = checkpointing.settings if checkpointing.settings is not None else {"config": cfg.to_dict()}
+    progress, desc, on_epoch_end = hooks.progress, hooks.desc, hooks.on_epoch_end
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
     if optimizer_state:
         restore_optimizer(optimizer, optimizer_state)
     start_epoch, history = 0, []
     if checkpoint is not None and checkpoint.exists():
         if not resume:
-            raise ModeconnError(f"{checkpoint.parent} holds an unfinished run: pass --resume to continue it, "
-                                "or choose another --out")
+            raise ModeconnError(f"{checkpoint.parent} holds an unfinished run: pass {param('resume')} to continue it, "
+                                f"or choose another {param('out')}")
         saved = load_checkpoint(checkpoint, settings)
         module.load_state_dict(saved.module)
         restore_optimizer(optimizer, saved.optimizer)
@@ -150,11 +179,11 @@ class _LossWindow:
 
 def _diverged(value: float, step: int, epoch: int, lr: float, checkpoint: Path | None) -> str:
     """The message for a loss that is no longer finite, saying truthfully what can be done next."""
-    text = (f"loss became {value} at step {step} (epoch {epoch + 1}) with learning rate {lr:.4g}; lower --lr "
+    text = (f"loss became {value} at step {step} (epoch {epoch + 1}) with learning rate {lr:.4g}; lower {param('lr')} "
             "and start a new run")
     if checkpoint is not None:
-        text += (f" in another --out ({checkpoint} holds the last finished epoch, but --resume keeps the same "
-                 "settings and would diverge again)")
+        text += (f" in another {param('out')} ({checkpoint} holds the last finished epoch, but {param('resume')} "
+                 "keeps the same settings and would diverge again)")
     return text
 
 
@@ -182,17 +211,29 @@ def _data_parallel(module: nn.Module):
                **{sync: not isinstance(module, WeightSpan)})
 
 
-def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, **kwargs):
-    """Train an ordinary network with SGD, weight decay and the paper's schedule."""
+def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, *, checkpoint: Path | None = None,
+                  resume: bool = False, settings: dict | None = None, progress: bool = True, desc: str = "train",
+                  on_epoch_end=None, stop_epoch: int | None = None, speed: Speed = EAGER):
+    """Train an ordinary network with SGD, weight decay and the paper's schedule.
+
+    `checkpoint`, `resume` and `settings` as `Checkpointing`'s; `progress`, `desc`, `on_epoch_end`
+    as `Hooks`'; `stop_epoch` ends after that many epochs of the schedule. Returns (mean training
+    loss per epoch, the optimizer). Raises ModeconnError on a loss that is not finite.
+    """
     def step_loss(forward, x, y, _gen):
         return cross_entropy(forward(x), y)
 
     # SGD's weight_decay adds wd * w to the gradient: the gradient of 0.5 * wd * ||w||^2.
-    return fit(model, list(model.parameters()), step_loss, data, cfg, weight_decay=cfg.wd, **kwargs)
+    return fit(model, list(model.parameters()), step_loss, data, cfg, weight_decay=cfg.wd, stop_epoch=stop_epoch,
+               checkpointing=Checkpointing(checkpoint, resume, settings), hooks=Hooks(progress, desc, on_epoch_end),
+               speed=speed)
 
 
-def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
-    """Fit a curve: each minibatch draws one t ~ U(0, 1) and steps on L(phi(t)) + 0.5 wd ||phi(t)||^2."""
+def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, *, checkpoint: Path | None = None,
+                resume: bool = False, settings: dict | None = None, progress: bool = True, desc: str = "connect",
+                speed: Speed = EAGER):
+    """Fit a curve (Garipov et al. 2018): each minibatch draws one t ~ U(0, 1) and steps on
+    L(phi(t)) + 0.5 wd ||phi(t)||^2. Keywords as `train_network`'s; returns (losses per epoch, optimizer)."""
     def step_loss(forward, x, y, gen):
         t = curve.sample_t(gen)  # the same t on every rank: same generator, same draws
         # The decay's gradient joins in the curve's backward. Its value is left out of the reported
@@ -200,15 +241,17 @@ def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, **kwargs):
         return cross_entropy(forward(x, t, wd=cfg.wd), y)
 
     free = [p for p in curve.parameters() if p.requires_grad]
-    return fit(curve, free, step_loss, data, cfg, desc=kwargs.pop("desc", "connect"), **kwargs)
+    return fit(curve, free, step_loss, data, cfg, checkpointing=Checkpointing(checkpoint, resume, settings),
+               hooks=Hooks(progress, desc), speed=speed)
 
 
 VOLUME_FLOOR = 1e-4  # Benton et al.: log(volume + 1e-4), finite for a vertex still in the others' span
 SPRO_VOLUME_WEIGHT = 1e-8  # Benton et al.'s code: max(1e-10 / log(initial volume), 1e-8), i.e. 1e-8
 
 
-def train_simplex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT,
-                  **kwargs):
+def train_simplex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT, *,
+                  lr_at=None, checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
+                  progress: bool = True, desc: str = "simplex", speed: Speed = EAGER):
     """Fit a simplex's free vertices (SPRO, Benton et al. 2021): each minibatch draws one point
     uniformly from the simplex and steps on L(phi) + 0.5 wd ||phi||^2 - volume_weight log(volume + 1e-4)."""
     def step_loss(forward, x, y, gen):
@@ -219,4 +262,5 @@ def train_simplex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weig
         return loss
 
     free = [p for p in simplex.parameters() if p.requires_grad]
-    return fit(simplex, free, step_loss, data, cfg, desc=kwargs.pop("desc", "simplex"), **kwargs)
+    return fit(simplex, free, step_loss, data, cfg, lr_at=lr_at,
+               checkpointing=Checkpointing(checkpoint, resume, settings), hooks=Hooks(progress, desc), speed=speed)
