@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -50,6 +51,7 @@ class MLP(nn.Module):
 
     def __init__(self, input_shape, num_classes, hidden: int = 256, depth: int = 2):
         super().__init__()
+        layers: list[nn.Module]
         layers, width = [nn.Flatten()], math.prod(input_shape)
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
@@ -103,7 +105,7 @@ class ConvBNNet(nn.Module):
         return self.head(self.features(x))
 
 
-VGG_CONFIGS = {
+VGG_CONFIGS: dict[int, list[int | Literal["M"]]] = {
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
@@ -114,6 +116,7 @@ class VGG(nn.Module):
 
     def __init__(self, input_shape, num_classes, depth: int = 16, batch_norm: bool = False):
         super().__init__()
+        layers: list[nn.Module]
         layers, c = [], input_shape[0]
         for v in VGG_CONFIGS[depth]:
             if v == "M":
@@ -131,6 +134,7 @@ class VGG(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+                assert m.bias is not None  # built above with bias=True (Conv2d's default)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):

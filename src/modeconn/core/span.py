@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import Literal
 
 import torch
 from torch import nn
@@ -20,6 +21,14 @@ from .flat import check_same_architecture, float_buffer_space, int_buffer_space,
 
 class WeightSpan(nn.Module):
     """K control points of one architecture and the networks at their combinations."""
+
+    # Declared for the type checker: set in __init__ (buffers by register_buffer, the template through
+    # object.__setattr__ so it is no submodule), which nn.Module's __getattr__ would type as Tensor | Module.
+    net: nn.Module
+    fixed_mask: torch.Tensor
+    fixed_points: torch.Tensor
+    buffer_points: torch.Tensor
+    int_buffers: torch.Tensor
 
     def __init__(self, template: nn.Module, points: torch.Tensor, fixed: list[bool], buffer_points: torch.Tensor):
         """`points` (K, P) in `parameter_space(template)` order, `fixed[k]` whether row k is fixed,
@@ -96,13 +105,14 @@ class WeightSpan(nn.Module):
 
     def _general_sum(self, c: list[float]) -> torch.Tensor:
         """sum_k c_k theta_k for any rows and coefficients, one pass per row."""
-        w = None
+        w: torch.Tensor | None = None
         for row, k in zip(self.fixed_points, self._fixed_rows):  # buffers: no autograd here
             w = row * c[k] if w is None else w.add_(row, alpha=c[k])
         free = self.free_points
         rows = [free.view(-1)] if len(free) == 1 else free.unbind(0)  # a view: no copy in the backward
         for row, k in zip(rows, self._free_rows):
             w = row * c[k] if w is None else torch.add(w, row, alpha=c[k])
+        assert w is not None, "a span has at least one control point"
         if not self._free_rows and free.requires_grad:  # nothing free, but training still backpropagates
             w = w + free.sum(0)
         return w
@@ -147,7 +157,7 @@ class WeightSpan(nn.Module):
         return functional_call(self.net, state, (x,))
 
     def _bound_run(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        binder = self.__dict__.get("_binder")
+        binder: Binder | Literal[False] | None = self.__dict__.get("_binder")
         if binder is None:  # built on first use; False where the network needs functional_call
             binder = Binder.for_module(self.net) or False
             object.__setattr__(self, "_binder", binder)

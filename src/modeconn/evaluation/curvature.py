@@ -72,6 +72,9 @@ def lanczos_top(hvp, dim: int, k: int, steps: int, seed: int = 0, tol: float = 1
     generator = torch.Generator(device="cpu").manual_seed(seed)
     q = torch.randn(dim, generator=generator, dtype=torch.float64, device="cpu").to(device=device)
     q = q / q.norm()
+    basis: list[torch.Tensor]
+    alphas: list[float]
+    betas: list[float]
     basis, alphas, betas = [], [], []
     for j in range(steps):
         basis.append(q.to(dtype))
@@ -182,8 +185,8 @@ def measure_curvature_shared(n: int, measure, top: int, device) -> list[Curvatur
 def _row(r: Curvature, top: int) -> list[float]:
     traced = r.trace is not None
     return [len(r.eigenvalues), float(traced), *r.eigenvalues, *[0.0] * (top - len(r.eigenvalues)),
-            r.trace if traced else 0.0, r.trace_stderr if traced else 0.0, r.train_loss, r.lanczos_steps,
-            float(r.converged)]
+            r.trace if r.trace is not None else 0.0, r.trace_stderr if r.trace_stderr is not None else 0.0,
+            r.train_loss, r.lanczos_steps, float(r.converged)]
 
 
 def _from_row(row: list[float]) -> Curvature:

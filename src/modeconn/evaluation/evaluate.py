@@ -92,6 +92,8 @@ def evaluate(model, batches, speed: Speed = EAGER) -> Metrics:
     if isinstance(model, nn.Module):
         was_training = model.training
         model.eval()
+    loss_sum: float | torch.Tensor  # tensors from the first batch on
+    wrong: int | torch.Tensor
     loss_sum, wrong, count = 0.0, 0, 0
     for x, y in batches:  # sums stay on the data's device: one host sync at the end, not per batch
         with speed.autocast(x.device):

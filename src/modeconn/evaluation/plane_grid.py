@@ -109,11 +109,11 @@ def read_partial(out: Path, partial: str, fingerprint: str, n: int, force: bool 
         raise ModeconnError(f"{path} was started with other settings; rerun the same command, "
                             f"choose another {param('out')}, or pass {param('force')} to start over")
     arrays = {"done": saved.get("done"), **{m: saved.get(m) for m in METRICS}}
-    if any(a is None or a.shape != (n,) for a in arrays.values()) or arrays["done"].dtype != np.bool_ \
-            or any(arrays[m].dtype.kind != "f" for m in METRICS):
+    found = {k: a for k, a in arrays.items() if a is not None and a.shape == (n,)}  # all of them, or refused
+    if len(found) < len(arrays) or found["done"].dtype != np.bool_ or any(found[m].dtype.kind != "f" for m in METRICS):
         raise ModeconnError(f"{path} does not hold {n} points of {', '.join(METRICS)} and their done flags "
                             f"(corrupt); pass {param('force')} to start over, or choose another {param('out')}")
-    return arrays["done"], {m: arrays[m].astype(np.float64) for m in METRICS}
+    return found["done"], {m: found[m].astype(np.float64) for m in METRICS}
 
 
 def finish_partial(out: Path, partial: str = PARTIAL) -> None:

@@ -123,6 +123,8 @@ class PointEvaluator:
         ev_run = vmap(run, in_dims=(0, 0, None, None))
         results = {}
         for split, batches in (("train", self.train_batches), ("test", self.test_batches)):
+            loss: float | torch.Tensor  # tensors from the first batch on
+            wrong: int | torch.Tensor
             loss, wrong, count = 0.0, 0, 0
             for x, y in batches:  # sums stay on the device: one host sync per split
                 with self.speed.autocast(block.device):
@@ -132,6 +134,7 @@ class PointEvaluator:
                 loss = loss + ce.sum(1).double()
                 wrong = wrong + (logits.argmax(-1) != y).sum(1)
                 count += b
+            assert isinstance(loss, torch.Tensor) and isinstance(wrong, torch.Tensor), f"no {split} batches"
             results[split] = ((loss / count).cpu(), (wrong.double() / count).cpu())
         l2 = self._l2(block)
         (tr_loss, tr_err), (te_loss, te_err) = results["train"], results["test"]

@@ -6,12 +6,16 @@ backend switch, so importing modeconn leaves a notebook's matplotlib as it was.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from ..storage.files import atomic_write
+
+if TYPE_CHECKING:  # for annotations only: plotting needs no training code at run time
+    from ..training.fge import FGEResult
 
 STYLE = {"curve": dict(color="C0", lw=2, label="curve"), "line": dict(color="C3", lw=2, ls="--", label="line segment")}
 
@@ -181,7 +185,7 @@ def plot_instability(result: dict, path) -> None:
     save_figure(fig, path)
 
 
-def plot_fge(result: dict, path) -> None:
+def plot_fge(result: FGEResult, path) -> None:
     """Ensemble vs single-snapshot test error and NLL (an FGEResult) against snapshots taken and epochs spent."""
     recs = result.snapshots
     k = [r["snapshot"] for r in recs]

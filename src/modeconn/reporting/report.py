@@ -146,7 +146,9 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
                 f"{_pct(r.stat('curve', 'test_err', 'arc_mean'))}); its midpoint is kept as the network run "
                 f"<code>{_rel(f.parent / 'midpoint', root)}</code>.</p>" + _along_note(r, f, root))
     if r.curve is not None:
-        kind = run.curve.kind if run is not None else "curve"
+        # run.curve is None where the run.json beside a curve_eval.json is not a curve run's: the
+        # AttributeError then becomes _reading's "lacks or mistypes a field" error. Kept as it is.
+        kind = run.curve.kind if run is not None else "curve"  # type: ignore[union-attr]
         lengths = r.summary["length"]
         text += (f" Along the trained <b>{html.escape(kind)} curve</b> it never exceeds "
                  f"<b>{_pct(r.stat('curve', 'test_err', 'max'))}</b> (barrier "
@@ -305,6 +307,7 @@ def _fge_text(r: FGEResult, f: Path) -> str:
         net = read_run(full).raw if full is not None and full.exists() else None
         spent = (r.start_epochs_trained or 0) + r.config["epochs"]
         if net is not None and net.get("epochs_trained") == spent:  # the same budget: a fair comparison
+            assert full is not None  # net was read from it
             verdict = "beats" if (last["ensemble_test_err"] <= net["test_err"]
                                   and last["ensemble_test_nll"] < net["test_loss"]) else "does not beat"
             text += (f" For the same {spent} epochs of training, the single network "

@@ -46,7 +46,9 @@ class Speed:
     def module(self, module: torch.nn.Module) -> torch.nn.Module:
         """Put a network's 4-D weights in channels_last when asked (in place); returns it."""
         if self.channels_last:
-            module.to(memory_format=torch.channels_last)
+            # torch's stubs list no memory_format for Module.to, but Module.to accepts it (it parses its
+            # arguments with torch._C._nn._parse_to, the Tensor.to parser): the stubs are narrower than the code
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return module
 
     def compiled(self, fn):

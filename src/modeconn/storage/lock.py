@@ -29,13 +29,14 @@ except ImportError:  # Windows
 
     def _try_lock(fd: int) -> bool:
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            # msvcrt's stubs declare locking only when checking for win32; this branch runs only on Windows
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
             return True
         except OSError:
             return False
 
     def _unlock(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]  # win32-only stubs, as above
 
 
 def folder_in_use(folder: Path, owner: str) -> ModeconnError:

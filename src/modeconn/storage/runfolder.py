@@ -273,6 +273,7 @@ def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curv
     info = read_curve_run(run_dir)
     data, template = _data_and_template(info, data_dir, device)
     c = info.curve
+    assert c is not None  # read_curve_run refuses any run but a curve run, and read_run fills curve for those
     curve = Curve(template, template, kind=c.kind, bends=c.bends, free_endpoints=c.free_endpoints)
     file = Path(run_dir) / "curve.safetensors"
     load_state_into(curve, load_tensors(file), str(file))

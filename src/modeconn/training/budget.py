@@ -47,7 +47,7 @@ def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, l
     B = train_cfg.epochs
     start_epoch = round(0.8 * B)
     fge_1b = B - start_epoch
-    kept = {}
+    kept: dict[str, dict[str, torch.Tensor]] = {}  # the network's and its optimizer's tensors at start_epoch
 
     def keep(epoch, optimizer):
         if epoch + 1 == start_epoch:

@@ -26,6 +26,7 @@ def matrix_ranges(span: WeightSpan) -> list[tuple[int, int]]:
     """(start, stop) of each run of weight-matrix and kernel entries in the flat weights: what the
     spread term compares. Wortsman et al. compare convolution kernels only; biases and norm scales
     (all ones at initialisation) would make every pair look alike."""
+    ranges: list[tuple[int, int]]
     ranges, offset = [], 0
     for slot in span.param_space.slots:
         if len(slot.shape) >= 2:
@@ -78,12 +79,11 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
     """Train every vertex of a line, curve (a `Curve.through` networks) or simplex (all vertices free)
     on the loss at one drawn point per minibatch plus `spread` times the vertices' squared cosine
     (Wortsman et al. 2021). Keywords as `train_network`'s; returns (losses per epoch, optimizer)."""
-    is_curve = isinstance(span, Curve)
     ranges = matrix_ranges(span)
 
     def step_loss(forward, x, y, gen):
         # The same draw on every rank: the same generator, the same sequence.
-        where = span.sample_t(gen) if is_curve else span.sample_weights(gen)
+        where = span.sample_t(gen) if isinstance(span, Curve) else span.sample_weights(gen)
         loss = cross_entropy(forward(x, where), y)
         if spread:
             loss = loss + spread * squared_cosine(span, ranges).to(loss.dtype)

@@ -207,8 +207,9 @@ def _data_parallel(module: nn.Module):
     # (torch >= 2.13 names the option forward_sync_buffers; older releases broadcast_buffers.)
     sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
             else "broadcast_buffers")
-    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None,
-               **{sync: not isinstance(module, WeightSpan)})
+    # Any: the option's name is chosen at run time, so the checker cannot match it to one of ddp's parameters
+    sync_option: dict[str, Any] = {sync: not isinstance(module, WeightSpan)}
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None, **sync_option)
 
 
 def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, *, checkpoint: Path | None = None,
