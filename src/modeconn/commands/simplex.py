@@ -60,7 +60,7 @@ class SimplexOptions(TrainingOptions):
     model: str | None = option(None, "override the network's model")
 
 
-def _summary(result: dict, o: SimplexOptions) -> str:
+def _cli_summary(result: dict, o: SimplexOptions) -> str:
     centre = (f"centroid test error {result['centroid_test_err']:.4f}" if "centroid_test_err" in result else
               "face centres' test errors " + ", ".join(f"{e:.4f}" for e in result["face_centres_test_err"]))
     return (f"{o.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; {centre} "
@@ -70,7 +70,7 @@ def _summary(result: dict, o: SimplexOptions) -> str:
 
 
 @command("simplex", SimplexOptions, help="grow a low-loss simplex around a trained network (SPRO, Benton et "
-                                          "al. 2021)", summary=_summary)
+                                          "al. 2021)", summary=_cli_summary)
 def simplex(o: SimplexOptions) -> dict:
     """Grow `vertices` free vertices around START into OUT: simplex.safetensors and run.json.
 
