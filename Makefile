@@ -25,6 +25,7 @@ system-deps:
 test: setup system-deps
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 	$(PY) -m pytest -q -rs
 
 demo: setup
