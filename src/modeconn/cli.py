@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _out_of_memory() -> tuple[type, ...]:
+def _out_of_memory() -> tuple[type[BaseException], ...]:
     """Host memory errors, and a GPU's once torch is loaded (evaluated only when an exception is raised)."""
     torch = sys.modules.get("torch")
     return (MemoryError,) + ((torch.cuda.OutOfMemoryError,) if torch is not None else ())

@@ -52,10 +52,13 @@ def align(o: AlignOptions) -> AlignInfo:
     ends = load_endpoints(sources, data_dir, dev)
     data = ends.data
     batches = data.train_batches(500, shuffle=False, seed=seed, limit=train_samples)
+    start_net, end_net = ends.nets  # START and END
+    end_info = sources[1].info
+    assert end_info is not None, "describe_endpoints without a --dataset refuses a network without run.json"
     with folder.claim() as out:
-        aligned, info = align_networks(*ends.nets, method=o.method, batches=batches, example_input=data.train_x[:2],
-                                       seed=seed)
-        kept = {k: v for k, v in sources[1].info.raw.items() if k not in ("epochs_trained", "full_run")}
+        aligned, info = align_networks(start_net, end_net, method=o.method, batches=batches,
+                                       example_input=data.train_x[:2], seed=seed)
+        kept = {k: v for k, v in end_info.raw.items() if k not in ("epochs_trained", "full_run")}
         run = {**kept, "aligned_to": str(o.start), "aligned_from": str(o.end), "align": info.to_dict(),
                **split_metrics(aligned, data, speed=o.speed).to_dict()}
         save_tensors(out / "model.safetensors", aligned.state_dict())

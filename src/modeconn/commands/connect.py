@@ -54,7 +54,8 @@ def connect(o: ConnectOptions) -> dict:
     folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
     dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
-    path = Curve(*ends.nets, kind=o.curve, bends=bends, free_endpoints=o.free_endpoints).to(dev)
+    start_net, end_net = ends.nets  # START and END
+    path = Curve(start_net, end_net, kind=o.curve, bends=bends, free_endpoints=o.free_endpoints).to(dev)
     with folder.claim() as out:
         began = time.time()
         history, _ = train_curve(path, ends.data, cfg, checkpoint=out / CHECKPOINT, resume=o.resume,

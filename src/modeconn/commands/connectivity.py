@@ -52,8 +52,9 @@ def connectivity(o: ConnectivityOptions) -> PathsResult:
     folder = RunFolder(o.out, "paths.json", force=o.force)
     dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
+    start_net, end_net = ends.nets  # START and END
     with folder.claim() as out:
-        result = compare_paths(*ends.nets, ends.data, settings, points, o.curve, cfg, o.progress, o.speed)
+        result = compare_paths(start_net, end_net, ends.data, settings, points, o.curve, cfg, o.progress, o.speed)
         result.start, result.end = str(o.start), str(o.end)
         plot_along(result, out / "paths.png", f"plain and aligned paths, {ends.dataset}")
         write_json(out / "paths.json", result.to_json())

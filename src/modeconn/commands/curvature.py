@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..core.curve import Curve
 from ..errors import ModeconnError
 from ..evaluation.along import line_between
 from ..evaluation.curvature import Curvature, curvature_at, measure_curvature_shared
@@ -66,10 +67,12 @@ def curvature(o: CurvatureOptions) -> dict:
             raise ModeconnError("--points places points along a curve; a network run is measured at itself: "
                                 "leave --points out")
         describe_endpoints([run])
+        ts = [0.0]
     else:
         points = 11 if points is None else points
         if validate.positive_int("--points", points) < 2:
             raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+        ts = np.linspace(0.0, 1.0, points).tolist()
     top = validate.positive_int("--top", top)
     if probes is not None and not trace:
         raise ModeconnError("--probes sets the trace's Hessian-vector products: add --trace, or leave --probes out")
@@ -84,13 +87,13 @@ def curvature(o: CurvatureOptions) -> dict:
     data_dir = validate.data_dir(data_dir)
     folder = RunFolder(out if out is not None else run, "curvature.json", force=force)
     dev = folder.join(device)
+    paths: dict[str, Curve | None]  # a network run measures the network itself: its one path is None
     if info.kind == "curve":
         curve, _, data = load_curve(run, dev, data_dir)
         paths = {"curve": curve, "line": line_between(curve.model_at(0.0), curve.model_at(1.0))}
-        ts = np.linspace(0.0, 1.0, points).tolist()
     else:
         ends = load_endpoints(describe_endpoints([run]), data_dir, dev)
-        data, paths, ts = ends.data, {"network": None}, [0.0]
+        data, paths = ends.data, {"network": None}
         network = ends.nets[0]
     dim = curve.param_space.size if info.kind == "curve" else sum(p.numel() for p in network.parameters())
     if top > dim:
@@ -99,8 +102,8 @@ def curvature(o: CurvatureOptions) -> dict:
               **settings.__dict__}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
-    with folder.claim(check=lambda out: _resume(out, fingerprint, force, paths, len(ts))) as out:
-        done = _resume(out, fingerprint, force, paths, len(ts))
+    with folder.claim(check=lambda out: _resume(out, fingerprint, force, paths, len(ts))) as out_dir:
+        done = _resume(out_dir, fingerprint, force, paths, len(ts))
         todo = [(name, i) for name in paths for i, row in enumerate(done.setdefault(name, [None] * len(ts)))
                 if row is None]
         total = len(paths) * len(ts)
@@ -111,23 +114,24 @@ def curvature(o: CurvatureOptions) -> dict:
 
             def measure(j, block=block):  # called within this round (the default binds it all the same)
                 name, i = block[j]
-                model = network if paths[name] is None else paths[name].model_at(ts[i])
+                path = paths[name]
+                model = network if path is None else path.model_at(ts[i])
                 return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed)
 
             for (name, i), r in zip(block, measure_curvature_shared(len(block), measure, top, data.train_x.device)):
                 done[name][i] = r.to_dict()
-            write_json(out / PARTIAL, {"fingerprint": fingerprint, "done": done})
+            write_json(out_dir / PARTIAL, {"fingerprint": fingerprint, "done": done})
             bar.update(len(block))
         bar.close()
-        bn = has_batchnorm(network if info.kind == "network" else paths["curve"].net)  # the template, not a new point
+        bn = has_batchnorm(network if info.kind == "network" else curve.net)  # the template, not a new point
         result = {"run": str(run), "kind": info.kind, "t": ts, "paths": done, "settings": config,
                   "hessian": "of the mean train cross-entropy over the training examples measured "
                              "(weight decay's wd * I not included); eigenvalues are the largest algebraic, "
                              "by Lanczos; the trace by Hutch++",
                   "batchnorm": ("eval mode, with the statistics recomputed at each point" if bn else "none")}
-        plot_curvature(result, out / "curvature.png")
-        write_json(out / "curvature.json", result)
-        remove_file(out / PARTIAL)
+        plot_curvature(result, out_dir / "curvature.png")
+        write_json(out_dir / "curvature.json", result)
+        remove_file(out_dir / PARTIAL)
     return result
 
 

@@ -43,19 +43,21 @@ def ensemble(o: EnsembleOptions) -> SpanEnsemble:
                             "from nothing: leave --seed out, or use --simplex")
     seed = validate.nonnegative_int("--seed", 0 if o.seed is None else o.seed)
     run = o.curve if o.curve is not None else o.simplex
+    assert run is not None, "checked above: exactly one of --curve and --simplex"
     if o.curve is not None:
         read_curve_run(o.curve)
     else:
         read_simplex_run(o.simplex)
     data_dir = validate.data_dir(o.data_dir)
     folder = RunFolder.file(o.out if o.out is not None else Path(run) / "ensemble.json", force=o.force)
+    assert folder.finished is not None, "RunFolder.file names its file as the finished one"
     out = folder.out / folder.finished
     dev = folder.join(o.device)
     with folder.claim():
         if o.curve is not None:
             path, _, data = load_curve(o.curve, dev, data_dir)
             result = curve_ensemble(path, data, points, progress=o.progress, speed=o.speed)
-            where = {"curve": str(o.curve)}
+            where: dict[str, object] = {"curve": str(o.curve)}
         else:
             shape, _, data = load_simplex(o.simplex, dev, data_dir)
             result = simplex_ensemble(shape, data, points, seed, progress=o.progress, speed=o.speed)

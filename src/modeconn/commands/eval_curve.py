@@ -40,6 +40,7 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
     folder = RunFolder(o.out if o.out is not None else o.run, "curve_eval.json", force=o.force)
     dev = folder.join(o.device)
     curve, info, data = load_curve(o.run, dev, data_dir)
+    assert info.curve is not None, "read_run gives every curve run its CurveSpec"
     if o.repair:
         repairable_layers(curve.model_at(0.0), data.train_x[:2])
     with folder.claim() as out:

@@ -49,8 +49,9 @@ def eval_line(o: EvalLineOptions) -> PathEval:
     ends = load_endpoints(sources, data_dir, dev)
     if o.repair:
         repairable_layers(ends.nets[0], ends.data.train_x[:2])
+    start_net, end_net = ends.nets  # the two networks described above
     with folder.claim() as out:
-        result = eval_path(None, *ends.nets, ends.data, points, settings, o.progress, o.speed,
+        result = eval_path(None, start_net, end_net, ends.data, points, settings, o.progress, o.speed,
                            repaired_points(settings.bn_batches(ends.data)) if o.repair else None)
         result.start, result.end = str(o.start), str(o.end)
         write_path_eval(out, result, "line_eval", f"line between {o.start} and {o.end}, {ends.dataset}")

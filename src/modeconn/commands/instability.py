@@ -85,22 +85,22 @@ def instability(o: InstabilityOptions) -> dict:
     folder = RunFolder(out, "instability.json", resume=resume, settings=settings)
     dev = folder.join(device)
     data = load_dataset(dataset, data_dir).to(dev)
-    with folder.claim() as out:
-        _train_parent(out, spec, data, cfg, ks, settings, progress, speed)
+    with folder.claim() as out_dir:
+        _train_parent(out_dir, spec, data, cfg, ks, settings, progress, speed)
         copies = [(k, i) for k in ks for i in range(2)]
         mine = [copies[j] for j in distributed.my_indices(len(copies))]
         with distributed.alone():  # copies are independent: under torchrun each rank trains its share by itself
             for k, i in mine:
-                _train_copy(out, k, i, spec, data, dataset, data_dir, cfg, settings, same_order, progress, speed)
+                _train_copy(out_dir, k, i, spec, data, dataset, data_dir, cfg, settings, same_order, progress, speed)
         distributed.barrier()
-        rows = [_measure(out / f"k{k}", k, [_copy_folder(out, k, i) for i in range(2)], data, points, settings_eval,
-                         progress, speed) for k in ks]
+        rows = [_measure(out_dir / f"k{k}", k, [_copy_folder(out_dir, k, i) for i in range(2)], data, points,
+                         settings_eval, progress, speed) for k in ks]
         result = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": points,
                   "same_order": same_order, "stable_below": STABLE, "per_spawn": rows,
                   "first_stable_spawn": next((r["spawn"] for r in rows if r["stable"]), None),
                   "settings": settings_eval.__dict__}
-        plot_instability(result, out / "instability.png")
-        write_json(out / "instability.json", result)
+        plot_instability(result, out_dir / "instability.png")
+        write_json(out_dir / "instability.json", result)
     return result
 
 
@@ -165,8 +165,8 @@ def _measure(folder: Path, k: int, copies: list[Path], data, points: int, settin
     if (folder / "line_eval.json").exists():
         result = PathEval.from_json(read_json(folder / "line_eval.json"), str(folder / "line_eval.json"))
     else:
-        nets = [load_network(c, data, data.train_x.device) for c in copies]
-        result = eval_path(None, *nets, data, points, settings, progress, speed)
+        first, second = (load_network(c, data, data.train_x.device) for c in copies)
+        result = eval_path(None, first, second, data, points, settings, progress, speed)
         result.start, result.end = str(copies[0]), str(copies[1])
         plot_along(result, folder / "line_eval.png", f"copies spawned at epoch {k}")
         write_json(folder / "line_eval.json", result.to_json())

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..core.directions import pca_directions, random_directions
 from ..core.flat import check_same_architecture, parameter_space, parameters_vector
+from ..data import Dataset
 from ..errors import ModeconnError
 from ..evaluation.evaluate import batchnorm_note
 from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, slice_coords
@@ -39,7 +40,7 @@ class Centre:
     """The network a command measures around: a trained network, or a curve's point phi(t)."""
 
     model: nn.Module
-    data: object
+    data: Dataset
     wd: float
     source: dict
 
@@ -141,9 +142,9 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
         half = [span] * dims
     else:
         stack = []
-        for _, folder in states:
-            net = load_network(describe_network(folder), centre.data, dev)
-            check_same_architecture(centre.model.state_dict(), net.state_dict(), what=("the centre", str(folder)))
+        for _, state_dir in states:
+            net = load_network(describe_network(state_dir), centre.data, dev)
+            check_same_architecture(centre.model.state_dict(), net.state_dict(), what=("the centre", str(state_dir)))
             stack.append(parameters_vector(net))
         dirs, xy, explained = pca_directions(torch.stack(stack), weights, dims)
         half = [span * float(xy[:, k].abs().max()) for k in range(dims)]
@@ -156,9 +157,9 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
-    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, len(coords), force)) as out:
+    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, len(coords), force)) as out_dir:
         evaluator = PointEvaluator(centre.model, centre.data, settings, chunk=chunk, speed=speed)
-        values = measure_grid(out, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
+        values = measure_grid(out_dir, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
         shape = (grid,) * dims
         summary = {"centre": centre.source, "dims": dims, "directions": directions,
                    # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
@@ -171,8 +172,8 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                    **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
         result = LandscapeResult(axes, {m: values[m].reshape(shape) for m in METRICS}, summary, extra)
         # a killed slice redraws the same directions from the seed, so they are written with the result
-        save_tensors(out / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
-        plot_landscape(result, out / "landscape.png")
-        result.save(out)
-        finish_partial(out, PARTIAL)
+        save_tensors(out_dir / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
+        plot_landscape(result, out_dir / "landscape.png")
+        result.save(out_dir)
+        finish_partial(out_dir, PARTIAL)
     return result

@@ -75,6 +75,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
     folder = RunFolder(o.out, "plane.json", force=o.force)
     if o.curve is not None:
         info = read_curve_run(o.curve)
+        assert info.curve is not None, "read_run gives every curve run its CurveSpec"
         if info.curve.bends < 1:
             raise ModeconnError(f"{o.curve} is a line (0 bends): it spans no plane; use --points with a third "
                                 "network")
@@ -85,9 +86,11 @@ def plane(o: PlaneOptions) -> PlaneResult:
         dev = folder.join(o.device)
         path, info, data = load_curve(o.curve, dev, data_dir)
         cp = path.control_points().detach()
-        anchors, template, sources = (cp[0], cp[-1], cp[k]), path.model_at(0.0), str(o.curve)
+        anchors, template = (cp[0], cp[-1], cp[k]), path.model_at(0.0)
+        sources: str | list[str] = str(o.curve)
         anchor_nets = [path.control_model(i) for i in (0, path.num_points - 1, k)] if o.repair else []
     else:
+        assert o.points is not None, "checked above: exactly one of --points and --curve"
         if bend is not None:
             raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
         described = describe_endpoints(o.points)
@@ -95,7 +98,9 @@ def plane(o: PlaneOptions) -> PlaneResult:
         dev = folder.join(o.device)
         ends = load_endpoints(described, data_dir, dev)
         path, k, data, template = None, None, ends.data, ends.nets[0]
-        anchors, sources = tuple(parameters_vector(n) for n in ends.nets), [str(p) for p in o.points]
+        first, second, third = ends.nets  # three: --points was checked to name three networks
+        anchors = (parameters_vector(first), parameters_vector(second), parameters_vector(third))
+        sources = [str(p) for p in o.points]
         anchor_nets = ends.nets
     if o.repair:
         repairable_layers(template, data.train_x[:2])
@@ -118,7 +123,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
             outside = int((basis.barycentric(coords, anchors_xy) < -1e-12).any(1).sum())
             summary["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
                                  "from the three anchors', a target std below zero clamped to zero"}
-        curve_arrays = {}
+        curve_arrays: dict[str, np.ndarray] = {}
         if path is not None:
             curve_arrays, curve_summary = project_curve(basis, path)
             summary.update(curve_summary)

@@ -50,6 +50,7 @@ def options_reference() -> str:
     lines = [BEGIN, "", "| option group | options (default) | commands |", "|---|---|---|"]
     for group in GROUPS:
         users = [name for name, c in sorted(COMMANDS.items()) if group in c.options.__mro__]
+        assert group.__doc__ is not None, "every option group has a docstring: its first line describes it here"
         about = group.__doc__.splitlines()[0].rstrip(".")
         lines.append(f"| {group.__name__.removesuffix('Options').lower()}: {about[0].lower() + about[1:]} | "
                      f"{', '.join(render(f) for f in _own(group))} | {', '.join(users)} |")

@@ -115,22 +115,22 @@ def simplex(o: SimplexOptions) -> dict:
     dev = folder.join(device)
     if curve_run is not None:
         curve, _, data = load_curve(starts[0], dev, data_dir)
-        first, described = curve_complex(curve).grown(), curve_run
+        first, model_spec = curve_complex(curve).grown(), curve_run.model
         data_dir = data_dir or curve_run.data_dir
     else:
         ends = load_endpoints(sources, data_dir, dev)
-        first, described, data, data_dir = first_stage(ends.nets), ends, ends.data, ends.data_dir
-    with folder.claim(check=lambda out: _check_stages(out, resume, settings)) as out:
+        first, model_spec, data, data_dir = first_stage(ends.nets), ends.model, ends.data, ends.data_dir
+    with folder.claim(check=lambda out: _check_stages(out, resume, settings)) as out_dir:
         began = time.time()
         histories = []
         shape = grow_simplex(first, data, cfg, vertices, stage=lambda s, k: histories.append(
-            _stage(s, k, first.num_points - 1, out, data, cfg, volume_weight, settings, resume, progress, speed)))
-        info = _summary(shape, described.model, data, data_dir, settings, cfg, histories, time.time() - began, speed)
-        save_tensors(out / "simplex.safetensors", shape.state_dict(),
+            _stage(s, k, first.num_points - 1, out_dir, data, cfg, volume_weight, settings, resume, progress, speed)))
+        info = _summary(shape, model_spec, data, data_dir, settings, cfg, histories, time.time() - began, speed)
+        save_tensors(out_dir / "simplex.safetensors", shape.state_dict(),
                      metadata={"vertices": str(shape.num_points), "names": ",".join(shape.param_space.names)})
-        write_json(out / "run.json", info)
+        write_json(out_dir / "run.json", info)
         for k in range(1, vertices + 1):
-            remove_file(out / f"stage{k}.safetensors")
+            remove_file(out_dir / f"stage{k}.safetensors")
     return info
 
 
@@ -151,6 +151,7 @@ def _curve_start(starts) -> RunInfo | None:
     if info.kind != "curve":
         return None
     read_curve_run(starts[0])  # refuses an unfinished curve run
+    assert info.curve is not None, "read_run gives every curve run its CurveSpec"
     check_extendable(info.curve.kind, info.curve.bends)
     return info
 

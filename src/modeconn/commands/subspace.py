@@ -81,13 +81,13 @@ def subspace(o: SubspaceOptions) -> dict:
     torch.manual_seed(cfg.seed)  # vertex 0 starts where `train --seed` starts
     vertices = [spec.build(data) for _ in range(k)]
     span = (Simplex(vertices, free=[True] * k) if shape.startswith("simplex") else Curve.through(vertices)).to(dev)
-    with folder.claim() as out:
+    with folder.claim() as out_dir:
         began = time.time()
-        history, _ = train_subspace(span, data, cfg, spread, checkpoint=out / CHECKPOINT, resume=resume,
-                                    settings=settings, progress=progress, desc=f"subspace {out.name}", speed=speed)
+        history, _ = train_subspace(span, data, cfg, spread, checkpoint=out_dir / CHECKPOINT, resume=resume,
+                                    settings=settings, progress=progress, desc=f"subspace {out_dir.name}", speed=speed)
         seconds = round(time.time() - began, 2)
         base = network_info(dataset, data_dir, spec, data, cfg, speed)
-        info = _write(out, span, {"shape": shape, "spread": spread}, base, data, history, seconds, speed)
+        info = _write(out_dir, span, {"shape": shape, "spread": spread}, base, data, history, seconds, speed)
     return info
 
 

@@ -169,8 +169,9 @@ def describe_network(path, dataset: str | None = None, model: str | None = None,
     if ds is None:
         raise ModeconnError(f"{path} has no run.json beside it: pass {param('dataset')} (and {param('model')}) "
                             "to say what it is")
-    if model or (info is None and fallback_model):
-        spec = ModelSpec(model or fallback_model, {})
+    named = model or (fallback_model if info is None else None)
+    if named:
+        spec = ModelSpec(named, {})
     elif info is not None:
         spec = info.model
     else:  # the default architecture is the command's to choose (the dataset's recipe), not storage's
