@@ -154,3 +154,11 @@ def test_errors_below_the_commands_name_the_parameter_and_the_cli_the_option(tmp
     assert "pass --force to replace it" in capsys.readouterr().err
     with pytest.raises(ModeconnError, match="`grid` must be >= 2"):
         grid_axes(np.zeros((3, 2)), 1, 0.2)
+
+
+def test_the_readme_lists_every_name_modeconn_exports():
+    import modeconn as mc
+
+    table = README.split("## Python API: the analyses", 1)[1].split("```python", 1)[0]
+    listed = set(re.findall(r"`([A-Za-z_]+)`", table))
+    assert listed == set(mc.__all__), listed ^ set(mc.__all__)

@@ -1,17 +1,33 @@
-"""modeconn: mode connectivity, loss-surface planes and Fast Geometric Ensembling for any PyTorch model."""
+"""modeconn: mode connectivity, loss-surface planes and Fast Geometric Ensembling for any PyTorch model.
+
+Every name here is a function or type that takes modules, spans and data and returns a result, writing
+nothing unless given a place to (README, "Python API: the analyses").
+"""
+from .alignment.connectivity import compare_paths
 from .alignment.matching import align
 from .alignment.repair import repair
 from .alignment.spec import permutation_spec, permute
 from .config import TrainConfig
 from .core.curve import Curve
+from .core.flat import parameters_vector
 from .core.simplex import Simplex
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
-from .evaluation.evaluate import evaluate, recompute_bn
+from .evaluation.along import eval_path
+from .evaluation.curvature import curvature_at
+from .evaluation.ensemble import curve_ensemble, simplex_ensemble
+from .evaluation.evaluate import evaluate, metrics_with_bn, recompute_bn
+from .evaluation.plane_grid import measure_plane, plane_grid
+from .evaluation.pointwise import EvalSettings
 from .models import create_model
+from .training.fge import FGEConfig, fast_geometric_ensemble
+from .training.spro import first_stage, grow_simplex
+from .training.subspace import train_subspace
 from .training.train import train_curve, train_network, train_simplex
 from .version import __version__
 
-__all__ = ["Curve", "Dataset", "ModeconnError", "TrainConfig", "align", "create_model", "evaluate", "load_dataset",
-           "permutation_spec", "permute", "recompute_bn", "repair", "Simplex", "train_curve", "train_network",
-           "train_simplex", "__version__"]
+__all__ = ["Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Simplex", "TrainConfig", "__version__",
+           "align", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path", "evaluate",
+           "fast_geometric_ensemble", "first_stage", "grow_simplex", "load_dataset", "measure_plane",
+           "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid", "recompute_bn",
+           "repair", "simplex_ensemble", "train_curve", "train_network", "train_simplex", "train_subspace"]

@@ -7,18 +7,17 @@ import numpy as np
 
 from ..alignment.repair import repairable_layers, repaired_plane
 from ..core.flat import parameters_vector
-from ..core.plane import grid_axes, plane_basis
+from ..core.plane import grid_axes
 from ..errors import ModeconnError
 from ..evaluation.plane_grid import (
     PARTIAL,
     PlaneResult,
     finish_partial,
-    measure_grid,
+    measure_plane,
     plane_fingerprint,
-    project_curve,
+    plane_grid,
     read_partial,
 )
-from ..evaluation.pointwise import METRICS, PointEvaluator
 from ..reporting.plots import plot_plane
 from ..storage.runfolder import (
     describe_endpoints,
@@ -104,31 +103,20 @@ def plane(o: PlaneOptions) -> PlaneResult:
         anchor_nets = ends.nets
     if o.repair:
         repairable_layers(template, data.train_x[:2])
-    basis = plane_basis(*anchors)
-    anchors_xy = basis.anchor_coords(anchors[2])
-    xs, ys = grid_axes(anchors_xy, grid, margin)
-    coords = np.array([(x, y) for x in xs for y in ys])
-    fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples, basis,
-                                    o.repair)
-    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, len(coords), o.force)) as out:
-        evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=o.speed)
-        points_at = repaired_plane(basis, anchors_xy, anchor_nets, settings.bn_batches(data)) if o.repair else None
-        values = measure_grid(out, coords, points_at or basis.points, evaluator, fingerprint, o.force, o.progress)
-        summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
-                   "settings": {"grid": grid, "margin": margin, "chunk": chunk, "repair": o.repair,
-                                **settings.__dict__},
-                   "sources": sources if o.points is not None else {"curve": sources, "bend": k},
-                   "points_xy": anchors_xy.tolist(), "grid_index": "metric[i, j] is at (xs[i], ys[j])"}
-        if o.repair:
-            outside = int((basis.barycentric(coords, anchors_xy) < -1e-12).any(1).sum())
-            summary["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
-                                 "from the three anchors', a target std below zero clamped to zero"}
-        curve_arrays: dict[str, np.ndarray] = {}
-        if path is not None:
-            curve_arrays, curve_summary = project_curve(basis, path)
-            summary.update(curve_summary)
-        result = PlaneResult(xs, ys, {m: values[m].reshape(grid, grid) for m in METRICS}, anchors_xy, summary,
-                             curve_arrays)
+    plane = plane_grid(*anchors, grid=grid, margin=margin)
+    fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples,
+                                    plane.basis, o.repair)
+    record: dict = {"sources": sources if o.points is not None else {"curve": sources, "bend": k}}
+    if o.repair:
+        outside = int((plane.basis.barycentric(plane.coords, plane.anchors_xy) < -1e-12).any(1).sum())
+        record["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
+                            "from the three anchors', a target std below zero clamped to zero"}
+    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, grid * grid, o.force)) as out:
+        points_at = (repaired_plane(plane.basis, plane.anchors_xy, anchor_nets, settings.bn_batches(data))
+                     if o.repair else None)
+        result = measure_plane(plane, template, data, settings, curve=path, points_at=points_at, chunk=chunk,
+                               store=out, fingerprint=fingerprint, force=o.force, progress=o.progress,
+                               speed=o.speed, repair=o.repair, record=record)
         plot_plane(result, out / "plane.png")
         result.save(out)
         finish_partial(out)

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from ..core.plane import PlaneBasis
+from ..core.curve import Curve
+from ..core.plane import PlaneBasis, grid_axes, plane_basis
+from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, remove_file, save_npz, write_json
-from .pointwise import METRICS, PointEvaluator, measure_shared
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 
 CURVE_POINTS = 61
 PARTIAL = "plane.partial.npz"
@@ -61,15 +65,19 @@ class PlaneResult:
                    {k: arrays[k] for k in ("curve_t", "curve_xy", "bends_xy") if k in arrays})
 
 
-def measure_grid(out: Path, coords: np.ndarray, points_at, evaluator: PointEvaluator, fingerprint: str,
+def measure_grid(out: Path | None, coords: np.ndarray, points_at, evaluator: PointEvaluator, fingerprint: str,
                  force: bool = False, progress: bool = True, partial: str = PARTIAL) -> dict[str, np.ndarray]:
     """Metrics at every row of `coords`, measured at the weights `points_at(coords)` ((n, P)), saved to
     OUT/`partial` after each round: a plane's grid, a landscape slice, or any other family of points.
 
     A restart with the same `fingerprint` computes only the missing points; another fingerprint
-    is refused unless `force`, which starts over.
+    is refused unless `force`, which starts over. With `out` None nothing is written (a notebook's
+    call: no resume).
     """
-    done, values = read_partial(out, partial, fingerprint, len(coords), force)
+    if out is None:
+        done, values = np.zeros(len(coords), dtype=bool), {m: np.full(len(coords), np.nan) for m in METRICS}
+    else:
+        done, values = read_partial(out, partial, fingerprint, len(coords), force)
     todo = np.flatnonzero(~done)
     bar = tqdm(total=len(coords), initial=int(done.sum()), desc=partial.split(".")[0], disable=not progress,
                dynamic_ncols=True)
@@ -81,7 +89,8 @@ def measure_grid(out: Path, coords: np.ndarray, points_at, evaluator: PointEvalu
         for j, m in enumerate(METRICS):
             values[m][idx] = rows[:, j]
         done[idx] = True
-        save_npz(out / partial, {"done": done, "fingerprint": np.array(fingerprint), **values})
+        if out is not None:
+            save_npz(out / partial, {"done": done, "fingerprint": np.array(fingerprint), **values})
         bar.update(len(idx))
     bar.close()
     return values
@@ -139,3 +148,64 @@ def plane_fingerprint(sources, bend, grid: int, margin: float, bn_samples, train
                        "train_samples": train_samples, "u_norm": round(basis.u_norm, 6),
                        "v_norm": round(basis.v_norm, 6),
                        **({"repair": True} if repair else {})}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PlaneGrid:
+    """The grid in the plane through three weight vectors (Garipov et al. 2018, Fig. 1): the orthonormal
+    basis, the anchors' plane coordinates ((3, 2): w1 at (0, 0), w2 on the x-axis), the axes (G,) each and
+    every grid point's coordinates ((G * G, 2), x-major: row i * G + j is (xs[i], ys[j]))."""
+
+    basis: PlaneBasis
+    anchors_xy: np.ndarray
+    xs: np.ndarray
+    ys: np.ndarray
+    grid: int
+    margin: float
+
+    @property
+    def coords(self) -> np.ndarray:
+        return np.array([(x, y) for x in self.xs for y in self.ys])
+
+
+def plane_grid(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor, grid: int = 21, margin: float = 0.2
+               ) -> PlaneGrid:
+    """The G x G grid spanning three flat weight vectors ((P,) each, e.g. `core.flat.parameters_vector(net)`)
+    plus `margin` (a fraction of the span) on each side. Raises ModeconnError for coincident or collinear
+    points, grid < 2 or a negative margin."""
+    basis = plane_basis(w1, w2, w3)
+    anchors_xy = basis.anchor_coords(w3)
+    xs, ys = grid_axes(anchors_xy, grid, margin)
+    return PlaneGrid(basis, anchors_xy, xs, ys, grid, margin)
+
+
+def measure_plane(plane: PlaneGrid, template: nn.Module, data: Dataset, settings: EvalSettings | None = None, *,
+                  curve: Curve | None = None, points_at=None, chunk: int = 1, store: Path | None = None,
+                  fingerprint: str = "", force: bool = False, progress: bool = True, speed: Speed = EAGER,
+                  repair: bool = False, record: dict | None = None) -> PlaneResult:
+    """Metrics (train/test loss and error, BN recomputed per point) at every point of `plane`, run through
+    `template` (a network of the anchors' architecture), as a PlaneResult; with `curve`, its points and bends
+    projected onto the plane and their distances from it.
+
+    `points_at(coords)` replaces the plane's own weight vectors ((n, P)), as REPAIR's hook does. With `store`
+    (a folder), the measured points are saved there after each round under `fingerprint`, and a rerun
+    computes only the missing ones; without it nothing is written. `repair` records in the settings that
+    `points_at` applies REPAIR; `record` adds fields to the summary (the sources, the repair note). Under
+    torchrun each rank measures whole points.
+    """
+    settings = settings or EvalSettings()
+    evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
+    values = measure_grid(store, plane.coords, points_at or plane.basis.points, evaluator, fingerprint, force,
+                          progress)
+    basis = plane.basis
+    summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
+               "settings": {"grid": plane.grid, "margin": plane.margin, "chunk": chunk, "repair": repair,
+                            **settings.__dict__},
+               **(record or {}),
+               "points_xy": plane.anchors_xy.tolist(), "grid_index": "metric[i, j] is at (xs[i], ys[j])"}
+    curve_arrays: dict[str, np.ndarray] = {}
+    if curve is not None:
+        curve_arrays, curve_summary = project_curve(basis, curve)
+        summary.update(curve_summary)
+    return PlaneResult(plane.xs, plane.ys, {m: values[m].reshape(plane.grid, plane.grid) for m in METRICS},
+                       plane.anchors_xy, summary, curve_arrays)
