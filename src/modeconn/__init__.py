@@ -17,6 +17,7 @@ from .evaluation.along import eval_path
 from .evaluation.curvature import curvature_at
 from .evaluation.ensemble import curve_ensemble, simplex_ensemble
 from .evaluation.evaluate import evaluate, metrics_with_bn, recompute_bn
+from .evaluation.landscape import measure_slice, slice_directions
 from .evaluation.plane_grid import measure_plane, plane_grid
 from .evaluation.pointwise import EvalSettings
 from .models import create_model
@@ -29,5 +30,6 @@ from .version import __version__
 __all__ = ["Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Simplex", "TrainConfig", "__version__",
            "align", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path", "evaluate",
            "fast_geometric_ensemble", "first_stage", "grow_simplex", "load_dataset", "measure_plane",
-           "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid", "recompute_bn",
-           "repair", "simplex_ensemble", "train_curve", "train_network", "train_simplex", "train_subspace"]
+           "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
+           "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "train_curve", "train_network",
+           "train_simplex", "train_subspace"]

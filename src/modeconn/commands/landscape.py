@@ -8,14 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.directions import pca_directions, random_directions
-from ..core.flat import check_same_architecture, parameter_space, parameters_vector
+from ..core.directions import pca_directions
+from ..core.flat import check_same_architecture, parameters_vector
 from ..data import Dataset
 from ..errors import ModeconnError
-from ..evaluation.evaluate import batchnorm_note
-from ..evaluation.landscape import PARTIAL, LandscapeResult, Slice, slice_axes, slice_coords
-from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
-from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..evaluation.landscape import PARTIAL, LandscapeResult, measure_slice, slice_directions
+from ..evaluation.plane_grid import finish_partial, read_partial
 from ..reporting.plots import plot_landscape
 from ..storage.files import save_tensors
 from ..storage.runfolder import (
@@ -137,8 +135,9 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
     settings = eval_settings(centre.wd, batch_size, bn_samples, train_samples)
     weights = parameters_vector(centre.model)
     extra: dict = {}
+    explained: list = []
     if directions == "random":
-        dirs = random_directions(parameter_space(centre.model), weights, dims, seed, bn_directions)
+        dirs = slice_directions(centre.model, dims, seed, bn_directions)
         half = [span] * dims
     else:
         stack = []
@@ -149,28 +148,19 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
         dirs, xy, explained = pca_directions(torch.stack(stack), weights, dims)
         half = [span * float(xy[:, k].abs().max()) for k in range(dims)]
         extra = {"trajectory_xy": xy.cpu().numpy(), "trajectory_epochs": np.array([e for e, _ in states])}
-    axes = slice_axes(dims, grid, half)
-    coords = slice_coords(axes)
-    piece = Slice(weights, dirs)
     fingerprint = json.dumps({"centre": centre.source, "dims": dims, "grid": grid, "span": span,
                               "directions": directions, "trajectory": str(trajectory) if trajectory else None,
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
-    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, len(coords), force)) as out_dir:
-        evaluator = PointEvaluator(centre.model, centre.data, settings, chunk=chunk, speed=speed)
-        values = measure_grid(out_dir, coords, piece.points, evaluator, fingerprint, force, progress, PARTIAL)
-        shape = (grid,) * dims
-        summary = {"centre": centre.source, "dims": dims, "directions": directions,
-                   # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
-                   "settings": {**{k: v for k, v in settings.__dict__.items() if k != "seed"}, "grid": grid,
-                                "span": span, "seed": seed, "bn_directions": bn_directions, "chunk": chunk},
-                   "direction_norms": [float(d.double().norm()) for d in dirs],
-                   "half_widths": half, "grid_index": "metric[i, j] is at (xs[i], ys[j])",
-                   "batchnorm": batchnorm_note(centre.model),
-                   **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {}),
-                   **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
-        result = LandscapeResult(axes, {m: values[m].reshape(shape) for m in METRICS}, summary, extra)
+    points = grid ** dims
+    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, points, force)) as out_dir:
+        record = {"centre": centre.source, "dims": dims, "directions": directions,
+                  **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {})}
+        result = measure_slice(centre.model, centre.data, dirs, half, grid, settings, chunk=chunk, store=out_dir,
+                               fingerprint=fingerprint, force=force, progress=progress, speed=speed, record=record,
+                               record_settings={"span": span, "seed": seed, "bn_directions": bn_directions},
+                               trajectory=extra)
         # a killed slice redraws the same directions from the seed, so they are written with the result
         save_tensors(out_dir / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
         plot_landscape(result, out_dir / "landscape.png")

@@ -6,10 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..errors import ModeconnError
+from ..core.directions import random_directions
+from ..core.flat import parameter_space, parameters_vector
+from ..data.datasets import Dataset
+from ..errors import ModeconnError, param
+from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
-from .pointwise import METRICS
+from .evaluate import batchnorm_note
+from .plane_grid import measure_grid
+from .pointwise import METRICS, EvalSettings, PointEvaluator
 
 PARTIAL = "landscape.partial.npz"
 
@@ -81,3 +88,47 @@ class LandscapeResult:
         axes = [arrays["xs"]] + ([arrays["ys"]] if "ys" in arrays else [])
         return cls(axes, {m: arrays[m] for m in METRICS}, summary,
                    {k: arrays[k] for k in ("trajectory_xy", "trajectory_epochs") if k in arrays})
+
+
+def slice_directions(model: nn.Module, dims: int = 2, seed: int = 0, bn_directions: bool = False) -> torch.Tensor:
+    """`dims` filter-normalised random directions around `model`'s weights, a (dims, P) tensor (Li et al. 2018):
+    each filter rescaled to the norm of the model's filter; biases and BatchNorm parameters get zero unless
+    `bn_directions`. Drawn on the CPU from `seed`, so the same on any device."""
+    return random_directions(parameter_space(model), parameters_vector(model), dims, seed, bn_directions)
+
+
+def measure_slice(model: nn.Module, data: Dataset, directions: torch.Tensor, half_widths, grid: int = 21,
+                  settings: EvalSettings | None = None, *, chunk: int = 1, store: Path | None = None,
+                  fingerprint: str = "", force: bool = False, progress: bool = True, speed: Speed = EAGER,
+                  record: dict | None = None, record_settings: dict | None = None,
+                  trajectory: dict[str, np.ndarray] | None = None) -> LandscapeResult:
+    """Metrics (BN recomputed per point) over a 1-D or 2-D slice around `model`: the weights w + x d1 (+ y d2)
+    for `grid` evenly spaced x (and y) in [-w_k, w_k], `directions` (dims, P), `half_widths` one per direction.
+
+    Returns a LandscapeResult, metrics of shape (G,) or (G, G). With `store` (a folder) the measured
+    points are saved after each round under `fingerprint` and a rerun computes only the missing ones;
+    without it nothing is written. `record` and `record_settings` add fields to the summary and its
+    settings; `trajectory` (PCA's kept states' coordinates) is kept with the arrays.
+    """
+    dims = len(directions)
+    if dims not in (1, 2):
+        raise ModeconnError(f"a slice has 1 or 2 directions, got {dims}")
+    if grid < 2:
+        raise ModeconnError(f"{param('grid')} must be >= 2 points per side, got {grid}")
+    settings = settings or EvalSettings()
+    weights = parameters_vector(model).to(directions.device)
+    axes = slice_axes(dims, grid, list(half_widths))
+    coords = slice_coords(axes)
+    evaluator = PointEvaluator(model, data, settings, chunk=chunk, speed=speed)
+    values = measure_grid(store, coords, Slice(weights, directions).points, evaluator, fingerprint, force, progress,
+                          PARTIAL)
+    summary = {**(record or {}),
+               # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
+               "settings": {**{k: v for k, v in settings.__dict__.items() if k != "seed"}, "grid": grid,
+                            **(record_settings or {}), "chunk": chunk},
+               "direction_norms": [float(d.double().norm()) for d in directions],
+               "half_widths": list(half_widths), "grid_index": "metric[i, j] is at (xs[i], ys[j])",
+               "batchnorm": batchnorm_note(model),
+               **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
+    return LandscapeResult(axes, {m: values[m].reshape((grid,) * dims) for m in METRICS}, summary,
+                           trajectory or {})
