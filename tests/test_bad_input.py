@@ -57,6 +57,7 @@ def bad(mnist1d_runs, tmp_path_factory):
     p = {"root": root, "file": root / "file.txt", "empty": root / "empty", "mlp": root / "mlp", "line": root / "line",
          "a": a, "b": mnist1d_runs["b"], "ab": ab, "missing": root / "missing"}
     p["model_number"] = _variant(a, root / "model_number", lambda i: i.update(model=3))
+    (root / "json_dir" / "run.json").mkdir(parents=True)  # a folder where run.json should be
     p["kwargs_list"] = _variant(a, root / "kwargs_list", lambda i: i["model"].update(kwargs=[1, 2]))
     p["kwargs_unknown"] = _variant(a, root / "kwargs_unknown", lambda i: i["model"].update(kwargs={"widht": 8}))
     p["config_string"] = _variant(a, root / "config_string", lambda i: i.update(config="lr=0.1"))
@@ -346,6 +347,8 @@ CASES = [
     ("demo --out {file}", "is a file, not a folder"),
     # info
     ("info {missing}", "does not exist"),
+    ("info {empty}", "is not a run folder (it holds no run.json)"),
+    ("info {json_dir}", "cannot read"),
     ("info {file}", "is a file, not a run folder"),
     ("info {report}", "run.json is truncated or corrupt"),
     ("demo --out {out} --device tpu9", "--device must be"),

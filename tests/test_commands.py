@@ -162,3 +162,43 @@ def test_the_readme_lists_every_name_modeconn_exports():
     table = README.split("## Python API: the analyses", 1)[1].split("```python", 1)[0]
     listed = set(re.findall(r"`([A-Za-z_]+)`", table))
     assert listed == set(mc.__all__), listed ^ set(mc.__all__)
+
+
+@pytest.mark.parametrize("settings,named", [(dict(epochs=0), "`epochs`"), (dict(epochs=10 ** 30), "`epochs`"),
+                                            (dict(epochs=1.5), "`epochs`"), (dict(lr=-1.0), "`lr`"),
+                                            (dict(lr=float("nan")), "`lr`"), (dict(momentum=1.0), "`momentum`"),
+                                            (dict(wd=float("inf")), "`wd`"), (dict(batch_size=0), "`batch_size`")])
+def test_a_training_config_no_run_can_use_is_refused_by_name(settings, named):
+    from modeconn import ModeconnError, TrainConfig
+
+    with pytest.raises(ModeconnError, match=named):
+        TrainConfig(**settings)
+
+
+def test_an_unknown_option_is_refused_by_the_command_s_own_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", "x", "--bogus", "1"])
+    assert exit_.value.code == 2
+    assert "modeconn train: error: unrecognized arguments: --bogus 1 (see modeconn train --help)" in \
+        capsys.readouterr().err
+
+
+def test_help_shows_the_defaults_and_python_shows_the_options(capsys):
+    import inspect
+
+    with pytest.raises(SystemExit):
+        main(["plane", "--help"])
+    assert "(default: 0.2)" in capsys.readouterr().out
+    assert "grid" in inspect.signature(commands.plane).parameters
+
+
+def test_written_files_get_the_mode_of_any_new_file(tmp_path):
+    import os
+
+    from modeconn.storage.files import write_json
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_json(tmp_path / "r.json", {})
+    (tmp_path / "plain").write_text("")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777

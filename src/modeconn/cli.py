@@ -16,6 +16,8 @@ import typing
 
 from .errors import ModeconnError
 
+SUBPARSERS: dict[str, argparse.ArgumentParser] = {}  # command name -> its parser, filled by build_parser
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block), exit status 2 as usual."""
@@ -32,7 +34,8 @@ def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint) -> No
         return
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     required = default is dataclasses.MISSING
-    kwargs: dict = {"help": meta.get("help") or None}
+    shown = default not in (None, False, [], dataclasses.MISSING) and "default" not in meta.get("help", "")
+    kwargs: dict = {"help": (meta.get("help") or "") + (f" (default: {_spelled(default)})" if shown else "") or None}
     base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     kind = typing.get_origin(base[0]) or base[0]
     if kind is bool:
@@ -48,6 +51,11 @@ def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint) -> No
     else:
         parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), dest=f.name,
                             required=required, **kwargs)
+
+
+def _spelled(default) -> str:
+    """A default as the command line writes it (a list as its items); %% so argparse's help formatting keeps it."""
+    return (" ".join(map(str, default)) if isinstance(default, list) else str(default)).replace("%", "%%")
 
 
 def _version() -> str:
@@ -68,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, cmd in sorted(COMMANDS.items()):
         p = sub.add_parser(name, help=cmd.help, description=cmd.doc.split("\n\n")[0] or cmd.help)
+        SUBPARSERS[name] = p
         hints = typing.get_type_hints(cmd.options)
         shared = {f.name for base in cmd.options.__mro__[1:] if dataclasses.is_dataclass(base)
                   for f in dataclasses.fields(base)}
@@ -86,7 +95,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--"]:  # `torchrun -m modeconn -- connect --start ...`: the `--` keeps torchrun off our options
         argv = argv[1:]
-    args = vars(build_parser().parse_args(argv))
+    namespace, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # refused by the command's own parser, so the message names the command and its --help
+        SUBPARSERS[namespace.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = vars(namespace)
     from .commands import COMMANDS
     from .runtime import distributed
     from .runtime.cpu_memory import keep_freed_memory

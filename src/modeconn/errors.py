@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import re
 
-_MARK = "\x1f"  # the ASCII unit separator: marks a parameter's name inside a message, never printed
-_PARAM = re.compile(f"{_MARK}([A-Za-z_][A-Za-z0-9_]*){_MARK}")
+_MARK, _OR = "\x1f", "\x1e"  # ASCII unit and record separators: mark a parameter inside a message, never printed
+_PARAM = re.compile(f"{_MARK}([A-Za-z_][A-Za-z0-9_]*)(?:{_OR}([A-Za-z_][A-Za-z0-9_]*))?{_MARK}")
 
 
-def param(name: str) -> str:
+def param(name: str, option: str | None = None) -> str:
     """A parameter's name inside a ModeconnError message: shown as `name` to Python callers and as the
-    option --name (underscores as dashes) on the command line."""
-    return f"{_MARK}{name}{_MARK}"
+    option --name (underscores as dashes) on the command line; `option` when the command line calls the
+    same setting otherwise (a function's `store` or `checkpoint` is the command's --out)."""
+    return f"{_MARK}{name}{_OR + option if option else ''}{_MARK}"
 
 
 class ModeconnError(Exception):
@@ -25,4 +26,4 @@ class ModeconnError(Exception):
 
     def with_options(self) -> str:
         """The message as the command line says it: each parameter named as its option (`lr` is --lr)."""
-        return _PARAM.sub(lambda m: "--" + m.group(1).replace("_", "-"), super().__str__())
+        return _PARAM.sub(lambda m: "--" + (m.group(2) or m.group(1)).replace("_", "-"), super().__str__())

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ModeconnError
 from ..storage.runfolder import read_run
 from .options import REQUIRED, option
 from .registry import command
@@ -34,7 +35,13 @@ def _summary(record: dict, o: InfoOptions) -> str:
 def info(o: InfoOptions) -> dict:
     """A run folder's record: kind, dataset, model, curve family, headline test metrics, provenance and the
     result files beside it. Raises ModeconnError (one line) for a folder without a valid run.json."""
-    run = read_run(o.run)
+    folder = Path(o.run)
+    if not str(o.run).strip() or not folder.exists():
+        raise ModeconnError(f"{o.run!r} does not exist: pass a run folder (network, curve or simplex)")
+    if folder.is_dir() and not (folder / "run.json").exists():
+        raise ModeconnError(f"{folder} is not a run folder (it holds no run.json): pass a network, curve or simplex "
+                            "run; result folders (a plane, a line evaluation) are described by the report")
+    run = read_run(folder)
     raw = run.raw
     headline = ("midpoint_test_err", "midpoint_test_loss", "centroid_test_err", "test_err", "test_loss")
     made = raw.get("made_with")

@@ -9,6 +9,7 @@ keyword arguments, so Python callers and the CLI run the same code with the same
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,11 @@ class Command:
             return self.run(self.options(*args, **kwargs))
         except ModeconnError as exc:  # a command speaks the command line's language: a parameter is its option
             raise ModeconnError(exc.with_options()) from None
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The options as the call's signature, so `help()` and `inspect.signature` show them."""
+        return inspect.signature(self.options).replace(return_annotation=inspect.Signature.empty)
 
     def option_names(self) -> list[str]:
         """Every option's name, as a Python caller spells it."""

@@ -28,6 +28,8 @@ def positive_int(option: str, value) -> int:
     """An integer >= 1."""
     if _number(option, value, int) < 1:
         raise ModeconnError(f"{option} must be a positive integer, got {value}")
+    if value >= 2 ** 63:  # torch's generators, counters and indices take 64-bit signed integers
+        raise ModeconnError(f"{option} must be below 2**63, got {value}")
     return value
 
 

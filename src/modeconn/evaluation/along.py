@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ..core.curve import Curve
 from ..core.flat import parameters_vector
 from ..data.datasets import Dataset
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from .evaluate import has_batchnorm
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
@@ -136,7 +136,10 @@ def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Datas
     """Metrics along the curve (if given) and the line between `start` and `end`, with summaries.
 
     `corrected(path)`, when given, returns each path's `point_model` (e.g. REPAIR's `repaired_points`).
+    Raises ModeconnError for fewer than 2 points (t = 0 and t = 1 at least).
     """
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ModeconnError(f"{param('points')} must be an integer >= 2 (t = 0 and t = 1 at least), got {points!r}")
     settings = settings or EvalSettings()
     ts = np.linspace(0.0, 1.0, points)
     arrays: dict = {}

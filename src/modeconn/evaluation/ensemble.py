@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from .evaluate import Metrics, recompute_bn
@@ -112,8 +113,10 @@ def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 100
     member's record names its point as `label` (t along a curve, weights in a simplex).
 
     Under torchrun each rank computes whole members, a round of one per rank at a time; every
-    rank adds them in order, so the sums are exactly those of one process.
+    rank adds them in order, so the sums are exactly those of one process. Raises ModeconnError for no members.
     """
+    if not where:
+        raise ModeconnError(f"an ensemble needs at least one member: {param('points')} must be >= 1")
     ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes, speed)
     bn_batches = data.train_batches(batch_size, shuffle=False)
     width, records = distributed.world_size(), []

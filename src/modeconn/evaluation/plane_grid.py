@@ -112,16 +112,17 @@ def read_partial(out: Path, partial: str, fingerprint: str, n: int, force: bool 
         saved = load_npz(path)
     except ModeconnError:
         raise ModeconnError(f"{path} is truncated or corrupt, so the points it holds cannot be resumed; "
-                            f"pass {param('force')} to start over, or choose another {param('out')}") from None
+                            f"pass {param('force')} to start over, or choose another {param('store', 'out')}") from None
     same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
     if not same:
         raise ModeconnError(f"{path} was started with other settings; rerun the same command, "
-                            f"choose another {param('out')}, or pass {param('force')} to start over")
+                            f"choose another {param('store', 'out')}, or pass {param('force')} to start over")
     arrays = {"done": saved.get("done"), **{m: saved.get(m) for m in METRICS}}
     found = {k: a for k, a in arrays.items() if a is not None and a.shape == (n,)}  # all of them, or refused
     if len(found) < len(arrays) or found["done"].dtype != np.bool_ or any(found[m].dtype.kind != "f" for m in METRICS):
         raise ModeconnError(f"{path} does not hold {n} points of {', '.join(METRICS)} and their done flags "
-                            f"(corrupt); pass {param('force')} to start over, or choose another {param('out')}")
+                            f"(corrupt); pass {param('force')} to start over, or choose another "
+                            f"{param('store', 'out')}")
     return found["done"], {m: found[m].astype(np.float64) for m in METRICS}
 
 

@@ -12,6 +12,7 @@ from torch.nn.functional import cross_entropy
 
 from ..core.flat import load_parameters_vector, parameter_space
 from ..data.datasets import Dataset
+from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from .evaluate import Metrics, SplitMetrics, batchnorm_layers, evaluate, recompute_bn
@@ -55,7 +56,9 @@ class PointEvaluator:
 
     def __init__(self, template: nn.Module, data: Dataset, settings: EvalSettings, chunk: int = 1,
                  speed: Speed = EAGER):
-        self.net, self.data, self.settings, self.chunk = speed.module(template), data, settings, max(1, chunk)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ModeconnError(f"{param('chunk')} must be a positive integer (points measured at once), got {chunk!r}")
+        self.net, self.data, self.settings, self.chunk = speed.module(template), data, settings, chunk
         self.speed = speed
         self.space = parameter_space(template)
         self.bn_batches = settings.bn_batches(data)

@@ -68,7 +68,7 @@ def check_settings(path: Path, settings: dict) -> None:
         raise ModeconnError(f"{path.parent} was started with {key} = {json.dumps(old)} but this command asks for "
                             f"{json.dumps(new)}; {param('resume')} needs the same settings "
                             f"(only {MAY_CHANGE_ON_RESUME} may change): repeat them, or start a new run in "
-                            f"another {param('out')}")
+                            f"another {param('checkpoint', 'out')}")
 
 
 def first_difference(old, new, prefix: str = ""):

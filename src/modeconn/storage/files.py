@@ -14,8 +14,17 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..core.flat import check_same_architecture
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..runtime import distributed
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # read by setting it; restored at once (at import, before any thread writes)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -47,6 +56,7 @@ def _write_replace(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the mode any new file would
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -59,7 +69,7 @@ def _write_replace(path: Path, data: bytes) -> None:
             kept = f"the previous {path.name} is kept as it was" if had else "nothing of it was left"
             raise ModeconnError(f"could not write {path} ({exc.strerror or exc}); {kept}; free space or fix "
                                 "permissions, then rerun (a training run continues from its last checkpoint "
-                                "with --resume)") from None
+                                f"with {param('resume')})") from None
         raise
 
 
@@ -69,7 +79,7 @@ def write_json(path, obj) -> None:
 
 
 def read_json(path) -> dict:
-    """Read a JSON file, refusing a missing or corrupt one by name."""
+    """Read a JSON file, refusing a missing, unreadable or corrupt one by name."""
     path = Path(path)
     if not path.exists():
         raise ModeconnError(f"{path} does not exist: point at a folder written by modeconn")
@@ -77,6 +87,9 @@ def read_json(path) -> dict:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModeconnError(f"{path} is truncated or corrupt ({exc}); rerun the command that wrote it") from None
+    except OSError as exc:  # a folder in the file's place, a permission
+        raise ModeconnError(f"cannot read {path} ({exc.strerror or exc}); point at a folder written by modeconn"
+                            ) from None
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

@@ -88,8 +88,8 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *
     start_epoch, history = 0, []
     if checkpoint is not None and checkpoint.exists():
         if not resume:
-            raise ModeconnError(f"{checkpoint.parent} holds an unfinished run: pass {param('resume')} to continue it, "
-                                f"or choose another {param('out')}")
+            raise ModeconnError(f"{checkpoint} holds a run's last saved epoch: pass {param('resume')} to continue "
+                                f"from it, or choose another {param('checkpoint', 'out')}")
         saved = load_checkpoint(checkpoint, settings)
         module.load_state_dict(saved.module)
         restore_optimizer(optimizer, saved.optimizer)
@@ -182,8 +182,8 @@ def _diverged(value: float, step: int, epoch: int, lr: float, checkpoint: Path |
     text = (f"loss became {value} at step {step} (epoch {epoch + 1}) with learning rate {lr:.4g}; lower {param('lr')} "
             "and start a new run")
     if checkpoint is not None:
-        text += (f" in another {param('out')} ({checkpoint} holds the last finished epoch, but {param('resume')} "
-                 "keeps the same settings and would diverge again)")
+        text += (f" in another {param('checkpoint', 'out')} ({checkpoint} holds the last finished epoch, but "
+                 f"{param('resume')} keeps the same settings and would diverge again)")
     return text
 
 
