@@ -58,6 +58,7 @@ def bad(mnist1d_runs, tmp_path_factory):
          "a": a, "b": mnist1d_runs["b"], "ab": ab, "missing": root / "missing"}
     p["model_number"] = _variant(a, root / "model_number", lambda i: i.update(model=3))
     (root / "json_dir" / "run.json").mkdir(parents=True)  # a folder where run.json should be
+    p["json_dir"] = root / "json_dir"
     p["kwargs_list"] = _variant(a, root / "kwargs_list", lambda i: i["model"].update(kwargs=[1, 2]))
     p["kwargs_unknown"] = _variant(a, root / "kwargs_unknown", lambda i: i["model"].update(kwargs={"widht": 8}))
     p["config_string"] = _variant(a, root / "config_string", lambda i: i.update(config="lr=0.1"))
@@ -350,7 +351,7 @@ CASES = [
     ("info {empty}", "is not a run folder (it holds no run.json)"),
     ("info {json_dir}", "cannot read"),
     ("info {file}", "is a file, not a run folder"),
-    ("info {report}", "run.json is truncated or corrupt"),
+    ("info {report}/x", "run.json is truncated or corrupt"),
     ("demo --out {out} --device tpu9", "--device must be"),
     # Resumable commands: a corrupt partial result, or one started with other settings, is refused before
     # anything is written (the listing assertion covers every file, directions.safetensors included).
