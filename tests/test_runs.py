@@ -119,7 +119,7 @@ def test_pt_state_dicts_load_with_weights_only(tmp_path, mnist1d_runs):
     state = load_tensors(mnist1d_runs["a"] / "model.safetensors")
     torch.save(state, tmp_path / "a.pt")
     data = load_mnist1d()
-    net = load_network(tmp_path / "a.pt", data)
+    net = load_network(tmp_path / "a.pt", data, model="conv1d")  # no run.json: the caller names the architecture
     assert torch.equal(net.head.weight, state["head.weight"])
 
     class Evil:
@@ -128,7 +128,7 @@ def test_pt_state_dicts_load_with_weights_only(tmp_path, mnist1d_runs):
 
     torch.save({"w": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ModeconnError, match="evil.pt cannot be loaded as a plain state dict"):
-        load_network(tmp_path / "evil.pt", data)
+        load_network(tmp_path / "evil.pt", data, model="conv1d")
 
 
 def test_pt_endpoint_without_run_json_needs_dataset(tmp_path, mnist1d_runs):
@@ -151,3 +151,10 @@ def test_cli_speed_settings_reach_the_run_and_are_recorded(tmp_path):
     assert info["processes"] == 1 and info["test_err"] < 0.9  # bf16 training still learns
     bad = cli("train", "--out", tmp_path / "b", "--amp", "fp8")
     assert bad.returncode == 2 and "--amp" in bad.stderr and not (tmp_path / "b").exists()
+
+
+def test_a_weights_file_without_run_json_needs_its_architecture_named(tmp_path, mnist1d_runs):
+    """The default architecture is a command's choice (the recipe's), not storage's: a Python caller names it."""
+    torch.save(load_tensors(mnist1d_runs["a"] / "model.safetensors"), tmp_path / "a.pt")
+    with pytest.raises(ModeconnError, match="has no run.json beside it: pass `model`"):
+        load_network(tmp_path / "a.pt", load_mnist1d())

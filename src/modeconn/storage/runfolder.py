@@ -180,10 +180,14 @@ def describe_network(path, dataset: str | None = None, model: str | None = None,
     return NetworkSource(str(path), weights, ds, spec, info)
 
 
-def load_network(source, data: Dataset, device="cpu") -> nn.Module:
-    """Build a network (a NetworkSource, or a run folder or weights file of `data`) and load its weights safely."""
+def load_network(source, data: Dataset, device="cpu", model: str | None = None) -> nn.Module:
+    """Build a network (a NetworkSource, or a run folder or weights file of `data`) and load its weights safely.
+
+    `model` names the architecture of a weights file without run.json (a registry name); a run folder's
+    run.json says it. Raises ModeconnError (one line) for a file it cannot describe or load.
+    """
     if not isinstance(source, NetworkSource):
-        source = describe_network(source, dataset=data.name)
+        source = describe_network(source, dataset=data.name, model=model)
     net = source.model.build(data)
     load_state_into(net, load_tensors(source.weights), str(source.weights))
     return net.to(device)
