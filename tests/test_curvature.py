@@ -76,18 +76,18 @@ def test_curvature_along_a_curve_starts_at_the_start_networks_own(mnist1d_runs, 
         own = curvature_at(load_network(mnist1d_runs[name], data), list(settings.train_batches(data)),
                            list(settings.bn_batches(data)), top=2, trace=True, probes=9)
         for path in ("curve", "line"):
-            got = result["paths"][path][t]
+            got = result.paths[path][t]
             assert got["eigenvalues"] == pytest.approx(own.eigenvalues, rel=1e-4)
             assert got["trace"] == pytest.approx(own.trace, rel=1e-4)
             assert got["train_loss"] == pytest.approx(own.train_loss, rel=1e-5)
-    assert all(r["eigenvalues"][0] >= r["eigenvalues"][1] for rows in result["paths"].values() for r in rows)
+    assert all(r["eigenvalues"][0] >= r["eigenvalues"][1] for rows in result.paths.values() for r in rows)
 
 
 def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_path, monkeypatch):
     single = curvature(mnist1d_runs["a"], out=tmp_path / "one", top=2, train_samples=500, **QUICK)
-    assert single["kind"] == "network" and len(single["paths"]["network"][0]["eigenvalues"]) == 2
+    assert single.run_kind == "network" and len(single.paths["network"][0]["eigenvalues"]) == 2
     capped = curvature(mnist1d_runs["a"], out=tmp_path / "capped", top=2, steps=3, train_samples=500, **QUICK)
-    point, full = capped["paths"]["network"][0], single["paths"]["network"][0]
+    point, full = capped.paths["network"][0], single.paths["network"][0]
     assert full["converged"] and not point["converged"] and point["lanczos_steps"] == 3  # the cap is said
     assert point["eigenvalues"][0] <= full["eigenvalues"][0] * (1 + 1e-4)  # Ritz values lie below the top
     assert "estimates" in report_text(tmp_path / "capped")
@@ -118,7 +118,7 @@ def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_pat
     assert counted["n"] == 2  # 4 points, 2 measured before the kill
     monkeypatch.setattr(command, "curvature_at", real)
     whole = curvature(mnist1d_runs["ab"], **{**kw, "out": tmp_path / "whole"})
-    assert resumed["paths"] == whole["paths"]
+    assert resumed.paths == whole.paths
     assert not (tmp_path / "cut" / "curvature.partial.json").exists()
 
 

@@ -138,7 +138,7 @@ def test_instability_copies_train_side_by_side_and_match_one_process(tmp_path):
                 if w1[name].is_floating_point():
                     assert float((w2[name] - w1[name]).norm()) <= tol * max(float(w1[name].norm()), 1e-3), (k, i, name)
     two = json.loads((tmp_path / "two" / "instability.json").read_text())
-    for r1, r2 in zip(one["per_spawn"], two["per_spawn"]):
+    for r1, r2 in zip(one.per_spawn, two["per_spawn"]):
         assert r2["train_loss_barrier"] == pytest.approx(r1["train_loss_barrier"], rel=0.05, abs=1e-3)
 
 
@@ -232,8 +232,8 @@ def test_curvature_points_are_dealt_to_ranks_and_equal_one_process(mnist1d_runs,
     with one_thread():
         one = curvature(mnist1d_runs["ab"], out=tmp_path / "c1", device="cpu", progress=False, **kw)
     two = json.loads((tmp_path / "c2" / "curvature.json").read_text())
-    assert two["t"] == one["t"] and not (tmp_path / "c2" / "curvature.partial.json").exists()
-    for path, rows in one["paths"].items():
+    assert two["t"] == one.t and not (tmp_path / "c2" / "curvature.partial.json").exists()
+    for path, rows in one.paths.items():
         for r1, r2 in zip(rows, two["paths"][path], strict=True):
             assert r2["lanczos_steps"] == r1["lanczos_steps"]
             for key in ("eigenvalues", "trace", "trace_stderr", "train_loss"):

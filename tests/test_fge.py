@@ -134,9 +134,9 @@ def test_budget_with_espro_adds_a_simplex_ensemble_at_2b(tmp_path):
 
     kw = dict(epochs=10, dataset="mnist1d", seeds=[0], device="cpu", progress=False)
     state = budget(tmp_path / "b", method="espro", volume_weight=0.01, **kw)
-    row = state["per_seed"]["0"]["espro@2B"]
+    row = state.per_seed["0"]["espro@2B"]
     assert row["samples"] == 10 and row["volume"] > 0 and 0 < row["err"] < 0.5
-    assert set(state["per_seed"]["0"]) == {"single@1B", "independent@2B", "fge@1B", "fge@2B", "espro@2B"}
+    assert set(state.per_seed["0"]) == {"single@1B", "independent@2B", "fge@1B", "fge@2B", "espro@2B"}
     assert "| espro (10 points of a 2-vertex simplex) | 2B |" in (tmp_path / "b" / "budget.md").read_text()
     with pytest.raises(ModeconnError, match="other settings"):  # the same folder, another method
         budget(tmp_path / "b", **kw)

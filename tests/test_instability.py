@@ -17,7 +17,7 @@ def test_copies_with_the_same_data_order_are_identical_and_have_no_barrier(tmp_p
         a, b = (load_tensors(tmp_path / "same" / f"k{k}" / f"copy{i}" / "model.safetensors") for i in (0, 1))
         for name in a:
             assert torch.equal(a[name], b[name]), (k, name)
-    for row in result["per_spawn"]:
+    for row in result.per_spawn:
         assert row["test_err_barrier"] == 0 and row["train_loss_barrier"] == pytest.approx(0, abs=1e-6)
         assert row["stable"]
 
@@ -27,13 +27,13 @@ def test_on_mnist1d_copies_spawned_late_are_linearly_connected_and_early_ones_ar
     the test-error barrier is 5.2-10.7% and the train-loss barrier 0.20-0.31; at epoch 10, under 0.3% and
     0.001."""
     result = instability(tmp_path / "inst", spawn=[0, 10], epochs=20, points=5, **QUICK)
-    early, late = result["per_spawn"]
+    early, late = result.per_spawn
     assert early["test_err_barrier"] > 0.03 and not early["stable"]
     assert late["test_err_barrier"] < 0.01 and late["stable"]
     assert early["train_loss_barrier"] > 10 * max(late["train_loss_barrier"], 1e-3)
-    assert result["first_stable_spawn"] == 10
+    assert result.first_stable_spawn == 10
     saved = json.loads((tmp_path / "inst" / "instability.json").read_text())
-    assert saved["per_spawn"] == result["per_spawn"]
+    assert saved["per_spawn"] == result.per_spawn
     assert (tmp_path / "inst" / "instability.png").stat().st_size > 10_000
     # the shared prefix was trained once: one state per spawn epoch, none left unfinished
     assert sorted(p.name for p in (tmp_path / "inst" / "spawn").iterdir()) == ["epoch0.safetensors",
@@ -53,7 +53,7 @@ def test_a_killed_analysis_resumes_to_the_same_result_and_refuses_other_settings
     with pytest.raises(ModeconnError, match="spawn"):
         instability(tmp_path / "cut", **{**kw, "spawn": [0, 1]}, resume=True)
     resumed = instability(tmp_path / "cut", **kw, resume=True)
-    assert resumed["per_spawn"] == whole["per_spawn"]
+    assert resumed.per_spawn == whole.per_spawn
     with pytest.raises(ModeconnError, match="already holds a finished run"):
         instability(tmp_path / "cut", **kw, resume=True)
 

@@ -16,13 +16,14 @@ from ..evaluation.along import chord_lengths, line_between, metrics_along, summa
 from ..evaluation.evaluate import has_batchnorm
 from ..evaluation.pointwise import METRICS, EvalSettings
 from ..runtime.speed import EAGER, Speed
+from ..storage.record import Record
 from ..training.train import train_curve
 from .matching import align
 from .repair import repairable_layers, repaired_points
 
 
 @dataclass
-class PathsResult:
+class PathsResult(Record):
     """What paths.json holds: metrics at each t along every path, their summaries (both barrier conventions),
     the two alignments, and how each path was made."""
 
@@ -33,6 +34,9 @@ class PathsResult:
     align: dict
     start: str | None = None
     end: str | None = None
+
+    kind = "paths"
+    file = "paths.json"
 
     def paths(self) -> list[str]:
         return list(self.arrays)
@@ -57,6 +61,10 @@ class PathsResult:
             raise ModeconnError(f"{source} is not a connectivity result (missing or malformed {exc}); "
                                 "rerun `modeconn connectivity`") from None
         return result
+
+    def describe(self) -> str:
+        return "\n".join(f"  {name:22} test-error barrier {self.stat(name, 'test_err', 'barrier'):.4f}, train-loss "
+                         f"barrier {self.stat(name, 'train_loss', 'barrier'):.4f}" for name in self.paths())
 
 
 def repair_note(model: nn.Module, example_input) -> str | None:

@@ -7,8 +7,8 @@ from ..alignment.matching import METHODS, AlignInfo
 from ..alignment.matching import align as align_networks
 from ..errors import ModeconnError
 from ..evaluation.evaluate import split_metrics
-from ..storage.files import save_tensors, write_json
-from ..storage.runfolder import describe_endpoints, load_endpoints
+from ..storage.files import save_tensors
+from ..storage.runfolder import describe_endpoints, load_endpoints, write_run
 from . import validate
 from .common import RunFolder
 from .options import REQUIRED, DataOptions, option
@@ -63,5 +63,5 @@ def align(o: AlignOptions) -> AlignInfo:
                **split_metrics(aligned, data, speed=o.speed).to_dict()}
         save_tensors(out / "model.safetensors", aligned.state_dict())
         save_tensors(out / "permutation.safetensors", info.permutation)
-        write_json(out / "run.json", run)
+        write_run(out, run)
     return info

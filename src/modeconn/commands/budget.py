@@ -7,9 +7,9 @@ from pathlib import Path
 from ..data import load_dataset
 from ..errors import ModeconnError
 from ..recipes import recipe_for
-from ..storage.files import atomic_write, read_json, write_json
+from ..storage.files import atomic_write
 from ..storage.runfolder import ModelSpec
-from ..training.budget import budget_markdown, budget_seed, summarize_budget
+from ..training.budget import BudgetResult, budget_markdown, budget_seed, summarize_budget
 from ..training.schedule import check_cycle
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
@@ -38,13 +38,13 @@ class BudgetOptions(DataOptions):
                                                "1e-8)")
 
 
-def _summary(state: dict, o: BudgetOptions) -> str:
+def _summary(state: BudgetResult, o: BudgetOptions) -> str:
     return (Path(o.out) / "budget.md").read_text()
 
 
 @command("budget", BudgetOptions, help="FGE vs single network vs independent ensembles at 1B and 2B, over seeds",
          summary=_summary)
-def budget(o: BudgetOptions) -> dict:
+def budget(o: BudgetOptions) -> BudgetResult:
     """Single network vs independent ensemble vs FGE at budgets 1B and 2B over seeds: budget.json and budget.md.
     `method` "espro" adds ESPRO at 2B (a SPRO simplex around each seed's network, `volume_weight`).
 
@@ -80,26 +80,26 @@ def budget(o: BudgetOptions) -> dict:
         settings.update(method=o.method, volume_weight=volume_weight)
     _comparison_so_far(folder.out, settings)  # at the door, and again under the lock
     with folder.claim(check=lambda out: _comparison_so_far(out, settings)) as out:
-        path, state = out / "budget.json", _comparison_so_far(out, settings)
+        state = _comparison_so_far(out, settings)
         for seed in seeds:
-            if str(seed) in state["per_seed"]:
+            if str(seed) in state.per_seed:
                 continue
-            state["per_seed"][str(seed)] = budget_seed(lambda: spec.build(data).to(dev), data, cfg, cycle, lr1, lr2,
+            state.per_seed[str(seed)] = budget_seed(lambda: spec.build(data).to(dev), data, cfg, cycle, lr1, lr2,
                                                        seed, o.progress, speed=o.speed, espro=o.method == "espro",
                                                        volume_weight=volume_weight)
-            write_json(path, state)  # each finished seed survives a crash
-        state["table"] = summarize_budget([state["per_seed"][str(s)] for s in seeds])
-        write_json(path, state)
+            state.write(out)  # each finished seed survives a crash
+        state.table = summarize_budget([state.per_seed[str(s)] for s in seeds])
+        state.write(out)
         title = (f"{o.dataset}, {spec.name}, B = {cfg.epochs} epochs, cycle {cycle}, lr1 {lr1}, lr2 {lr2}, "
                  f"{len(seeds)} seeds")
-        atomic_write(out / "budget.md", budget_markdown(state["table"], title).encode())
+        atomic_write(out / "budget.md", budget_markdown(state.table, title).encode())
     return state
 
 
-def _comparison_so_far(out: Path, settings: dict) -> dict:
+def _comparison_so_far(out: Path, settings: dict) -> BudgetResult:
     """OUT/budget.json as far as it got (seeds finished so far), refusing one made with other settings."""
-    path = out / "budget.json"
-    state = read_json(path) if path.exists() else {"settings": settings, "per_seed": {}}
-    if not isinstance(state, dict) or state.get("settings") != settings or not isinstance(state.get("per_seed"), dict):
+    path = out / BudgetResult.file
+    state = BudgetResult.read(path) if path.exists() else BudgetResult(settings, {})
+    if state.settings != settings:
         raise ModeconnError(f"{path} holds a comparison with other settings; choose another --out")
     return state

@@ -20,8 +20,8 @@ from ..runtime import distributed
 from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
-from ..storage.files import remove_file, save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output
+from ..storage.files import remove_file, save_tensors
+from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, write_run
 from . import validate
 
 
@@ -59,10 +59,10 @@ def path_points(points) -> int:
     return points
 
 
-def write_path_eval(out: Path, result: PathEval, stem: str, title: str) -> None:
-    """A path evaluation's STEM.json and its figure STEM.png."""
-    plot_along(result, out / f"{stem}.png", title)
-    write_json(out / f"{stem}.json", result.to_json())
+def write_path_eval(out: Path, result: PathEval, title: str) -> None:
+    """A path evaluation's record (curve_eval.json or line_eval.json) and its figure beside it (.png)."""
+    plot_along(result, (out / result.file).with_suffix(".png"), title)
+    result.write(out)
 
 
 def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER) -> dict:
@@ -72,7 +72,7 @@ def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Spee
     save_tensors(folder / "model.safetensors", net.state_dict())
     if optimizer is not None:
         save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
-    write_json(folder / "run.json", info)  # last: a folder with run.json is complete
+    write_run(folder, info)  # last: a folder with run.json is complete
     return info
 
 

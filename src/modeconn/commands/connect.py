@@ -11,8 +11,8 @@ from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
 from ..runtime.provenance import made_with
-from ..storage.files import save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, describe_endpoints, load_endpoints
+from ..storage.files import save_tensors
+from ..storage.runfolder import CHECKPOINT, describe_endpoints, load_endpoints, write_run
 from ..training.train import train_curve
 from . import validate
 from .common import RunFolder, fallback_model, training_config
@@ -69,5 +69,5 @@ def connect(o: ConnectOptions) -> dict:
                    for k, v in metrics_with_bn(path.model_at(0.5), ends.data, speed=o.speed).to_dict().items()}}
         save_tensors(out / "curve.safetensors", path.state_dict(),
                      metadata={"kind": o.curve, "bends": str(bends), "names": ",".join(path.param_space.names)})
-        write_json(out / "run.json", info)
+        write_run(out, info)
     return info

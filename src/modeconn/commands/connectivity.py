@@ -8,7 +8,6 @@ from ..core.families import FAMILIES
 from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..reporting.plots import plot_along
-from ..storage.files import write_json
 from ..storage.runfolder import describe_endpoints, load_endpoints
 from . import validate
 from .common import RunFolder, eval_settings, path_points, training_config
@@ -29,9 +28,7 @@ class ConnectivityOptions(EvalOptions):
 
 
 def _summary(result: PathsResult, o: ConnectivityOptions) -> str:
-    rows = [f"  {name:22} test-error barrier {result.stat(name, 'test_err', 'barrier'):.4f}, train-loss barrier "
-            f"{result.stat(name, 'train_loss', 'barrier'):.4f}" for name in result.paths()]
-    return "\n".join(rows + [f"wrote {o.out}/paths.json and paths.png"])
+    return f"{result.describe()}\nwrote {o.out}/paths.json and paths.png"
 
 
 @command("connectivity", ConnectivityOptions,
@@ -57,5 +54,5 @@ def connectivity(o: ConnectivityOptions) -> PathsResult:
         result = compare_paths(start_net, end_net, ends.data, settings, points, o.curve, cfg, o.progress, o.speed)
         result.start, result.end = str(o.start), str(o.end)
         plot_along(result, out / "paths.png", f"plain and aligned paths, {ends.dataset}")
-        write_json(out / "paths.json", result.to_json())
+        result.write(out)
     return result

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..core.curve import Curve
 from ..errors import ModeconnError
 from ..evaluation.along import line_between
-from ..evaluation.curvature import Curvature, curvature_at, measure_curvature_shared
+from ..evaluation.curvature import Curvature, CurvatureResult, curvature_at, measure_curvature_shared
 from ..evaluation.evaluate import has_batchnorm
 from ..reporting.plots import plot_curvature
 from ..runtime import distributed
@@ -39,17 +39,13 @@ class CurvatureOptions(EvalOptions):
     seed: int = option(0, "seed of the Lanczos start and the trace's probes")
 
 
-def _summary(result: dict, o: CurvatureOptions) -> str:
-    rows = [f"  {name} t={t:.2f}: top eigenvalues {', '.join(f'{v:.4g}' for v in r['eigenvalues'])}"
-            + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
-            + ("  (estimates: Lanczos did not converge within --steps)" if r.get("converged") is False else "")
-            for name, rs in result["paths"].items() for t, r in zip(result["t"], rs)]
-    return "\n".join(rows + [f"wrote {o.out or o.run}/curvature.json and curvature.png"])
+def _summary(result: CurvatureResult, o: CurvatureOptions) -> str:
+    return f"{result.describe()}\nwrote {o.out or o.run}/curvature.json and curvature.png"
 
 
 @command("curvature", CurvatureOptions, help="top Hessian eigenvalues and trace of the train loss along a curve, "
                                               "or at a network", summary=_summary)
-def curvature(o: CurvatureOptions) -> dict:
+def curvature(o: CurvatureOptions) -> CurvatureResult:
     """Curvature of the train loss at `points` t along a curve run and the line between its endpoints, or at
     one network: OUT/curvature.json and curvature.png (OUT defaults to the run folder).
 
@@ -124,13 +120,13 @@ def curvature(o: CurvatureOptions) -> dict:
             bar.update(len(block))
         bar.close()
         bn = has_batchnorm(network if info.kind == "network" else curve.net)  # the template, not a new point
-        result = {"run": str(run), "kind": info.kind, "t": ts, "paths": done, "settings": config,
-                  "hessian": "of the mean train cross-entropy over the training examples measured "
-                             "(weight decay's wd * I not included); eigenvalues are the largest algebraic, "
-                             "by Lanczos; the trace by Hutch++",
-                  "batchnorm": ("eval mode, with the statistics recomputed at each point" if bn else "none")}
-        plot_curvature(result, out_dir / "curvature.png")
-        write_json(out_dir / "curvature.json", result)
+        result = CurvatureResult(str(run), info.kind, ts, done, config,
+                                 "of the mean train cross-entropy over the training examples measured (weight "
+                                 "decay's wd * I not included); eigenvalues are the largest algebraic, by Lanczos; "
+                                 "the trace by Hutch++",
+                                 "eval mode, with the statistics recomputed at each point" if bn else "none")
+        plot_curvature(result.to_json(), out_dir / "curvature.png")
+        result.write(out_dir)
         remove_file(out_dir / PARTIAL)
     return result
 

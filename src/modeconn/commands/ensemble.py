@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..errors import ModeconnError
 from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
-from ..storage.files import write_json
 from ..storage.runfolder import load_curve, load_simplex, read_curve_run, read_simplex_run
 from . import validate
 from .common import RunFolder
@@ -25,9 +24,7 @@ class EnsembleOptions(DataOptions):
 
 
 def _summary(result: SpanEnsemble, o: EnsembleOptions) -> str:
-    e = result.ensemble
-    return (f"{'curve' if o.curve else 'simplex'} ensemble of {o.points}: test error {e.err:.4f}, "
-            f"NLL {e.nll:.4f}, ECE {e.ece:.4f}")
+    return result.describe()
 
 
 @command("ensemble", EnsembleOptions, help="ensemble of networks along a trained curve or drawn from a simplex",
@@ -57,10 +54,11 @@ def ensemble(o: EnsembleOptions) -> SpanEnsemble:
         if o.curve is not None:
             path, _, data = load_curve(o.curve, dev, data_dir)
             result = curve_ensemble(path, data, points, progress=o.progress, speed=o.speed)
-            where: dict[str, object] = {"curve": str(o.curve)}
+            result.curve = str(o.curve)
         else:
             shape, _, data = load_simplex(o.simplex, dev, data_dir)
             result = simplex_ensemble(shape, data, points, seed, progress=o.progress, speed=o.speed)
-            where = {"simplex": str(o.simplex), "seed": seed}
-        write_json(out, {**result.to_json(), **where, "points": points, "out": str(out)})
+            result.simplex = str(o.simplex)
+        result.out = str(out)
+        result.write(out.parent, out.name)
     return result

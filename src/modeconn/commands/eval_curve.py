@@ -21,11 +21,7 @@ class EvalCurveOptions(EvalOptions):
 
 
 def _summary(result: PathEval, o: EvalCurveOptions) -> str:
-    return (f"test error max: curve {result.stat('curve', 'test_err', 'max'):.4f}, line "
-            f"{result.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
-            f"{result.stat('curve', 'test_err', 'barrier'):.4f}, line "
-            f"{result.stat('line', 'test_err', 'barrier'):.4f}"
-            f"\nwrote {o.out or o.run}/curve_eval.json and .png")
+    return f"{result.describe()}\nwrote {o.out or o.run}/curve_eval.json and .png"
 
 
 @command("eval-curve", EvalCurveOptions, help="metrics along a curve and along the line between its endpoints",
@@ -47,5 +43,5 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
                            o.speed, repaired_points(settings.bn_batches(data)) if o.repair else None)
         result.run = str(o.run)
-        write_path_eval(out, result, "curve_eval", f"{info.curve.kind} curve vs line, {info.dataset}")
+        write_path_eval(out, result, f"{info.curve.kind} curve vs line, {info.dataset}")
     return result

@@ -30,10 +30,7 @@ def line_out(start, end, out=None) -> Path:
 
 
 def _summary(result: PathEval, o: EvalLineOptions) -> str:
-    return (f"line: test error max {result.stat('line', 'test_err', 'max'):.4f}, test-error barrier "
-            f"{result.stat('line', 'test_err', 'barrier'):.4f}, train-loss barrier "
-            f"{result.stat('line', 'train_loss', 'barrier'):.4f}"
-            f"\nwrote {line_out(o.start, o.end, o.out)}/line_eval.json and .png")
+    return f"{result.describe()}\nwrote {line_out(o.start, o.end, o.out)}/line_eval.json and .png"
 
 
 @command("eval-line", EvalLineOptions, help="metrics along the straight line between two networks", summary=_summary)
@@ -54,5 +51,5 @@ def eval_line(o: EvalLineOptions) -> PathEval:
         result = eval_path(None, start_net, end_net, ends.data, points, settings, o.progress, o.speed,
                            repaired_points(settings.bn_batches(ends.data)) if o.repair else None)
         result.start, result.end = str(o.start), str(o.end)
-        write_path_eval(out, result, "line_eval", f"line between {o.start} and {o.end}, {ends.dataset}")
+        write_path_eval(out, result, f"line between {o.start} and {o.end}, {ends.dataset}")
     return result

@@ -11,8 +11,8 @@ import torch
 from ..evaluation.evaluate import batchnorm_note
 from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
 from ..evaluation.pointwise import METRICS, PointEvaluator
+from ..evaluation.simplex_eval import SimplexEval, distribution
 from ..reporting.plots import plot_triangle
-from ..storage.files import write_json
 from ..storage.runfolder import load_simplex, read_simplex_run
 from . import validate
 from .common import RunFolder, eval_settings
@@ -30,15 +30,13 @@ class EvalSimplexOptions(EvalOptions):
     out: str | None = option(None, "the folder to write in (default: the run folder)")
 
 
-def _summary(result: dict, o: EvalSimplexOptions) -> str:
-    t = result["summary"]["test_err"]
-    return (f"{result['samples']} points: test error mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
-            f"max {t['max']:.4f}\nwrote {o.out or o.run}/simplex_eval.json")
+def _summary(result: SimplexEval, o: EvalSimplexOptions) -> str:
+    return f"{result.describe()}\nwrote {o.out or o.run}/simplex_eval.json"
 
 
 @command("eval-simplex", EvalSimplexOptions,
          help="metrics at points drawn uniformly from a simplex, and their distribution", summary=_summary)
-def eval_simplex(o: EvalSimplexOptions) -> dict:
+def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
     """Metrics at points drawn uniformly from a simplex run, and their distribution: simplex_eval.json
     (in the run folder or OUT). Resumable and sharded like a plane's grid."""
     samples = validate.positive_int("--samples", o.samples)
@@ -59,12 +57,9 @@ def eval_simplex(o: EvalSimplexOptions) -> dict:
         evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=o.speed)
         values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
                               @ vertices, evaluator, fingerprint, o.force, o.progress, SIMPLEX_PARTIAL)
-        result = {"run": str(o.run), "samples": samples, "seed": seed, "settings": settings.__dict__,
-                  "batchnorm": batchnorm_note(shape.net),
-                  "weights": weights.tolist(),
-                  **{m: values[m].tolist() for m in METRICS},
-                  "summary": {m: _distribution(values[m]) for m in METRICS}}
-        write_json(out / "simplex_eval.json", result)
+        result = SimplexEval(str(o.run), samples, seed, settings.__dict__, batchnorm_note(shape.net), weights.tolist(),
+                             {m: values[m].tolist() for m in METRICS}, {m: distribution(values[m]) for m in METRICS})
+        result.write(out)
         if shape.num_points == 3:  # a triangle: its heat map
             plot_triangle(weights, values["test_err"], _vertex_errors(info), out / "simplex_eval.png")
         finish_partial(out, SIMPLEX_PARTIAL)
@@ -79,9 +74,3 @@ def _vertex_errors(info) -> list[float] | None:
     except (KeyError, TypeError, ValueError):
         return None
 
-
-def _distribution(values: np.ndarray) -> dict:
-    """Mean, spread and quantiles of one metric over the sampled points."""
-    q05, median, q95 = np.quantile(values, [0.05, 0.5, 0.95])
-    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()), "q05": float(q05),
-            "median": float(median), "q95": float(q95), "max": float(values.max())}

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..reporting.plots import plot_fge
-from ..storage.files import load_tensors, save_tensors, write_json
+from ..storage.files import load_tensors, save_tensors
 from ..storage.runfolder import CHECKPOINT, describe_network, load_endpoints
 from ..training.fge import FGEConfig, FGEResult, fast_geometric_ensemble, snapshot_epochs
 from ..training.schedule import check_cycle
@@ -33,11 +33,7 @@ class FGEOptions(DataOptions):
 
 
 def _summary(result: FGEResult, o: FGEOptions) -> str:
-    last = result.snapshots[-1]
-    return (f"FGE: {len(result.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
-            f"NLL {last['ensemble_test_nll']:.4f} "
-            f"(start network: {result.start_test_err}, {result.start_test_loss})"
-            f"\nwrote {o.out}/fge.json and fge.png")
+    return f"{result.describe()}\nwrote {o.out}/fge.json and fge.png"
 
 
 @command("fge", FGEOptions, help="Fast Geometric Ensembling from a trained network", summary=_summary)
@@ -86,5 +82,5 @@ def fge(o: FGEOptions) -> FGEResult:
             result.start_epochs_trained = raw.get("epochs_trained")
             result.start_full_run = str((Path(o.start) / raw["full_run"]).resolve())
         plot_fge(result, out / "fge.png")
-        write_json(out / "fge.json", result.to_json())
+        result.write(out)
     return result

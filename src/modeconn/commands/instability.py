@@ -17,20 +17,20 @@ import torch
 
 from ..data import load_dataset
 from ..errors import ModeconnError
-from ..evaluation.along import PathEval, eval_path
+from ..evaluation.along import LineEval, PathEval, eval_path
 from ..recipes import recipe_for
-from ..reporting.plots import plot_along, plot_instability
+from ..reporting.plots import plot_instability
 from ..runtime import distributed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
-from ..storage.files import make_dir, read_json, remove_file, write_json
+from ..storage.files import make_dir, remove_file
 from ..storage.runfolder import CHECKPOINT, ModelSpec, load_network
+from ..training.instability import STABLE, InstabilityResult
 from ..training.train import train_network
 from . import validate
-from .common import RunFolder, eval_settings, network_info, save_network_run, training_config
+from .common import RunFolder, eval_settings, network_info, save_network_run, training_config, write_path_eval
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
-STABLE = 0.02  # Frankle et al.: a test-error barrier under 2% counts as linearly connected
 COPY_SEED = 1000  # copy i trains with seed + COPY_SEED * (i + 1): its own data order and dropout
 
 
@@ -47,16 +47,13 @@ class InstabilityOptions(TrainingOptions):
     train_samples: int | None = option(None, "train metrics on a random subset")
 
 
-def _summary(result: dict, o: InstabilityOptions) -> str:
-    rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
-            f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in result["per_spawn"]]
-    return "\n".join(rows + [f"first stable spawn epoch: {result['first_stable_spawn']}",
-                              f"wrote {o.out}/instability.json and instability.png"])
+def _summary(result: InstabilityResult, o: InstabilityOptions) -> str:
+    return f"{result.describe()}\nwrote {o.out}/instability.json and instability.png"
 
 
 @command("instability", InstabilityOptions, help="from which epoch two copies on different data orders stay "
                                                   "linearly connected (Frankle et al. 2020)", summary=_summary)
-def instability(o: InstabilityOptions) -> dict:
+def instability(o: InstabilityOptions) -> InstabilityResult:
     """Barriers between two copies spawned at each epoch in `spawn`: OUT/instability.json and .png.
 
     `same_order` trains both copies with one data order (a check: they must come out identical).
@@ -95,12 +92,10 @@ def instability(o: InstabilityOptions) -> dict:
         distributed.barrier()
         rows = [_measure(out_dir / f"k{k}", k, [_copy_folder(out_dir, k, i) for i in range(2)], data, points,
                          settings_eval, progress, speed) for k in ks]
-        result = {"dataset": dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": points,
-                  "same_order": same_order, "stable_below": STABLE, "per_spawn": rows,
-                  "first_stable_spawn": next((r["spawn"] for r in rows if r["stable"]), None),
-                  "settings": settings_eval.__dict__}
-        plot_instability(result, out_dir / "instability.png")
-        write_json(out_dir / "instability.json", result)
+        result = InstabilityResult(dataset, spec.name, cfg.to_dict(), ks, points, same_order, rows,
+                                   settings_eval.__dict__)
+        plot_instability(result.to_json(), out_dir / "instability.png")
+        result.write(out_dir)
     return result
 
 
@@ -162,14 +157,14 @@ def _train_copy(out: Path, k: int, i: int, spec: ModelSpec, data, dataset, data_
 
 def _measure(folder: Path, k: int, copies: list[Path], data, points: int, settings, progress, speed) -> dict:
     """The line between the two copies (line_eval.json in OUT/kK, kept for a resume) and its barriers."""
-    if (folder / "line_eval.json").exists():
-        result = PathEval.from_json(read_json(folder / "line_eval.json"), str(folder / "line_eval.json"))
+    result: PathEval
+    if (folder / LineEval.file).exists():
+        result = LineEval.read(folder)
     else:
         first, second = (load_network(c, data, data.train_x.device) for c in copies)
         result = eval_path(None, first, second, data, points, settings, progress, speed)
         result.start, result.end = str(copies[0]), str(copies[1])
-        plot_along(result, folder / "line_eval.png", f"copies spawned at epoch {k}")
-        write_json(folder / "line_eval.json", result.to_json())
+        write_path_eval(folder, result, f"copies spawned at epoch {k}")
     test_err = np.asarray(result.values("line", "test_err"))
     barrier = result.stat("line", "test_err", "barrier")
     return {"spawn": k, "test_err_barrier": barrier, "train_loss_barrier": result.stat("line", "train_loss", "barrier"),

@@ -88,10 +88,7 @@ class LandscapeOptions(EvalOptions):
 
 
 def _summary(result: LandscapeResult, o: LandscapeOptions) -> str:
-    m = result.metrics
-    return (f"{result.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
-            f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}.."
-            f"{m['test_err'].max():.4f}\nwrote {o.out}/landscape.npz, landscape.json, landscape.png")
+    return f"{result.describe()}\nwrote {o.out}/landscape.npz, landscape.json, landscape.png"
 
 
 @command("landscape", LandscapeOptions,
@@ -164,6 +161,6 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
         # a killed slice redraws the same directions from the seed, so they are written with the result
         save_tensors(out_dir / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
         plot_landscape(result, out_dir / "landscape.png")
-        result.save(out_dir)
+        result.write(out_dir)
         finish_partial(out_dir, PARTIAL)
     return result

@@ -46,11 +46,7 @@ class PlaneOptions(EvalOptions):
 
 
 def _summary(result: PlaneResult, o: PlaneOptions) -> str:
-    m = result.metrics
-    return (f"plane {len(result.xs)}x{len(result.ys)}: train loss "
-            f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, "
-            f"test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}"
-            f"\nwrote {o.out}/plane.npz, plane.json, plane.png")
+    return f"{result.describe()}\nwrote {o.out}/plane.npz, plane.json, plane.png"
 
 
 @command("plane", PlaneOptions, help="metrics over a grid in the plane through three networks or a curve",
@@ -118,6 +114,6 @@ def plane(o: PlaneOptions) -> PlaneResult:
                                store=out, fingerprint=fingerprint, force=o.force, progress=o.progress,
                                speed=o.speed, repair=o.repair, record=record)
         plot_plane(result, out / "plane.png")
-        result.save(out)
+        result.write(out)
         finish_partial(out)
     return result

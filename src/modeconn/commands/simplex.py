@@ -18,7 +18,7 @@ from ..evaluation.evaluate import metrics_with_bn
 from ..recipes import recipe_for
 from ..runtime.provenance import made_with
 from ..storage.checkpoint import check_settings, load_checkpoint
-from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors, write_json
+from ..storage.files import load_metadata, load_state_into, load_tensors, remove_file, save_tensors
 from ..storage.runfolder import (
     CHECKPOINT,
     RunInfo,
@@ -27,6 +27,7 @@ from ..storage.runfolder import (
     load_endpoints,
     read_curve_run,
     read_run,
+    write_run,
 )
 from ..training.spro import (
     EPOCHS_PER_VERTEX,
@@ -128,7 +129,7 @@ def simplex(o: SimplexOptions) -> dict:
         info = _summary(shape, model_spec, data, data_dir, settings, cfg, histories, time.time() - began, speed)
         save_tensors(out_dir / "simplex.safetensors", shape.state_dict(),
                      metadata={"vertices": str(shape.num_points), "names": ",".join(shape.param_space.names)})
-        write_json(out_dir / "run.json", info)
+        write_run(out_dir, info)
         for k in range(1, vertices + 1):
             remove_file(out_dir / f"stage{k}.safetensors")
     return info

@@ -19,8 +19,8 @@ from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn, recompute_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
-from ..storage.files import save_tensors, write_json
-from ..storage.runfolder import CHECKPOINT, ModelSpec
+from ..storage.files import save_tensors
+from ..storage.runfolder import CHECKPOINT, ModelSpec, write_run
 from ..training.subspace import SPREAD, matrix_ranges, squared_cosine, train_subspace
 from . import validate
 from .common import RunFolder, network_info, save_network_run, training_config
@@ -120,6 +120,6 @@ def _write(out, span, subspace: dict, base: dict, data, history, seconds, speed)
                     **{f"centroid_{key}": value for key, value in metrics["midpoint"].items()})
         save_tensors(out / "simplex.safetensors", span.state_dict(),
                      metadata={"vertices": str(span.num_points), "names": ",".join(span.param_space.names)})
-    write_json(out / "run.json", info)
+    write_run(out, info)
     return info
 

@@ -13,17 +13,19 @@ from ..core.flat import parameters_vector
 from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
+from ..storage.record import Record
 from .evaluate import has_batchnorm
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 
 
 @dataclass
-class PathEval:
+class PathEval(Record):
     """What curve_eval.json / line_eval.json hold: metrics at each t along the line (and the curve), summaries.
 
     `curve` and `line` map each metric to its values at `t`; `summary` holds per path and metric
     min, max, mean, arc_mean and barrier, plus `length` and `barriers`. `run` names the curve
-    run (eval-curve); `start` and `end` the two networks (eval-line).
+    run (eval-curve); `start` and `end` the two networks (eval-line). A measurement is a `CurveEval`
+    (kind curve_eval) when it holds a curve and a `LineEval` (kind line_eval) otherwise.
     """
 
     t: list[float]
@@ -50,7 +52,9 @@ class PathEval:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
-    def from_json(cls, obj, source: str) -> PathEval:
+    def from_json(cls, obj, source: str):
+        if cls is PathEval:  # either file: the record's class follows what it holds
+            cls = CurveEval if isinstance(obj, dict) and obj.get("curve") is not None else LineEval
         try:
             result = cls(**{f.name: obj.get(f.name) for f in fields(cls)})
             for path in result.paths():
@@ -59,7 +63,39 @@ class PathEval:
         except (AttributeError, TypeError, KeyError, IndexError) as exc:
             raise ModeconnError(f"{source} is not a curve or line evaluation (missing or malformed {exc}); "
                                 "rerun eval-curve or eval-line") from None
+        if (result.curve is None) != (cls is LineEval):
+            raise ModeconnError(f"{source} holds {'no' if result.curve is None else 'a'} curve, so it is not a "
+                                f"{cls.kind} file; rerun {'eval-curve' if cls is CurveEval else 'eval-line'}")
         return result
+
+    @classmethod
+    def measured(cls, **fields_) -> PathEval:
+        """The record of a measurement: a CurveEval when it holds a curve, a LineEval otherwise."""
+        return (CurveEval if fields_.get("curve") is not None else LineEval)(**fields_)
+
+
+class CurveEval(PathEval):
+    """Metrics along a curve and the line between its endpoints (curve_eval.json, `modeconn eval-curve`)."""
+
+    kind = "curve_eval"
+    file = "curve_eval.json"
+
+    def describe(self) -> str:
+        return (f"test error max: curve {self.stat('curve', 'test_err', 'max'):.4f}, line "
+                f"{self.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
+                f"{self.stat('curve', 'test_err', 'barrier'):.4f}, line {self.stat('line', 'test_err', 'barrier'):.4f}")
+
+
+class LineEval(PathEval):
+    """Metrics along the straight line between two networks (line_eval.json, `modeconn eval-line`)."""
+
+    kind = "line_eval"
+    file = "line_eval.json"
+
+    def describe(self) -> str:
+        return (f"line: test error max {self.stat('line', 'test_err', 'max'):.4f}, test-error barrier "
+                f"{self.stat('line', 'test_err', 'barrier'):.4f}, train-loss barrier "
+                f"{self.stat('line', 'train_loss', 'barrier'):.4f}")
 
 
 def barrier(values, t) -> float:
@@ -151,6 +187,6 @@ def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Datas
         summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
     summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in METRICS} for name, _ in paths}
-    return PathEval(t=ts.tolist(), settings={"points": points, "repair": corrected is not None,
+    return PathEval.measured(t=ts.tolist(), settings={"points": points, "repair": corrected is not None,
                                              "batchnorm": has_batchnorm(start), **settings.__dict__},
                     line=arrays["line"], summary=summary, curve=arrays.get("curve"))

@@ -17,6 +17,7 @@ from ..core.flat import parameter_space, parameters_vector
 from ..errors import ModeconnError
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
+from ..storage.record import Record
 from .evaluate import recompute_bn
 
 
@@ -156,6 +157,49 @@ class Curvature:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+@dataclass
+class CurvatureResult(Record):
+    """What curvature.json holds: one row per point and path (`Curvature.to_dict()`: eigenvalues, trace, its
+    standard error, train loss, Lanczos steps, converged), at `t` along a curve and its line, or at one network
+    (`run_kind` "network": its one path is "network", t = [0]). `settings`: top, trace, probes, steps, seed and
+    the evaluation settings; `hessian` and `batchnorm` say in words what was measured."""
+
+    run: str
+    run_kind: str  # "curve" or "network": the JSON's "kind"
+    t: list[float]
+    paths: dict[str, list[dict]]
+    settings: dict
+    hessian: str
+    batchnorm: str
+
+    kind = "curvature"
+    file = "curvature.json"
+
+    def to_json(self) -> dict:
+        return {"run": self.run, "kind": self.run_kind, "t": self.t, "paths": self.paths, "settings": self.settings,
+                "hessian": self.hessian, "batchnorm": self.batchnorm}
+
+    @classmethod
+    def from_json(cls, obj, source: str) -> CurvatureResult:
+        try:
+            result = cls(obj["run"], obj["kind"], obj["t"], obj["paths"], obj["settings"], obj["hessian"],
+                         obj["batchnorm"])
+            for rows in result.paths.values():
+                if len(rows) != len(result.t) or any(not isinstance(r["eigenvalues"], list) for r in rows):
+                    raise ValueError("a path's rows do not match t")
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise ModeconnError(f"{source} is not a curvature result (missing or malformed {exc}); rerun "
+                                "`modeconn curvature`") from None
+        return result
+
+    def describe(self) -> str:
+        return "\n".join(
+            f"  {name} t={t:.2f}: top eigenvalues {', '.join(f'{v:.4g}' for v in r['eigenvalues'])}"
+            + (f", trace {r['trace']:.4g} ± {r['trace_stderr']:.2g}" if r["trace"] is not None else "")
+            + ("  (estimates: Lanczos did not converge within --steps)" if r.get("converged") is False else "")
+            for name, rows in self.paths.items() for t, r in zip(self.t, rows))
 
 
 def curvature_at(model: nn.Module, train_batches, bn_batches, top: int = 3, trace: bool = False,

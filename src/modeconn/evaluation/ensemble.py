@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
+from ..storage.record import Record
 from .evaluate import Metrics, recompute_bn
 
 
@@ -97,14 +98,42 @@ def member_record(own: Metrics, ensemble: EnsembleMetrics) -> dict[str, float]:
 
 
 @dataclass
-class SpanEnsemble:
-    """Networks at chosen points of a curve or simplex, ensembled: one record per member and the final metrics."""
+class SpanEnsemble(Record):
+    """Networks at chosen points of a curve or simplex, ensembled: one record per member and the final metrics
+    (ensemble.json). `curve` or `simplex` (with the draws' `seed`) names the run the members came from, `out`
+    where the command wrote the file; a notebook's ensemble leaves them None."""
 
     members: list[dict]
     ensemble: EnsembleMetrics
+    curve: str | None = None
+    simplex: str | None = None
+    seed: int | None = None
+    out: str | None = None
+
+    kind = "ensemble"
+    file = "ensemble.json"
 
     def to_json(self) -> dict:
-        return {"members": self.members, "ensemble": self.ensemble.to_dict()}
+        where = {k: getattr(self, k) for k in ("curve", "simplex", "seed") if getattr(self, k) is not None}
+        return {"members": self.members, "ensemble": self.ensemble.to_dict(), **where, "points": len(self.members),
+                **({"out": self.out} if self.out is not None else {})}
+
+    @classmethod
+    def from_json(cls, obj, source: str) -> SpanEnsemble:
+        try:
+            metrics = EnsembleMetrics(**{k: float(obj["ensemble"][k]) for k in ("err", "nll", "ece")})
+            members = obj["members"]
+            if not isinstance(members, list):
+                raise TypeError("members is not a list")
+            return cls(members, metrics, **{k: obj.get(k) for k in ("curve", "simplex", "seed", "out")})
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ModeconnError(f"{source} is not an ensemble result (missing or malformed {exc}); rerun "
+                                "`modeconn ensemble`") from None
+
+    def describe(self) -> str:
+        e = self.ensemble
+        return (f"{'curve' if self.curve else 'simplex' if self.simplex else 'span'} ensemble of {len(self.members)}: "
+                f"test error {e.err:.4f}, NLL {e.nll:.4f}, ECE {e.ece:.4f}")
 
 
 def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 1000, progress: bool = True,
@@ -145,5 +174,7 @@ def curve_ensemble(curve, data, points: int, **kwargs) -> SpanEnsemble:
 def simplex_ensemble(simplex, data, points: int, seed: int = 0, **kwargs) -> SpanEnsemble:
     """Ensemble of networks at `points` points drawn uniformly from a simplex (BN recomputed for each)."""
     gen = torch.Generator().manual_seed(seed)
-    return span_ensemble(simplex.model_at, [simplex.sample_weights(gen) for _ in range(points)], "weights", data,
-                         **kwargs)
+    result = span_ensemble(simplex.model_at, [simplex.sample_weights(gen) for _ in range(points)], "weights", data,
+                           **kwargs)
+    result.seed = seed
+    return result

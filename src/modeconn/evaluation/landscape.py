@@ -14,6 +14,7 @@ from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
+from ..storage.record import Record
 from .evaluate import batchnorm_note
 from .plane_grid import measure_grid
 from .pointwise import METRICS, EvalSettings, PointEvaluator
@@ -49,7 +50,7 @@ def slice_coords(axes: list[np.ndarray]) -> np.ndarray:
 
 
 @dataclass
-class LandscapeResult:
+class LandscapeResult(Record):
     """A measured slice: landscape.npz holds the arrays, landscape.json the summary.
 
     `metrics[m]` has shape (G,) for a 1-D slice and (G, G) for a 2-D one, `metrics[m][i, j]` at
@@ -70,16 +71,21 @@ class LandscapeResult:
         named = {"xs": self.axes[0], **({"ys": self.axes[1]} if self.dims == 2 else {})}
         return {**named, **self.metrics, **self.trajectory}
 
-    def save(self, out: Path) -> None:
+    kind = "landscape"
+    file = "landscape.json"
+
+    def write(self, folder, file: str | None = None) -> Path:
         """Write landscape.npz and landscape.json (last: a folder with it is complete). Data only: the figure
-        is `reporting.plots.plot_landscape`'s, drawn by the command before it saves."""
-        save_npz(out / "landscape.npz", self.arrays())
-        write_json(out / "landscape.json", self.summary)
+        is `reporting.plots.plot_landscape`'s, drawn by the command before it writes."""
+        folder = Path(folder)
+        save_npz(folder / "landscape.npz", self.arrays())
+        write_json(folder / self.file, self.summary)
+        return folder / self.file
 
     @classmethod
-    def load(cls, out) -> LandscapeResult:
-        """Read a finished landscape folder."""
-        out = Path(out)
+    def read(cls, path) -> LandscapeResult:
+        """Read a finished landscape folder (or its landscape.json, with landscape.npz beside it)."""
+        out = Path(path) if Path(path).is_dir() else Path(path).parent
         arrays, summary = load_npz(out / "landscape.npz"), read_json(out / "landscape.json")
         missing = [k for k in ("xs", *METRICS) if k not in arrays]
         if missing or not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
@@ -88,6 +94,12 @@ class LandscapeResult:
         axes = [arrays["xs"]] + ([arrays["ys"]] if "ys" in arrays else [])
         return cls(axes, {m: arrays[m] for m in METRICS}, summary,
                    {k: arrays[k] for k in ("trajectory_xy", "trajectory_epochs") if k in arrays})
+
+    def describe(self) -> str:
+        m = self.metrics
+        return (f"{self.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
+                f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}.."
+                f"{m['test_err'].max():.4f}")
 
 
 def slice_directions(model: nn.Module, dims: int = 2, seed: int = 0, bn_directions: bool = False) -> torch.Tensor:

@@ -18,6 +18,7 @@ from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, remove_file, save_npz, write_json
+from ..storage.record import Record
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 
 CURVE_POINTS = 61
@@ -28,7 +29,7 @@ ROUND_POINTS = 8
 
 
 @dataclass
-class PlaneResult:
+class PlaneResult(Record):
     """A measured plane: plane.npz holds the arrays, plane.json the summary.
 
     `metrics[m][i, j]` is metric m at (xs[i], ys[j]). For a curve's plane, `curve_xy` holds
@@ -46,16 +47,21 @@ class PlaneResult:
         """The content of plane.npz."""
         return {"xs": self.xs, "ys": self.ys, "points_xy": self.points_xy, **self.metrics, **self.curve}
 
-    def save(self, out: Path) -> None:
+    kind = "plane"
+    file = "plane.json"
+
+    def write(self, folder, file: str | None = None) -> Path:
         """Write plane.npz and plane.json (last: a folder with plane.json is complete). Data only: the figure is
-        `reporting.plots.plot_plane`'s, drawn by the command before it saves."""
-        save_npz(out / "plane.npz", self.arrays())
-        write_json(out / "plane.json", self.summary)
+        `reporting.plots.plot_plane`'s, drawn by the command before it writes."""
+        folder = Path(folder)
+        save_npz(folder / "plane.npz", self.arrays())
+        write_json(folder / self.file, self.summary)
+        return folder / self.file
 
     @classmethod
-    def load(cls, out) -> PlaneResult:
-        """Read a finished plane folder."""
-        out = Path(out)
+    def read(cls, path) -> PlaneResult:
+        """Read a finished plane folder (or its plane.json, with plane.npz beside it)."""
+        out = Path(path) if Path(path).is_dir() else Path(path).parent
         arrays, summary = load_npz(out / "plane.npz"), read_json(out / "plane.json")
         missing = [k for k in ("xs", "ys", "points_xy", *METRICS) if k not in arrays]
         if missing or not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
@@ -63,6 +69,11 @@ class PlaneResult:
                                 "missing); rerun `modeconn plane`")
         return cls(arrays["xs"], arrays["ys"], {m: arrays[m] for m in METRICS}, arrays["points_xy"], summary,
                    {k: arrays[k] for k in ("curve_t", "curve_xy", "bends_xy") if k in arrays})
+
+    def describe(self) -> str:
+        m = self.metrics
+        return (f"plane {len(self.xs)}x{len(self.ys)}: train loss {m['train_loss'].min():.4g}.."
+                f"{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}")
 
 
 def measure_grid(out: Path | None, coords: np.ndarray, points_at, evaluator: PointEvaluator, fingerprint: str,

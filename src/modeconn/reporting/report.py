@@ -6,14 +6,16 @@ import contextlib
 import html
 from pathlib import Path
 
-from ..alignment.connectivity import PathsResult
 from ..errors import ModeconnError
 from ..evaluation.along import PathEval
+from ..evaluation.curvature import CurvatureResult
 from ..evaluation.landscape import LandscapeResult
-from ..evaluation.plane_grid import PlaneResult
-from ..storage.files import atomic_write, read_json
+from ..evaluation.simplex_eval import SimplexEval
+from ..records import find
+from ..storage.files import atomic_write
 from ..storage.runfolder import read_run
 from ..training.fge import FGEResult
+from ..training.instability import InstabilityResult
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;\
 padding:0 1em;color:#222;line-height:1.5}
@@ -62,15 +64,17 @@ def _table(headers: list[str], rows) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _found(root: Path, kind: str) -> list:
+    """Every record of this kind under ROOT as (file, record), those inside an instability analysis left out."""
+    return [(f, r) for f, r in find(root, kind) if not _inside_instability(f, root)]
+
+
 def _runs(root: Path, kind: str, cells) -> list[list]:
     """One table row, `cells(info)`, per run.json of this kind under ROOT (instability copies left out)."""
     rows = []
-    for run in sorted(root.rglob("run.json")):
-        info = read_run(run).raw
-        if info["kind"] != kind or _inside_instability(run, root):
-            continue
+    for run, info in _found(root, kind):
         with _reading(run):
-            rows.append([_rel(run.parent, root), *cells(info)])
+            rows.append([_rel(run.parent, root), *cells(info.raw)])
     return rows
 
 
@@ -98,7 +102,7 @@ def _simplexes(root: Path) -> str:
             "point.</p>"
             + _table(["run", "made by", "vertices", "volume", "centroid test error (a complex: each face's centre)",
                       "vertex test errors"], rows)
-            + "".join(_sampled(f, root) for f in sorted(root.rglob("simplex_eval.json"))))
+            + "".join(_sampled(f, r, root) for f, r in _found(root, "simplex_eval")))
 
 
 def _made_by(info: dict) -> str:
@@ -110,10 +114,10 @@ def _made_by(info: dict) -> str:
     return "SPRO, around a curve" if len(info.get("faces") or [[]]) > 1 else "SPRO"
 
 
-def _sampled(f: Path, root: Path) -> str:
+def _sampled(f: Path, r: SimplexEval, root: Path) -> str:
     """What eval-simplex measured at points drawn from a simplex, with the triangle's heat map."""
     with _reading(f):
-        t = read_json(f)["summary"]["test_err"]
+        t = r.summary["test_err"]
         text = (f"<p>{_rel(f.parent, root)}: over points drawn uniformly from the simplex the test error has mean "
                 f"<b>{_pct(t['mean'])}</b>, 5-95% range {_pct(t['q05'])} to {_pct(t['q95'])}, max {_pct(t['max'])} "
                 f"(<code>{_rel(f, root)}</code>).</p>")
@@ -123,10 +127,7 @@ def _sampled(f: Path, root: Path) -> str:
 
 def _along(root: Path) -> str:
     parts = []
-    for f in sorted(list(root.rglob("curve_eval.json")) + list(root.rglob("line_eval.json"))):
-        if _inside_instability(f, root):
-            continue
-        r = PathEval.from_json(read_json(f), str(f))
+    for f, r in sorted(_found(root, "curve_eval") + _found(root, "line_eval"), key=lambda found: found[0]):
         with _reading(f):
             parts.append(f"<h3>{_rel(f.parent, root)}</h3>{_along_text(r, f, root)}")
     if not parts:
@@ -177,8 +178,7 @@ PATH_NAMES = {"line": "straight line to b", "weights_line": "line to b aligned b
 
 def _connectivity(root: Path) -> str:
     parts = []
-    for f in sorted(root.rglob("paths.json")):
-        r = PathsResult.from_json(read_json(f), str(f))
+    for f, r in _found(root, "paths"):
         with _reading(f):
             rows = [[html.escape(PATH_NAMES.get(n, n)), _pct(r.stat(n, "test_err", "max")),
                      _pct(r.stat(n, "test_err", "barrier")), _pct(r.stat(n, "test_err", "mean_barrier")),
@@ -200,10 +200,9 @@ def _connectivity(root: Path) -> str:
 
 def _planes(root: Path) -> str:
     parts = []
-    for f in sorted(root.rglob("plane.json")):
-        s = PlaneResult.load(f.parent).summary
+    for f, r in _found(root, "plane"):
         with _reading(f):
-            parts.append(_plane_text(s, f, root))
+            parts.append(_plane_text(r.summary, f, root))
     return "<h2>Loss surface in a plane</h2>" + "".join(parts) if parts else ""
 
 
@@ -222,20 +221,21 @@ def _plane_text(s: dict, f: Path, root: Path) -> str:
     return f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "loss surface plane") if png.exists() else "")
 
 
-def _section(root: Path, filename: str, title: str, alt: str, render) -> str:
-    """One report section: for each FILENAME under ROOT, a heading, `render(file)`'s text and the figure beside it."""
+def _section(root: Path, kind: str, title: str, alt: str, render) -> str:
+    """One report section: for each record of KIND under ROOT, a heading, `render(record)`'s text and the figure
+    beside its file."""
     parts = []
-    for f in sorted(root.rglob(filename)):
+    for f, r in find(root, kind):
         with _reading(f):
-            text = render(f) + f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>"
+            text = render(r) + f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>"
         png = f.with_suffix(".png")
         parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, alt) if png.exists() else ""))
     return f"<h2>{title}</h2>" + "".join(parts) if parts else ""
 
 
-def _landscape_text(f: Path) -> str:
+def _landscape_text(r: LandscapeResult) -> str:
     """What a landscape slice shows."""
-    s = LandscapeResult.load(f.parent).summary
+    s = r.summary
     c = s["centre"]
     where = (f"the point t = {c['t']:g} of the curve <code>{html.escape(c['curve'])}</code>" if "curve" in c
              else f"the network <code>{html.escape(c['network'])}</code>")
@@ -251,29 +251,27 @@ def _landscape_text(f: Path) -> str:
     return text
 
 
-def _curvature_text(f: Path) -> str:
+def _curvature_text(r: CurvatureResult) -> str:
     """The curvature table of one run."""
-    r = read_json(f)
     rows = [[html.escape(name), f"{t:.2f}", ", ".join(f"{v:.4g}" for v in x["eigenvalues"])
              + (" (estimates)" if x.get("converged") is False else ""), _optional(x["trace"]),
-             f"{x['train_loss']:.4f}"] for name, xs in r["paths"].items() for t, x in zip(r["t"], xs)]
-    unconverged = sum(x.get("converged") is False for xs in r["paths"].values() for x in xs)
-    return (f"<p>The Hessian of the train loss at each point, {html.escape(r['hessian'])}, both from "
-            f"Hessian-vector products. BatchNorm: {html.escape(r['batchnorm'])}."
+             f"{x['train_loss']:.4f}"] for name, xs in r.paths.items() for t, x in zip(r.t, xs)]
+    unconverged = sum(x.get("converged") is False for xs in r.paths.values() for x in xs)
+    return (f"<p>The Hessian of the train loss at each point, {html.escape(r.hessian)}, both from "
+            f"Hessian-vector products. BatchNorm: {html.escape(r.batchnorm)}."
             + (f" At {unconverged} point(s) Lanczos stopped at its step limit before converging: those eigenvalues "
                "are estimates (rerun with more --steps)." if unconverged else "") + "</p>"
             + _table(["path", "t", "top eigenvalues", "trace", "train loss"], rows))
 
 
-def _instability_text(f: Path) -> str:
+def _instability_text(r: InstabilityResult) -> str:
     """The barrier table of one instability analysis."""
-    r = read_json(f)
     rows = [[x["spawn"], _pct(x["test_err_barrier"]), f"{x['train_loss_barrier']:.4f}", "yes" if x["stable"] else "no"]
-            for x in r["per_spawn"]]
-    first = r["first_stable_spawn"]
-    text = (f"<p>One {html.escape(r['model'])} trained on {html.escape(r['dataset'])}; at each spawn epoch two "
-            f"copies continued to epoch {r['config']['epochs']} with their own data orders. Copies are "
-            f"linearly connected (test-error barrier under {_pct(r['stable_below'])}, Frankle et al. 2020) "
+            for x in r.per_spawn]
+    first = r.first_stable_spawn
+    text = (f"<p>One {html.escape(r.model)} trained on {html.escape(r.dataset)}; at each spawn epoch two "
+            f"copies continued to epoch {r.config['epochs']} with their own data orders. Copies are "
+            f"linearly connected (test-error barrier under {_pct(r.stable_below)}, Frankle et al. 2020) "
             + (f"from epoch <b>{first}</b> on." if first is not None else "at none of the spawn epochs.")
             + "</p>" + _table(["spawn epoch", "test-error barrier", "train-loss barrier", "stable"], rows))
     return text
@@ -281,12 +279,14 @@ def _instability_text(f: Path) -> str:
 
 def _fge(root: Path) -> str:
     parts = []
-    for f in sorted(root.rglob("fge.json")):
-        r = FGEResult.from_json(read_json(f), str(f))
+    for f, r in find(root, "fge"):
+        assert isinstance(r, FGEResult)  # find reads each kind with its record class
         with _reading(f):
             parts.append(f"<h3>{_rel(f.parent, root)}</h3>{_fge_text(r, f)}")
-    for f in sorted(root.rglob("budget.md")):
-        parts.append("<h3>Equal-budget comparison</h3><pre>" + html.escape(f.read_text()) + "</pre>")
+    for f, _ in find(root, "budget"):
+        table = f.with_name("budget.md")  # written once every seed is done
+        if table.is_file():
+            parts.append("<h3>Equal-budget comparison</h3><pre>" + html.escape(table.read_text()) + "</pre>")
     return "<h2>Fast Geometric Ensembling</h2>" + "".join(parts) if parts else ""
 
 
@@ -329,10 +329,10 @@ def render_report(root) -> Path:
     if not root.is_dir():
         raise ModeconnError(f"{root} is not a folder: pass a folder holding modeconn runs")
     body = "".join([_networks(root), _along(root), _simplexes(root), _connectivity(root), _planes(root),
-                    _section(root, "landscape.json", "Slices of the loss landscape", "landscape slice",
+                    _section(root, "landscape", "Slices of the loss landscape", "landscape slice",
                              _landscape_text),
-                    _section(root, "curvature.json", "Curvature along paths", "curvature", _curvature_text),
-                    _section(root, "instability.json", "When do networks become linearly connected? (instability "
+                    _section(root, "curvature", "Curvature along paths", "curvature", _curvature_text),
+                    _section(root, "instability", "When do networks become linearly connected? (instability "
                              "analysis)", "instability", _instability_text),
                     _fge(root)])
     if not body:

@@ -22,7 +22,7 @@ from ..errors import ModeconnError, param
 from ..models import create_model
 from ..runtime import distributed
 from .checkpoint import check_settings
-from .files import load_state_into, load_tensors, make_dir, read_json
+from .files import load_state_into, load_tensors, make_dir, read_json, write_json
 from .lock import LOCK_NAME, FolderLock, folder_in_use, lock_owner
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -72,6 +72,19 @@ class RunInfo:
     curve: CurveSpec | None
     raw: dict
 
+    HEADLINE = ("midpoint_test_err", "midpoint_test_loss", "centroid_test_err", "test_err", "test_loss")
+
+    def metrics(self) -> dict[str, float]:
+        """The headline test metrics it records (a curve's midpoint, a simplex's centroid, a network's own)."""
+        return {k: float(self.raw[k]) for k in self.HEADLINE
+                if isinstance(self.raw.get(k), (int, float)) and not isinstance(self.raw.get(k), bool)}
+
+    def describe(self) -> str:
+        """One line: kind, model, dataset, curve family and headline metrics."""
+        curve = f", {self.curve.kind} curve, {self.curve.bends} bend(s)" if self.curve else ""
+        metrics = "".join(f", {k} {v:.4f}" for k, v in self.metrics().items())
+        return f"{self.kind} run of {self.model.name} on {self.dataset}{curve}{metrics}"
+
 
 def _field(obj: dict, key: str, types, path: Path, where: str = "", optional: bool = False):
     """obj[key], refusing a missing field or one of the wrong type by file and field name."""
@@ -99,7 +112,22 @@ def read_run(folder) -> RunInfo:
                             "(the one holding run.json"
                             f"{', e.g. ' + str(folder.parent) if (folder.parent / 'run.json').exists() else ''})")
     path = folder if folder.name == "run.json" else folder / "run.json"
-    raw = read_json(path)
+    return _parse_run(read_json(path), path)
+
+
+def write_run(folder, raw: dict) -> RunInfo:
+    """Write FOLDER/run.json atomically: the one place a network, curve or simplex run's record is written.
+
+    Its fields are checked as `read_run` checks them first, so a run.json that was written always reads back;
+    returns its RunInfo. Raises ModeconnError for a record `read_run` would refuse (nothing written)."""
+    path = Path(folder) / "run.json"
+    info = _parse_run(raw, path)
+    write_json(path, raw)
+    return info
+
+
+def _parse_run(raw, path: Path) -> RunInfo:
+    """The typed view of a decoded run.json, checked field by field."""
     if not isinstance(raw, dict):
         raise ModeconnError(f"{path} must hold a JSON object, got {type(raw).__name__}; "
                             "rerun the command that wrote it")

@@ -12,17 +12,19 @@ Every member's BatchNorm statistics are recomputed with a full training pass bef
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..config import TrainConfig
 from ..data.datasets import Dataset
+from ..errors import ModeconnError
 from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
 from ..evaluation.evaluate import recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
+from ..storage.record import Record
 from .fge import FGEConfig, fast_geometric_ensemble
 from .spro import SPRO_LR, first_stage, grow_simplex
 from .train import SPRO_VOLUME_WEIGHT, train_network
@@ -90,6 +92,38 @@ def _espro(net, data: Dataset, train_cfg: TrainConfig, volume_weight: float, see
     simplex = grow_simplex(first_stage([net]), data, cfg, 2, volume_weight, progress=progress, speed=speed)
     ensemble = simplex_ensemble(simplex, data, ESPRO_SAMPLES, seed + 4000, progress=False, speed=speed).ensemble
     return {**ensemble.to_dict(), "samples": ESPRO_SAMPLES, "volume": float(simplex.volume().detach())}
+
+
+@dataclass
+class BudgetResult(Record):
+    """What budget.json holds: the comparison's `settings`, each finished seed's row per method
+    (`per_seed["0"]["fge@1B"]`: err, nll, and snapshots or samples) and, once every seed is done, `table`: per
+    method the mean and standard deviation over seeds (`summarize_budget`)."""
+
+    settings: dict
+    per_seed: dict[str, dict]
+    table: dict | None = None
+
+    kind = "budget"
+    file = "budget.json"
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings, "per_seed": self.per_seed,
+                **({"table": self.table} if self.table is not None else {})}
+
+    @classmethod
+    def from_json(cls, obj, source: str) -> BudgetResult:
+        if not isinstance(obj, dict) or not isinstance(obj.get("settings"), dict) \
+                or not isinstance(obj.get("per_seed"), dict) or not isinstance(obj.get("table", {}), dict):
+            raise ModeconnError(f"{source} is not a budget comparison (no settings, per_seed or table object); "
+                                "rerun `modeconn budget`")
+        return cls(obj["settings"], obj["per_seed"], obj.get("table"))
+
+    def describe(self) -> str:
+        if self.table is None:
+            return f"budget comparison: {len(self.per_seed)} seed(s) finished"
+        return "budget comparison, test error over seeds: " + ", ".join(
+            f"{method} {100 * r['err']['mean']:.2f}%" for method, r in self.table.items())
 
 
 def summarize_budget(per_seed: list[dict]) -> dict:

@@ -22,6 +22,7 @@ from ..evaluation.ensemble import RunningEnsemble, member_record
 from ..evaluation.evaluate import evaluate, recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
+from ..storage.record import Record
 from .schedule import check_cycle, fge_lr
 from .train import Checkpointing, Hooks, fit
 
@@ -52,7 +53,7 @@ def snapshot_epochs(epochs: int, cycle: int) -> list[int]:
 
 
 @dataclass
-class FGEResult:
+class FGEResult(Record):
     """What fge.json holds: one record per snapshot (its own and the ensemble-so-far's metrics), SWA, provenance.
 
     The algorithm fills config, snapshots and swa; the `fge` command adds where it started from.
@@ -72,6 +73,9 @@ class FGEResult:
     start_full_run: str | None = None        # the run that went on training from it (same budget), if any
     swa_state: dict | None = field(default=None, repr=False)  # weights, written to swa.safetensors
 
+    kind = "fge"
+    file = "fge.json"
+
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "swa_state"}
 
@@ -82,6 +86,13 @@ class FGEResult:
             raise ModeconnError(f"{source} is not an FGE result (no snapshots list or config); rerun `modeconn fge`")
         known = {f.name for f in fields(cls)} - {"swa_state"}
         return cls(**{k: v for k, v in obj.items() if k in known})
+
+    def describe(self) -> str:
+        if not self.snapshots:
+            return "FGE: no snapshots"
+        last = self.snapshots[-1]
+        return (f"FGE: {len(self.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
+                f"NLL {last['ensemble_test_nll']:.4f} (start network: {self.start_test_err}, {self.start_test_loss})")
 
 
 class _FGEState:
