@@ -21,6 +21,7 @@ from .evaluation.landscape import measure_slice, slice_directions
 from .evaluation.plane_grid import measure_plane, plane_grid
 from .evaluation.pointwise import EvalSettings
 from .models import create_model
+from .records import find_records, read_record
 from .training.fge import FGEConfig, fast_geometric_ensemble
 from .training.spro import first_stage, grow_simplex
 from .training.subspace import train_subspace
@@ -29,7 +30,7 @@ from .version import __version__
 
 __all__ = ["Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Simplex", "TrainConfig", "__version__",
            "align", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path", "evaluate",
-           "fast_geometric_ensemble", "first_stage", "grow_simplex", "load_dataset", "measure_plane",
+           "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex", "load_dataset", "measure_plane",
            "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
-           "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "train_curve", "train_network",
-           "train_simplex", "train_subspace"]
+           "read_record", "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "train_curve",
+           "train_network", "train_simplex", "train_subspace"]

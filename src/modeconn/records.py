@@ -30,7 +30,7 @@ RESULTS: dict[str, type[Record]] = {cls.kind: cls for cls in (
 KINDS = (*RUN_KINDS, *RESULTS)
 
 
-def find(root, kind: str) -> list[tuple[Path, RunInfo | Record]]:
+def find_records(root, kind: str) -> list[tuple[Path, RunInfo | Record]]:
     """Every record of `kind` under ROOT (ROOT included), as (file, record) sorted by file: run.json files of that
     run kind, or the result files of that kind, each read and checked. Raises ModeconnError for an unknown kind
     or a file that is not the record its name says (one line, naming the file)."""
@@ -42,6 +42,19 @@ def find(root, kind: str) -> list[tuple[Path, RunInfo | Record]]:
         raise ModeconnError(f"unknown record kind {kind!r}: choose one of {', '.join(KINDS)}")
     cls = RESULTS[kind]
     return [(path, cls.read(path)) for path in sorted(root.rglob(cls.file))]
+
+
+def read_record(path) -> RunInfo | Record:
+    """The record in one file, by the file's name: a run.json (RunInfo) or a result file (plane.json, ...).
+    Raises ModeconnError (one line) for a file that is neither, or not the record its name says."""
+    path = Path(path)
+    if path.name == "run.json":
+        return read_run(path)
+    for cls in RESULTS.values():
+        if path.name == cls.file:
+            return cls.read(path)
+    raise ModeconnError(f"{path} is not a file modeconn writes: pass run.json or one of "
+                        f"{', '.join(cls.file for cls in RESULTS.values())}")
 
 
 def results_in(folder) -> list[str]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModeconnError
-from ..records import RESULTS, results_in
+from ..records import RESULTS, read_record, results_in
 from ..storage.runfolder import read_run
 from .options import REQUIRED, option
 from .registry import command
@@ -44,10 +44,9 @@ def info(o: InfoOptions) -> dict:
     path = Path(o.run)
     if not str(o.run).strip() or not path.exists():
         raise ModeconnError(f"{o.run!r} does not exist: pass a run folder (network, curve or simplex)")
-    by_file = {cls.file: kind for kind, cls in RESULTS.items()}
-    if path.is_file() and path.name in by_file:  # one result file
-        kind = by_file[path.name]
-        return _record(None, {kind: RESULTS[kind].read(path).describe()})
+    if path.is_file() and path.name != "run.json" and path.name in {cls.file for cls in RESULTS.values()}:
+        result = read_record(path)  # one result file
+        return _record(None, {result.kind: result.describe()})
     if path.is_dir() and not (path / "run.json").exists():
         kinds = results_in(path)
         if not kinds:

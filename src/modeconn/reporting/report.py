@@ -11,7 +11,7 @@ from ..evaluation.along import PathEval
 from ..evaluation.curvature import CurvatureResult
 from ..evaluation.landscape import LandscapeResult
 from ..evaluation.simplex_eval import SimplexEval
-from ..records import find
+from ..records import find_records
 from ..storage.files import atomic_write
 from ..storage.runfolder import read_run
 from ..training.fge import FGEResult
@@ -66,7 +66,7 @@ def _table(headers: list[str], rows) -> str:
 
 def _found(root: Path, kind: str) -> list:
     """Every record of this kind under ROOT as (file, record), those inside an instability analysis left out."""
-    return [(f, r) for f, r in find(root, kind) if not _inside_instability(f, root)]
+    return [(f, r) for f, r in find_records(root, kind) if not _inside_instability(f, root)]
 
 
 def _runs(root: Path, kind: str, cells) -> list[list]:
@@ -225,7 +225,7 @@ def _section(root: Path, kind: str, title: str, alt: str, render) -> str:
     """One report section: for each record of KIND under ROOT, a heading, `render(record)`'s text and the figure
     beside its file."""
     parts = []
-    for f, r in find(root, kind):
+    for f, r in find_records(root, kind):
         with _reading(f):
             text = render(r) + f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>"
         png = f.with_suffix(".png")
@@ -279,11 +279,11 @@ def _instability_text(r: InstabilityResult) -> str:
 
 def _fge(root: Path) -> str:
     parts = []
-    for f, r in find(root, "fge"):
+    for f, r in find_records(root, "fge"):
         assert isinstance(r, FGEResult)  # find reads each kind with its record class
         with _reading(f):
             parts.append(f"<h3>{_rel(f.parent, root)}</h3>{_fge_text(r, f)}")
-    for f, _ in find(root, "budget"):
+    for f, _ in find_records(root, "budget"):
         table = f.with_name("budget.md")  # written once every seed is done
         if table.is_file():
             parts.append("<h3>Equal-budget comparison</h3><pre>" + html.escape(table.read_text()) + "</pre>")
