@@ -91,17 +91,13 @@ def bad(mnist1d_runs, tmp_path_factory):
         **s, "face_mask": s["face_mask"].long()}, file="simplex.safetensors")
     # Folders a killed run left: partial results that are corrupt or were started with other settings
     for name, partial in [("land", "landscape.partial.npz"), ("plane", "plane.partial.npz"),
-                          ("sxe", "simplex_eval.partial.npz")]:
+                          ("sxe", "simplex_eval.partial.npz"), ("curv", "curvature.partial.npz")]:
         (root / f"{name}_corrupt").mkdir()
         (root / f"{name}_corrupt" / partial).write_bytes(os.urandom(512))
         (root / f"{name}_other").mkdir()
         save_npz(root / f"{name}_other" / partial, {"done": torch.zeros(3, dtype=torch.bool).numpy(),
                                                     "fingerprint": json.dumps({"seed": 99})})
         p[f"{name}_corrupt"], p[f"{name}_other"] = root / f"{name}_corrupt", root / f"{name}_other"
-    for name, content in [("curv_corrupt", '{"fingerprint": '), ("curv_other", '{"fingerprint": "x", "done": {}}')]:
-        (root / name).mkdir()
-        (root / name / "curvature.partial.json").write_text(content)
-        p[name] = root / name
     (root / "ckpt_other").mkdir()
     save_tensors(root / "ckpt_other" / "checkpoint.safetensors", {"x": torch.zeros(1)},
                  metadata={"settings": json.dumps({"seed": 99})})
@@ -361,7 +357,7 @@ CASES = [
     ("plane --curve {ab} --grid 3 --out {plane_other}", "was started with other settings"),
     ("eval-simplex {sx} --samples 3 --out {sxe_corrupt}", "simplex_eval.partial.npz is truncated or corrupt"),
     ("eval-simplex {sx} --samples 3 --out {sxe_other}", "was started with other settings"),
-    ("curvature {a} --top 1 --steps 3 --out {curv_corrupt}", "curvature.partial.json is truncated or corrupt"),
+    ("curvature {a} --top 1 --steps 3 --out {curv_corrupt}", "curvature.partial.npz is truncated or corrupt"),
     ("curvature {a} --top 1 --steps 3 --out {curv_other}", "was started with other settings"),
     ("train --out {ckpt_other} --epochs 1 --resume", "--resume needs the same settings"),
     ("train --out {ckpt_corrupt} --epochs 1 --resume", "checkpoint.safetensors is truncated or corrupt"),

@@ -91,7 +91,7 @@ def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_pat
     assert full["converged"] and not point["converged"] and point["lanczos_steps"] == 3  # the cap is said
     assert point["eigenvalues"][0] <= full["eigenvalues"][0] * (1 + 1e-4)  # Ritz values lie below the top
     assert "estimates" in report_text(tmp_path / "capped")
-    command = sys.modules["modeconn.commands.curvature"]  # the module (the package's name is the function)
+    command = sys.modules["modeconn.evaluation.curvature"]  # where the points are measured
     real, calls = command.curvature_at, {"n": 0}
 
     def dying(*args, **kwargs):
@@ -104,7 +104,7 @@ def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_pat
     monkeypatch.setattr(command, "curvature_at", dying)
     with pytest.raises(KeyboardInterrupt):
         curvature(mnist1d_runs["ab"], **kw)
-    assert (tmp_path / "cut" / "curvature.partial.json").exists()
+    assert (tmp_path / "cut" / "curvature.partial.npz").exists()
     with pytest.raises(ModeconnError, match="started with other settings"):
         curvature(mnist1d_runs["ab"], **{**kw, "top": 2})
     counted = {"n": 0}
@@ -119,7 +119,7 @@ def test_curvature_of_one_network_and_a_killed_run_resumes(mnist1d_runs, tmp_pat
     monkeypatch.setattr(command, "curvature_at", real)
     whole = curvature(mnist1d_runs["ab"], **{**kw, "out": tmp_path / "whole"})
     assert resumed.paths == whole.paths
-    assert not (tmp_path / "cut" / "curvature.partial.json").exists()
+    assert not (tmp_path / "cut" / "curvature.partial.npz").exists()
 
 
 def test_each_rank_measures_its_share_of_points_and_every_rank_gets_them_all_exactly(monkeypatch):

@@ -232,7 +232,7 @@ def test_curvature_points_are_dealt_to_ranks_and_equal_one_process(mnist1d_runs,
     with one_thread():
         one = curvature(mnist1d_runs["ab"], out=tmp_path / "c1", device="cpu", progress=False, **kw)
     two = json.loads((tmp_path / "c2" / "curvature.json").read_text())
-    assert two["t"] == one.t and not (tmp_path / "c2" / "curvature.partial.json").exists()
+    assert two["t"] == one.t and not (tmp_path / "c2" / "curvature.partial.npz").exists()
     for path, rows in one.paths.items():
         for r1, r2 in zip(rows, two["paths"][path], strict=True):
             assert r2["lanczos_steps"] == r1["lanczos_steps"]

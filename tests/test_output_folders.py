@@ -189,37 +189,46 @@ def test_subspace_records_its_shape_in_normal_form(tmp_path):
 def test_a_partial_grid_that_does_not_hold_its_points_is_refused_and_force_starts_over(tmp_path):
     """A partial file with the right fingerprint but arrays of the wrong shape or type is corrupt, and --force
     ignores whatever a partial file holds (before: a matching one was reused, fake values and all)."""
-    from modeconn.evaluation.plane_grid import read_partial
-    from modeconn.evaluation.pointwise import METRICS
+    from modeconn.evaluation.pointwise import METRICS, metrics_store
     from modeconn.storage.files import save_npz
 
     good = {"done": np.ones(4, dtype=bool), "fingerprint": np.array("F"), **{m: np.full(4, 0.5) for m in METRICS}}
     save_npz(tmp_path / "p.npz", good)
-    done, values = read_partial(tmp_path, "p.npz", "F", 4)
+    done, values = metrics_store(tmp_path, "p.npz", "F", 4).load()
     assert done.all() and (values["test_err"] == 0.5).all()
-    done, values = read_partial(tmp_path, "p.npz", "F", 4, force=True)
+    done, values = metrics_store(tmp_path, "p.npz", "F", 4, force=True).load()
     assert not done.any() and np.isnan(values["test_err"]).all()
     for broken in ({"test_err": np.full(3, 0.5)}, {"done": np.ones((2, 2), dtype=bool)}, {"done": np.ones(4)},
                    {"train_loss": np.array(["a"] * 4)}):
         save_npz(tmp_path / "p.npz", {**good, **broken})
         with pytest.raises(ModeconnError, match="does not hold 4 points"):
-            read_partial(tmp_path, "p.npz", "F", 4)
+            metrics_store(tmp_path, "p.npz", "F", 4).load()
 
 
-@pytest.mark.parametrize("row", [{}, 5, {"eigenvalues": []}, {"eigenvalues": "abc"}, {"eigenvalues": [float("nan")]},
-                                 {"converged": "yes"}, {"lanczos_steps": -7}, {"train_loss": None}])
+@pytest.mark.parametrize("row", [{}, 5, {"eigenvalues": []}, {"eigenvalues": [float("nan")]},
+                                 {"converged": 0.5}, {"lanczos_steps": -7}, {"train_loss": float("inf")}])
 def test_a_curvature_partial_with_rows_that_are_not_measurements_is_refused(row, tmp_path):
-    from modeconn.commands.curvature import PARTIAL, _resume
+    from modeconn.evaluation.curvature import PARTIAL, Curvature, _row, curvature_store
+    from modeconn.storage.files import save_npz
 
     good = {"eigenvalues": [2.0, 1.0], "trace": None, "trace_stderr": None, "train_loss": 0.1, "lanczos_steps": 9,
             "converged": True}
-    (tmp_path / PARTIAL).write_text(json.dumps({"fingerprint": "F", "done": {"curve": [good, None]}}))
-    assert _resume(tmp_path, "F", False, ["curve", "line"], 2) == {"curve": [good, None]}
-    bad = row if not isinstance(row, dict) or not row else {**good, **row}
-    (tmp_path / PARTIAL).write_text(json.dumps({"fingerprint": "F", "done": {"curve": [good, bad]}}))
+    rows = np.zeros((4, 2 + 7))
+    rows[0] = _row(Curvature(**good), 2)
+    save_npz(tmp_path / PARTIAL, {"done": np.array([True, False, False, False]), "fingerprint": np.array("F"),
+                                  "row": rows})
+    done, values = curvature_store(tmp_path, "F", 4, 2).load()
+    assert done.tolist() == [True, False, False, False] and values["row"][0].tolist() == rows[0].tolist()
+    if isinstance(row, dict) and row:
+        bad = _row(Curvature(**{**good, **row}), 2) if "eigenvalues" not in row or row["eigenvalues"] else None
+        rows[1] = bad if bad is not None else np.r_[0, 0, np.zeros(2), 0, 0, 0.1, 9, 1]  # no eigenvalue
+    else:  # not a row at all: nothing measured, yet marked done
+        rows[1] = row if isinstance(row, int) else np.zeros(2 + 7)
+    save_npz(tmp_path / PARTIAL, {"done": np.array([True, True, False, False]), "fingerprint": np.array("F"),
+                                  "row": rows})
     with pytest.raises(ModeconnError, match="truncated or corrupt"):
-        _resume(tmp_path, "F", False, ["curve", "line"], 2)
-    assert _resume(tmp_path, "F", True, ["curve", "line"], 2) == {}  # --force starts over
+        curvature_store(tmp_path, "F", 4, 2).load()
+    assert not curvature_store(tmp_path, "F", 4, 2, force=True).load()[0].any()  # --force starts over
 
 
 def test_a_link_in_place_of_the_lock_file_is_refused_and_its_target_untouched(tmp_path):

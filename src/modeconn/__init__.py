@@ -14,23 +14,27 @@ from .core.simplex import Simplex
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
 from .evaluation.along import eval_path
-from .evaluation.curvature import curvature_at
+from .evaluation.curvature import curvature_at, measure_curvature
 from .evaluation.ensemble import curve_ensemble, simplex_ensemble
 from .evaluation.evaluate import evaluate, metrics_with_bn, recompute_bn
 from .evaluation.landscape import measure_slice, slice_directions
 from .evaluation.plane_grid import measure_plane, plane_grid
 from .evaluation.pointwise import EvalSettings
+from .evaluation.simplex_eval import measure_simplex
 from .models import create_model
 from .records import find_records, read_record
+from .training.budget import compare_budgets
 from .training.fge import FGEConfig, fast_geometric_ensemble
+from .training.instability import instability_analysis
 from .training.spro import first_stage, grow_simplex
 from .training.subspace import train_subspace
 from .training.train import train_curve, train_network, train_simplex
 from .version import __version__
 
 __all__ = ["Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Simplex", "TrainConfig", "__version__",
-           "align", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path", "evaluate",
-           "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex", "load_dataset", "measure_plane",
+           "align", "compare_budgets", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path",
+           "evaluate", "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex",
+           "instability_analysis", "load_dataset", "measure_curvature", "measure_plane", "measure_simplex",
            "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
            "read_record", "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "train_curve",
            "train_network", "train_simplex", "train_subspace"]

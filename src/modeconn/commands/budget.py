@@ -9,7 +9,7 @@ from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..storage.files import atomic_write
 from ..storage.runfolder import ModelSpec
-from ..training.budget import BudgetResult, budget_markdown, budget_seed, summarize_budget
+from ..training.budget import BudgetResult, budget_markdown, compare_budgets, comparison_so_far
 from ..training.schedule import check_cycle
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
@@ -57,8 +57,6 @@ def budget(o: BudgetOptions) -> BudgetResult:
     lr1 = validate.optional(validate.positive_float, "--lr1", o.lr1) or recipe.fge.lr1
     lr2 = validate.optional(validate.positive_float, "--lr2", o.lr2) or recipe.fge.lr2
     seeds = [validate.nonnegative_int("--seeds", s) for s in o.seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ModeconnError(f"--seeds must list distinct seeds, got {seeds}")
     train_samples = validate.optional(validate.positive_int, "--train-samples", o.train_samples)
     if o.method not in METHODS:
         raise ModeconnError(f"--method {o.method!r} is not known: choose {' or '.join(METHODS)}")
@@ -78,28 +76,14 @@ def budget(o: BudgetOptions) -> BudgetResult:
                 "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
     if o.method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
         settings.update(method=o.method, volume_weight=volume_weight)
-    _comparison_so_far(folder.out, settings)  # at the door, and again under the lock
-    with folder.claim(check=lambda out: _comparison_so_far(out, settings)) as out:
-        state = _comparison_so_far(out, settings)
-        for seed in seeds:
-            if str(seed) in state.per_seed:
-                continue
-            state.per_seed[str(seed)] = budget_seed(lambda: spec.build(data).to(dev), data, cfg, cycle, lr1, lr2,
-                                                       seed, o.progress, speed=o.speed, espro=o.method == "espro",
-                                                       volume_weight=volume_weight)
-            state.write(out)  # each finished seed survives a crash
-        state.table = summarize_budget([state.per_seed[str(s)] for s in seeds])
-        state.write(out)
+    comparison_so_far(folder.out, settings)  # at the door, and again under the lock
+    with folder.claim(check=lambda out: comparison_so_far(out, settings)) as out:
+        state = compare_budgets(lambda: spec.build(data).to(dev), data, cfg, cycle, lr1, lr2, seeds,
+                                espro=o.method == "espro", volume_weight=volume_weight, settings=settings, store=out,
+                                progress=o.progress, speed=o.speed)
+        assert state.table is not None, "compare_budgets fills the table once every seed is done"
         title = (f"{o.dataset}, {spec.name}, B = {cfg.epochs} epochs, cycle {cycle}, lr1 {lr1}, lr2 {lr2}, "
                  f"{len(seeds)} seeds")
         atomic_write(out / "budget.md", budget_markdown(state.table, title).encode())
     return state
 
-
-def _comparison_so_far(out: Path, settings: dict) -> BudgetResult:
-    """OUT/budget.json as far as it got (seeds finished so far), refusing one made with other settings."""
-    path = out / BudgetResult.file
-    state = BudgetResult.read(path) if path.exists() else BudgetResult(settings, {})
-    if state.settings != settings:
-        raise ModeconnError(f"{path} holds a comparison with other settings; choose another --out")
-    return state

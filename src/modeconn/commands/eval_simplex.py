@@ -3,23 +3,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..evaluation.evaluate import batchnorm_note
-from ..evaluation.plane_grid import finish_partial, measure_grid, read_partial
-from ..evaluation.pointwise import METRICS, PointEvaluator
-from ..evaluation.simplex_eval import SimplexEval, distribution
+from ..evaluation.pointwise import metrics_store
+from ..evaluation.simplex_eval import PARTIAL, SimplexEval, measure_simplex
 from ..reporting.plots import plot_triangle
 from ..storage.runfolder import load_simplex, read_simplex_run
 from . import validate
 from .common import RunFolder, eval_settings
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
-
-SIMPLEX_PARTIAL = "simplex_eval.partial.npz"
 
 
 @dataclass
@@ -47,22 +43,19 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
     folder = RunFolder(o.out if o.out is not None else o.run, "simplex_eval.json", force=o.force)
     dev = folder.join(o.device)
     shape, info, data = load_simplex(o.run, dev, data_dir)
-    gen = torch.Generator().manual_seed(seed)
-    weights = np.array([shape.sample_weights(gen) for _ in range(samples)])
-    vertices = shape.control_points().detach()
     fingerprint = json.dumps({"run": str(Path(o.run).resolve()), "samples": samples, "seed": seed,
                               "bn_samples": settings.bn_samples, "train_samples": settings.train_samples},
                              sort_keys=True)
-    with folder.claim(check=lambda out: read_partial(out, SIMPLEX_PARTIAL, fingerprint, samples, o.force)) as out:
-        evaluator = PointEvaluator(shape.control_model(0), data, settings, speed=o.speed)
-        values = measure_grid(out, weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
-                              @ vertices, evaluator, fingerprint, o.force, o.progress, SIMPLEX_PARTIAL)
-        result = SimplexEval(str(o.run), samples, seed, settings.__dict__, batchnorm_note(shape.net), weights.tolist(),
-                             {m: values[m].tolist() for m in METRICS}, {m: distribution(values[m]) for m in METRICS})
-        result.write(out)
+    store = partial(metrics_store, name=PARTIAL, fingerprint=fingerprint, n=samples, force=o.force)
+    with folder.claim(check=lambda out: store(out).load()) as out:
+        result = measure_simplex(shape, data, settings, samples, seed, store=out, fingerprint=fingerprint,
+                                 force=o.force, progress=o.progress, speed=o.speed)
+        result.run = str(o.run)
         if shape.num_points == 3:  # a triangle: its heat map
-            plot_triangle(weights, values["test_err"], _vertex_errors(info), out / "simplex_eval.png")
-        finish_partial(out, SIMPLEX_PARTIAL)
+            plot_triangle(np.array(result.weights), np.array(result.metrics["test_err"]), _vertex_errors(info),
+                          out / "simplex_eval.png")
+        result.write(out)
+        store(out).finish()
     return result
 
 

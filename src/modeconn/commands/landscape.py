@@ -13,7 +13,7 @@ from ..core.flat import check_same_architecture, parameters_vector
 from ..data import Dataset
 from ..errors import ModeconnError
 from ..evaluation.landscape import PARTIAL, LandscapeResult, measure_slice, slice_directions
-from ..evaluation.plane_grid import finish_partial, read_partial
+from ..evaluation.pointwise import metrics_store
 from ..reporting.plots import plot_landscape
 from ..storage.files import save_tensors
 from ..storage.runfolder import (
@@ -151,7 +151,7 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
     points = grid ** dims
-    with folder.claim(check=lambda out: read_partial(out, PARTIAL, fingerprint, points, force)) as out_dir:
+    with folder.claim(check=lambda out: metrics_store(out, PARTIAL, fingerprint, points, force).load()) as out_dir:
         record = {"centre": centre.source, "dims": dims, "directions": directions,
                   **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {})}
         result = measure_slice(centre.model, centre.data, dirs, half, grid, settings, chunk=chunk, store=out_dir,
@@ -162,5 +162,5 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
         save_tensors(out_dir / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
         plot_landscape(result, out_dir / "landscape.png")
         result.write(out_dir)
-        finish_partial(out_dir, PARTIAL)
+        metrics_store(out_dir, PARTIAL, fingerprint, points, force).finish()
     return result

@@ -7,18 +7,25 @@ derivative is written by hand and the Hessian is never formed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.functional import cross_entropy
+from tqdm.auto import tqdm
 
+from ..core.curve import Curve
 from ..core.flat import parameter_space, parameters_vector
-from ..errors import ModeconnError
+from ..data.datasets import Dataset
+from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
+from ..storage.partial import PartialStore
 from ..storage.record import Record
-from .evaluate import recompute_bn
+from .evaluate import has_batchnorm, recompute_bn
+from .pointwise import EvalSettings
 
 
 class HessianOperator:
@@ -238,3 +245,75 @@ def _from_row(row: list[float]) -> Curvature:
     trace, stderr, loss, steps, converged = row[-5:]
     return Curvature(row[2:2 + count], trace if traced else None, stderr if traced else None, loss, int(steps),
                      converged > 0)
+
+
+PARTIAL = "curvature.partial.npz"
+HESSIAN = ("of the mean train cross-entropy over the training examples measured (weight decay's wd * I not "
+           "included); eigenvalues are the largest algebraic, by Lanczos; the trace by Hutch++")
+
+
+def curvature_store(folder: Path | None, fingerprint: str, n: int, top: int, force: bool = False) -> PartialStore:
+    """The resumable store of `n` curvature points in FOLDER/curvature.partial.npz: one row each, encoded as
+    `measure_curvature_shared` sends them; rows that are not measurements (non-finite values, no eigenvalue,
+    no Lanczos step) are refused as corrupt."""
+    return PartialStore(folder, PARTIAL, fingerprint, n, {"row": (top + 7,)}, force,
+                        check=lambda done, values: all(_a_measurement(row, top) for row in values["row"][done]))
+
+
+def _a_measurement(row: np.ndarray, top: int) -> bool:
+    """Whether a stored row decodes to a Curvature of finite numbers (the trace's standard error may be NaN: a
+    single residual probe has none)."""
+    count, traced, steps, converged = row[0], row[1], row[-2], row[-1]
+    numbers = np.delete(row, len(row) - 4)
+    return bool(np.isfinite(numbers).all() and count == int(count) and 1 <= count <= top and traced in (0.0, 1.0)
+                and converged in (0.0, 1.0) and steps == int(steps) and steps >= 1)
+
+
+def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset,
+                      settings: EvalSettings | None = None, *, top: int = 3, trace: bool = False, probes: int = 100,
+                      steps: int = 100, seed: int = 0, store: Path | None = None, fingerprint: str = "",
+                      force: bool = False, progress: bool = True, speed: Speed = EAGER) -> CurvatureResult:
+    """Curvature of the mean train cross-entropy (`curvature_at`: top eigenvalues by Lanczos, the trace by
+    Hutch++, BN recomputed per point) at every t of every path: a Curve (a curve, or `line_between` two
+    networks) is measured at `curve.model_at(t)`; a network is measured at itself (then `t` is [0.0]).
+
+    Returns a CurvatureResult (`run` empty: the command names it). With `store` (a folder) each round's
+    points are saved under `fingerprint` and a rerun measures only the missing ones; without it nothing is
+    written. Under torchrun each rank measures whole points, a round of one per rank, exactly as one process.
+    Raises ModeconnError for a network path with t other than [0.0], or top > steps.
+    """
+    if any(not isinstance(p, Curve) for p in paths.values()) and list(t) != [0.0]:
+        raise ModeconnError(f"a network is measured at itself: pass {param('t')} = [0.0] with it, got {list(t)}")
+    if top > steps:
+        raise ModeconnError(f"{param('top')} {top} needs {param('steps')} >= {top}: Lanczos finds at most one "
+                            "eigenvalue per step")
+    settings = settings or EvalSettings()
+    train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
+    names, ts = list(paths), [float(x) for x in t]
+    partial = curvature_store(store, fingerprint, len(names) * len(ts), top, force)
+    done, values = partial.load()
+    todo = np.flatnonzero(~done).tolist()
+    bar = tqdm(total=len(done), initial=int(done.sum()), desc="curvature", disable=not progress, dynamic_ncols=True)
+    width = distributed.world_size()  # a round: one point per rank, then saved
+    for start in range(0, len(todo), width):
+        block = todo[start:start + width]
+
+        def measure(j, block=block):  # called within this round (the default binds it all the same)
+            path = paths[names[block[j] // len(ts)]]
+            model = path.model_at(ts[block[j] % len(ts)]) if isinstance(path, Curve) else path
+            return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed)
+
+        for i, r in zip(block, measure_curvature_shared(len(block), measure, top, data.train_x.device)):
+            values["row"][i] = _row(r, top)
+            done[i] = True
+        partial.save(done, values)
+        bar.update(len(block))
+    bar.close()
+    rows = [_from_row(row).to_dict() for row in values["row"].tolist()]
+    first = next(iter(paths.values()))
+    bn = has_batchnorm(first.net if isinstance(first, Curve) else first)  # the template, not a new point
+    config = {"top": top, "trace": trace, "probes": probes if trace else None, "steps": steps, "seed": seed,
+              **settings.__dict__}
+    return CurvatureResult("", "curve" if isinstance(first, Curve) else "network", ts,
+                           {name: rows[k * len(ts):(k + 1) * len(ts)] for k, name in enumerate(names)}, config,
+                           HESSIAN, "eval mode, with the statistics recomputed at each point" if bn else "none")

@@ -16,8 +16,7 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
 from ..storage.record import Record
 from .evaluate import batchnorm_note
-from .plane_grid import measure_grid
-from .pointwise import METRICS, EvalSettings, PointEvaluator
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
 
 PARTIAL = "landscape.partial.npz"
 
@@ -132,8 +131,8 @@ def measure_slice(model: nn.Module, data: Dataset, directions: torch.Tensor, hal
     axes = slice_axes(dims, grid, list(half_widths))
     coords = slice_coords(axes)
     evaluator = PointEvaluator(model, data, settings, chunk=chunk, speed=speed)
-    values = measure_grid(store, coords, Slice(weights, directions).points, evaluator, fingerprint, force, progress,
-                          PARTIAL)
+    values = measure_points(coords, Slice(weights, directions).points, evaluator,
+                            metrics_store(store, PARTIAL, fingerprint, len(coords), force), progress)
     summary = {**(record or {}),
                # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
                "settings": {**{k: v for k, v in settings.__dict__.items() if k != "seed"}, "grid": grid,

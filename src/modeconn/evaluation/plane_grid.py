@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..core.curve import Curve
 from ..core.plane import PlaneBasis, grid_axes, plane_basis
 from ..data.datasets import Dataset
-from ..errors import ModeconnError, param
-from ..runtime import distributed
+from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
-from ..storage.files import load_npz, read_json, remove_file, save_npz, write_json
+from ..storage.files import load_npz, read_json, save_npz, write_json
 from ..storage.record import Record
-from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
 
 CURVE_POINTS = 61
 PARTIAL = "plane.partial.npz"
-# Points each rank evaluates between saves of PARTIAL: amortizes the save and the gather across
-# ranks (per-point rounds cost 25% on MNIST-1D under torchrun); a killed run redoes at most one round.
-ROUND_POINTS = 8
 
 
 @dataclass
@@ -76,70 +72,6 @@ class PlaneResult(Record):
                 f"{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}")
 
 
-def measure_grid(out: Path | None, coords: np.ndarray, points_at, evaluator: PointEvaluator, fingerprint: str,
-                 force: bool = False, progress: bool = True, partial: str = PARTIAL) -> dict[str, np.ndarray]:
-    """Metrics at every row of `coords`, measured at the weights `points_at(coords)` ((n, P)), saved to
-    OUT/`partial` after each round: a plane's grid, a landscape slice, or any other family of points.
-
-    A restart with the same `fingerprint` computes only the missing points; another fingerprint
-    is refused unless `force`, which starts over. With `out` None nothing is written (a notebook's
-    call: no resume).
-    """
-    if out is None:
-        done, values = np.zeros(len(coords), dtype=bool), {m: np.full(len(coords), np.nan) for m in METRICS}
-    else:
-        done, values = read_partial(out, partial, fingerprint, len(coords), force)
-    todo = np.flatnonzero(~done)
-    bar = tqdm(total=len(coords), initial=int(done.sum()), desc=partial.split(".")[0], disable=not progress,
-               dynamic_ncols=True)
-    step = max(evaluator.chunk, ROUND_POINTS) * distributed.world_size()
-    for start in range(0, len(todo), step):
-        idx = todo[start:start + step]
-        rows = measure_shared(len(idx), lambda local, idx=idx: evaluator.many(points_at(coords[idx[local]])),
-                              evaluator.data.test_x.device)
-        for j, m in enumerate(METRICS):
-            values[m][idx] = rows[:, j]
-        done[idx] = True
-        if out is not None:
-            save_npz(out / partial, {"done": done, "fingerprint": np.array(fingerprint), **values})
-        bar.update(len(idx))
-    bar.close()
-    return values
-
-
-def read_partial(out: Path, partial: str, fingerprint: str, n: int, force: bool = False
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The points a killed run with the same `fingerprint` measured ((n,) done flags and the metrics' values).
-
-    Raises ModeconnError when OUT/`partial` is corrupt or was started with other settings, unless
-    `force` (start over). Writes nothing, so a command can call it before its first write.
-    """
-    done = np.zeros(n, dtype=bool)
-    values = {m: np.full(n, np.nan) for m in METRICS}
-    path = out / partial
-    if force or not path.exists():  # --force starts over, whatever the file holds
-        return done, values
-    try:
-        saved = load_npz(path)
-    except ModeconnError:
-        raise ModeconnError(f"{path} is truncated or corrupt, so the points it holds cannot be resumed; "
-                            f"pass {param('force')} to start over, or choose another {param('store', 'out')}") from None
-    same = "fingerprint" in saved and str(saved["fingerprint"]) == fingerprint
-    if not same:
-        raise ModeconnError(f"{path} was started with other settings; rerun the same command, "
-                            f"choose another {param('store', 'out')}, or pass {param('force')} to start over")
-    arrays = {"done": saved.get("done"), **{m: saved.get(m) for m in METRICS}}
-    found = {k: a for k, a in arrays.items() if a is not None and a.shape == (n,)}  # all of them, or refused
-    if len(found) < len(arrays) or found["done"].dtype != np.bool_ or any(found[m].dtype.kind != "f" for m in METRICS):
-        raise ModeconnError(f"{path} does not hold {n} points of {', '.join(METRICS)} and their done flags "
-                            f"(corrupt); pass {param('force')} to start over, or choose another "
-                            f"{param('store', 'out')}")
-    return found["done"], {m: found[m].astype(np.float64) for m in METRICS}
-
-
-def finish_partial(out: Path, partial: str = PARTIAL) -> None:
-    """Remove the partial grid once the finished result is on disk."""
-    remove_file(out / partial)
 @torch.no_grad()
 def project_curve(basis: PlaneBasis, curve) -> tuple[dict[str, np.ndarray], dict]:
     """The curve's points and bends in plane coordinates, and how far each lies from the plane."""
@@ -175,8 +107,8 @@ class PlaneGrid:
     grid: int
     margin: float
 
-    @property
-    def coords(self) -> np.ndarray:
+    @cached_property
+    def coords(self) -> np.ndarray:  # built once: measure_plane and REPAIR's note both read it
         return np.array([(x, y) for x in self.xs for y in self.ys])
 
 
@@ -207,8 +139,9 @@ def measure_plane(plane: PlaneGrid, template: nn.Module, data: Dataset, settings
     """
     settings = settings or EvalSettings()
     evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
-    values = measure_grid(store, plane.coords, points_at or plane.basis.points, evaluator, fingerprint, force,
-                          progress)
+    coords = plane.coords
+    values = measure_points(coords, points_at or plane.basis.points, evaluator,
+                            metrics_store(store, PARTIAL, fingerprint, len(coords), force), progress)
     basis = plane.basis
     summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
                "settings": {"grid": plane.grid, "margin": plane.margin, "chunk": chunk, "repair": repair,

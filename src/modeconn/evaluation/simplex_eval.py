@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..errors import ModeconnError
+from ..core.simplex import Simplex
+from ..data.datasets import Dataset
+from ..errors import ModeconnError, param
+from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
-from .pointwise import METRICS
+from .evaluate import batchnorm_note
+from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
+
+PARTIAL = "simplex_eval.partial.npz"
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:
@@ -58,3 +66,28 @@ class SimplexEval(Record):
         t = self.summary["test_err"]
         return (f"{self.samples} points: test error mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
                 f"max {t['max']:.4f}")
+
+
+def measure_simplex(simplex: Simplex, data: Dataset, settings: EvalSettings | None = None, samples: int = 50,
+                    seed: int = 0, *, store: Path | None = None, fingerprint: str = "", force: bool = False,
+                    progress: bool = True, speed: Speed = EAGER) -> SimplexEval:
+    """Metrics (BN recomputed per point) at `samples` points drawn uniformly (Dirichlet(1), from `seed`, on the
+    CPU: the same draws on any device) from a simplex or complex, and each metric's distribution over them
+    (Wortsman et al. 2021; Benton et al. 2021, Fig. 4). Returns a SimplexEval; its `run` is empty (the command
+    names the run).
+
+    With `store` (a folder) the measured points are saved after each round under `fingerprint` and a rerun
+    measures only the missing ones; without it nothing is written. Under torchrun each rank measures whole
+    points. Raises ModeconnError for samples < 1.
+    """
+    if samples < 1:
+        raise ModeconnError(f"{param('samples')} must be >= 1, got {samples}")
+    settings = settings or EvalSettings()
+    gen = torch.Generator().manual_seed(seed)
+    weights = np.array([simplex.sample_weights(gen) for _ in range(samples)])
+    vertices = simplex.control_points().detach()
+    evaluator = PointEvaluator(simplex.control_model(0), data, settings, speed=speed)
+    values = measure_points(weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
+                            @ vertices, evaluator, metrics_store(store, PARTIAL, fingerprint, samples, force), progress)
+    return SimplexEval("", samples, seed, settings.__dict__, batchnorm_note(simplex.net), weights.tolist(),
+                       {m: values[m].tolist() for m in METRICS}, {m: distribution(values[m]) for m in METRICS})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +16,6 @@ from safetensors.torch import save as st_save
 from ..core.flat import check_same_architecture
 from ..errors import ModeconnError, param
 from ..runtime import distributed
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # read by setting it; restored at once (at import, before any thread writes)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -50,13 +41,24 @@ def _on_rank0(action) -> None:
         distributed.barrier()
 
 
+def _new_temp(path: Path) -> tuple[int, str]:
+    """A new, unique temporary file beside `path`, opened for writing, with the mode any new file gets (0666
+    less the process's umask, applied by the OS: results are as readable as the user's other files)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def _write_replace(path: Path, data: bytes) -> None:
     had = path.exists()
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the mode any new file would
+        fd, tmp = _new_temp(path)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

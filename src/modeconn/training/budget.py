@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import TrainConfig
 from ..data.datasets import Dataset
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
 from ..evaluation.evaluate import recompute_bn
 from ..runtime.speed import EAGER, Speed
@@ -83,6 +84,52 @@ def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, l
     if espro:
         rows["espro@2B"] = _espro(net, data, train_cfg, volume_weight, seed, progress, speed)
     return rows
+
+
+def compare_budgets(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
+                    seeds: list[int], *, espro: bool = False, volume_weight: float = SPRO_VOLUME_WEIGHT,
+                    settings: dict | None = None, store: Path | None = None, progress: bool = True,
+                    speed: Speed = EAGER) -> BudgetResult:
+    """Garipov et al. 2018's equal-budget comparison (Table 2): for each seed, one network trained for B =
+    `train_cfg.epochs` epochs, an ensemble of two independent ones (2B), and FGE from the network's state at
+    0.8B with cycles of `cycle` epochs between `lr1` and `lr2` (1B and 2B); with `espro`, ESPRO at 2B (a
+    2-vertex SPRO simplex around the network, Benton et al. 2021). `make_model()` builds a fresh network on
+    the data's device. Returns a BudgetResult whose `table` holds the mean and std over seeds.
+
+    With `store` (a folder) budget.json is rewritten after each seed, and the seeds it holds are kept, so a
+    rerun continues; it must hold the same `settings` (anything that identifies the comparison). Raises
+    ModeconnError for no seeds, repeated seeds, or a store of another comparison.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ModeconnError(f"{param('seeds')} must list distinct seeds, got {seeds}")
+    state = comparison_so_far(store, settings or {})
+    for seed in seeds:
+        if str(seed) in state.per_seed:
+            continue
+        state.per_seed[str(seed)] = budget_seed(make_model, data, train_cfg, cycle, lr1, lr2, seed, progress,
+                                                speed=speed, espro=espro, volume_weight=volume_weight)
+        if store is not None:
+            state.write(store)  # each finished seed survives a crash
+    state.table = summarize_budget([state.per_seed[str(s)] for s in seeds])
+    if store is not None:
+        state.write(store)
+    return state
+
+
+def comparison_so_far(store: Path | None, settings: dict) -> BudgetResult:
+    """STORE/budget.json as far as it got (the seeds finished so far), refusing one made with other settings;
+    writes nothing (a command checks it at the door and again under its folder's lock)."""
+    path = None if store is None else Path(store) / BudgetResult.file
+    if path is None or not path.exists():
+        return BudgetResult(settings, {})
+    try:
+        state = BudgetResult.read(path)
+    except ModeconnError:  # another result in its place: refused like another comparison's, never overwritten
+        state = None
+    if state is None or state.settings != settings:
+        raise ModeconnError(f"{path} holds a comparison with other settings (or none at all); choose another "
+                            f"{param('store', 'out')}")
+    return state
 
 
 def _espro(net, data: Dataset, train_cfg: TrainConfig, volume_weight: float, seed: int, progress: bool,

@@ -2,12 +2,30 @@
 the Lottery Ticket Hypothesis"): the barrier between two copies spawned at each epoch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from ..errors import ModeconnError
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..data.datasets import Dataset
+from ..errors import ModeconnError, param
+from ..evaluation.along import LineEval, PathEval, eval_path
+from ..evaluation.pointwise import EvalSettings
+from ..runtime import distributed
+from ..runtime.speed import EAGER, Speed
+from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
+from ..storage.files import load_state_into, load_tensors, make_dir, remove_file, save_tensors
 from ..storage.record import Record
+from ..storage.runfolder import CHECKPOINT
+from .train import train_network
 
 STABLE = 0.02  # Frankle et al.: a test-error barrier under 2% counts as linearly connected
+COPY_SEED = 1000  # copy i trains with seed + COPY_SEED * (i + 1): its own data order and dropout
 
 
 @dataclass
@@ -57,3 +75,144 @@ class InstabilityResult(Record):
         rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
                 f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in self.per_spawn]
         return "\n".join(rows + [f"first stable spawn epoch: {self.first_stable_spawn}"])
+
+
+def spawn_file(store: Path, k: int) -> Path:
+    """Where the parent's state (weights and momentum) at spawn epoch k is kept."""
+    return Path(store) / "spawn" / f"epoch{k}.safetensors"
+
+
+def copy_folder(store: Path, k: int, i: int) -> Path:
+    """Copy i (0 or 1) spawned at epoch k."""
+    return Path(store) / f"k{k}" / f"copy{i}"
+
+
+def _save_weights(folder: Path, net: nn.Module, optimizer, cfg: TrainConfig, k: int) -> None:
+    save_tensors(folder / "model.safetensors", net.state_dict())
+
+
+def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg: TrainConfig, spawn: list[int],
+                         points: int = 11, settings: EvalSettings | None = None, *, same_order: bool = False,
+                         store: Path | None = None, resume_settings: dict | None = None,
+                         save_copy: Callable[[Path, nn.Module, object, TrainConfig, int], None] = _save_weights,
+                         progress: bool = True, speed: Speed = EAGER) -> InstabilityResult:
+    """Frankle et al. 2020's instability analysis: from which epoch do two copies of one network, trained on
+    with different data orders, stay linearly connected?
+
+    One parent (`make_model()`, seeded by `cfg.seed`) trains up to the last epoch of `spawn`, keeping its state
+    (weights and momentum) at each: the shared prefix is trained once. From each kept state two copies train
+    to `cfg.epochs` with seeds cfg.seed + 1000 (i + 1) (with `same_order`, one seed: a check, no barrier), and
+    the line between them is measured at `points` t (`eval_path`, BN recomputed per point). Returns an
+    InstabilityResult (`model` empty: the caller names it).
+
+    With `store` (a folder) everything is resumable: the spawn states (spawn/epochK.safetensors), each copy
+    (kK/copyI, written by `save_copy(folder, net, optimizer, copy_cfg, k)`, by default its weights) and each
+    line (kK/line_eval.json); `resume_settings` must match a killed run's. Without it the checkpoints that
+    carry a copy from its spawn epoch live in a temporary folder, removed on return. Under torchrun the
+    parent trains data-parallel, the copies are dealt to the ranks, and the lines are measured sharded.
+    Raises ModeconnError for no spawn epoch, one not before cfg.epochs, or points < 2.
+    """
+    ks = sorted(set(spawn))
+    if not ks or ks[0] < 0:
+        raise ModeconnError(f"{param('spawn')} needs at least one epoch >= 0, got {spawn}")
+    if ks[-1] >= cfg.epochs:
+        raise ModeconnError(f"{param('spawn')} {ks[-1]} is not before {param('epochs')} {cfg.epochs}: copies "
+                            f"spawned there would train for no epochs; spawn at epochs 0..{cfg.epochs - 1}")
+    if points < 2:
+        raise ModeconnError(f"{param('points')} must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    settings = settings or EvalSettings(wd=cfg.wd)
+    checks = resume_settings if resume_settings is not None else {}
+    with tempfile.TemporaryDirectory(prefix="modeconn-instability-") if store is None else _kept(store) as root:
+        root = Path(root)
+        _train_parent(root, make_model, data, cfg, ks, checks, progress, speed)
+        copies = [(k, i) for k in ks for i in range(2)]
+        with distributed.alone():  # copies are independent: under torchrun each rank trains its share by itself
+            for j in distributed.my_indices(len(copies)):
+                k, i = copies[j]
+                _train_copy(root, k, i, make_model, data, cfg, checks, same_order, save_copy, progress, speed)
+        distributed.barrier()
+        rows = [_measure(root, k, make_model, data, points, settings, store is not None, progress, speed)
+                for k in ks]
+    return InstabilityResult(data.name, "", cfg.to_dict(), ks, points, same_order, rows, settings.__dict__)
+
+
+class _kept:
+    """The store itself as the working folder (a context manager, like TemporaryDirectory, that keeps it)."""
+
+    def __init__(self, store: Path):
+        self.store = Path(store)
+
+    def __enter__(self) -> Path:
+        return self.store
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _train_parent(root: Path, make_model, data: Dataset, cfg: TrainConfig, ks: list[int], settings: dict,
+                  progress: bool, speed: Speed) -> None:
+    """Train the shared prefix once (resumable), keeping weights and momentum at each spawn epoch."""
+    torch.manual_seed(cfg.seed)
+    net = make_model()
+    make_dir(root / "spawn")
+    # Every rank decides from the same view of the folder, taken before anyone writes: a rank that
+    # looked after rank 0 had written a state would skip the write's barrier and hang the others.
+    kept = {k for k in ks if spawn_file(root, k).exists()}
+    distributed.barrier()
+
+    def keep(epoch: int, optimizer) -> None:
+        if epoch in ks and epoch not in kept:
+            save_checkpoint(spawn_file(root, epoch), Checkpoint(net.state_dict(), optimizer_tensors(optimizer), epoch,
+                                                                [], settings))
+
+    if 0 in ks and 0 not in kept:
+        save_checkpoint(spawn_file(root, 0), Checkpoint(net.state_dict(), {}, 0, [], settings))
+    if ks[-1] > 0 and ks[-1] not in kept:
+        train_network(net, data, cfg, checkpoint=root / CHECKPOINT, resume=True, settings=settings,
+                      progress=progress, desc="parent", on_epoch_end=lambda e, opt: keep(e + 1, opt),
+                      stop_epoch=ks[-1], speed=speed)
+    distributed.barrier()
+
+
+def _train_copy(root: Path, k: int, i: int, make_model, data: Dataset, cfg: TrainConfig, settings: dict,
+                same_order: bool, save_copy, progress: bool, speed: Speed) -> None:
+    """Copy i spawned at epoch k, trained to the end of the schedule with its own data order (resumable: a copy
+    is done once its weights are saved and its checkpoint removed)."""
+    folder = copy_folder(root, k, i)
+    if (folder / "model.safetensors").exists() and not (folder / CHECKPOINT).exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    copy_cfg = replace(cfg, seed=cfg.seed + COPY_SEED * (1 if same_order else i + 1))
+    copy_settings = {**settings, "copy": {"spawn": k, "index": i, "seed": copy_cfg.seed}}
+    if not (folder / CHECKPOINT).exists():
+        start = load_checkpoint(spawn_file(root, k), settings)
+        save_checkpoint(folder / CHECKPOINT, Checkpoint(start.module, start.optimizer, k, [], copy_settings))
+    net = make_model()
+    _, optimizer = train_network(net, data, copy_cfg, checkpoint=folder / CHECKPOINT, resume=True,
+                                 settings=copy_settings, progress=progress, desc=f"k={k} copy {i}", speed=speed)
+    save_copy(folder, net, optimizer, copy_cfg, k)
+    remove_file(folder / CHECKPOINT)
+
+
+def _measure(root: Path, k: int, make_model, data: Dataset, points: int, settings: EvalSettings, keep: bool,
+             progress: bool, speed: Speed) -> dict:
+    """The line between the two copies spawned at k (kept as kK/line_eval.json for a resume) and its barriers."""
+    folder = root / f"k{k}"
+    result: PathEval
+    if keep and (folder / LineEval.file).exists():
+        result = LineEval.read(folder)
+    else:
+        first, second = make_model(), make_model()
+        for net, i in ((first, 0), (second, 1)):
+            weights = copy_folder(root, k, i) / "model.safetensors"
+            load_state_into(net, load_tensors(weights), str(weights))
+        result = eval_path(None, first, second, data, points, settings, progress, speed)
+        result.start, result.end = str(copy_folder(root, k, 0)), str(copy_folder(root, k, 1))
+        if keep:
+            result.write(folder)
+    test_err = np.asarray(result.values("line", "test_err"))
+    barrier = result.stat("line", "test_err", "barrier")
+    return {"spawn": k, "test_err_barrier": barrier, "train_loss_barrier": result.stat("line", "train_loss", "barrier"),
+            "test_err_mean_barrier": result.stat("line", "test_err", "mean_barrier"),
+            "train_loss_mean_barrier": result.stat("line", "train_loss", "mean_barrier"),
+            "copies_test_err": [float(test_err[0]), float(test_err[-1])], "stable": barrier < STABLE}

@@ -1,0 +1,89 @@
+"""The analyses as pure functions: each returns the record its command writes, and writes nothing without a store."""
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import modeconn as mc
+from modeconn.commands import curvature, eval_simplex, instability
+from modeconn.evaluation.along import line_between
+from modeconn.recipes import recipe_for
+from modeconn.storage.runfolder import load_network, load_simplex
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records"
+QUICK = dict(device="cpu", progress=False)
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_measure_simplex_is_what_eval_simplex_writes_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shape, info, data = load_simplex(FIXTURES / "simplex")
+    settings = mc.EvalSettings(wd=info.wd, train_samples=200)  # the command's: train_objective needs the run's wd
+    alone = mc.measure_simplex(shape, data, settings, samples=4, seed=3, progress=False)
+    assert _files(tmp_path) == set()
+    written = eval_simplex(FIXTURES / "simplex", out=tmp_path / "sx", samples=4, seed=3, train_samples=200, **QUICK)
+    assert alone.weights == written.weights and alone.summary.keys() == written.summary.keys()
+    for m, values in alone.metrics.items():
+        assert values == pytest.approx(written.metrics[m], rel=1e-9, abs=1e-12), m
+    assert not (tmp_path / "sx" / "simplex_eval.partial.npz").exists()  # the store is removed once it is done
+
+
+def test_measure_curvature_is_what_the_command_writes_and_resumes_from_its_store(tmp_path, monkeypatch):
+    data = mc.load_dataset("mnist1d")
+    net = load_network(FIXTURES / "a", data)
+    settings = mc.EvalSettings(train_samples=200)
+    monkeypatch.chdir(tmp_path)
+    alone = mc.measure_curvature({"network": net}, [0.0], data, settings, top=1, steps=5, progress=False)
+    assert _files(tmp_path) == set() and alone.run_kind == "network"
+    written = curvature(FIXTURES / "a", out=tmp_path / "c", top=1, steps=5, train_samples=200, **QUICK)
+    assert alone.paths["network"][0]["eigenvalues"] == pytest.approx(written.paths["network"][0]["eigenvalues"],
+                                                                     rel=1e-6)
+    with pytest.raises(mc.ModeconnError, match="a network is measured at itself"):
+        mc.measure_curvature({"network": net}, [0.0, 1.0], data, settings, top=1, steps=5, progress=False)
+    # a store with the first point done: only the second is measured (a line's two ends, t = 0 and 1)
+    line = line_between(net, load_network(FIXTURES / "a", data))
+    calls = {"n": 0}
+    real = mc.curvature_at
+    module = __import__("modeconn.evaluation.curvature", fromlist=["curvature_at"])
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "curvature_at", counting)
+    kw = dict(top=1, steps=5, store=tmp_path / "s", fingerprint="F", progress=False)
+    (tmp_path / "s").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        mc.measure_curvature({"line": line}, [0.0, 1.0], data, settings, **kw)
+    assert (tmp_path / "s" / "curvature.partial.npz").exists()
+    calls["n"] = -10
+    resumed = mc.measure_curvature({"line": line}, [0.0, 1.0], data, settings, **kw)
+    assert calls["n"] == -9  # one point measured on resume
+    assert resumed.paths["line"][0]["eigenvalues"] == pytest.approx(alone.paths["network"][0]["eigenvalues"],
+                                                                    rel=1e-6)
+
+
+def test_instability_analysis_without_a_store_is_the_command_s_result_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = set(os.listdir(tempfile.gettempdir()))
+    data = mc.load_dataset("mnist1d")
+    recipe = recipe_for("mnist1d")
+    cfg = replace(recipe.train, epochs=2)
+    alone = mc.instability_analysis(lambda: mc.create_model(recipe.model, data.input_shape, data.num_classes), data,
+                                    cfg, [0, 1], points=3, settings=mc.EvalSettings(wd=cfg.wd), progress=False)
+    assert _files(tmp_path) == set()
+    assert {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("modeconn-")} == set()
+    written = instability(tmp_path / "inst", spawn=[0, 1], epochs=2, points=3, **QUICK)
+    assert [r["spawn"] for r in alone.per_spawn] == [0, 1]
+    for a, b in zip(alone.per_spawn, written.per_spawn):
+        assert a["test_err_barrier"] == pytest.approx(b["test_err_barrier"], abs=1e-9)
+        assert a["train_loss_barrier"] == pytest.approx(b["train_loss_barrier"], rel=1e-6, abs=1e-9)
+    with pytest.raises(mc.ModeconnError, match="is not before"):
+        mc.instability_analysis(lambda: None, data, cfg, [2], progress=False)
