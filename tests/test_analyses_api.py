@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import modeconn as mc
-from modeconn.commands import curvature, eval_simplex, instability
+from modeconn.commands import curvature, eval_simplex, instability, subspace
 from modeconn.evaluation.along import line_between
 from modeconn.recipes import recipe_for
-from modeconn.storage.runfolder import load_network, load_simplex
+from modeconn.storage.runfolder import load_curve, load_network, load_simplex
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 QUICK = dict(device="cpu", progress=False)
@@ -87,3 +87,14 @@ def test_instability_analysis_without_a_store_is_the_command_s_result_and_leaves
         assert a["train_loss_barrier"] == pytest.approx(b["train_loss_barrier"], rel=1e-6, abs=1e-9)
     with pytest.raises(mc.ModeconnError, match="is not before"):
         mc.instability_analysis(lambda: None, data, cfg, [2], progress=False)
+
+
+def test_subspace_metrics_are_what_the_subspace_command_records(tmp_path):
+    subspace(tmp_path / "line", epochs=1, **QUICK)
+    line, info, data = load_curve(tmp_path / "line")
+    mid, measured = mc.subspace_metrics(line, data)
+    for key, recorded in info.raw["metrics"].items():
+        for metric, value in recorded.items():
+            assert measured["metrics"][key][metric] == pytest.approx(value, rel=1e-6, abs=1e-9), (key, metric)
+    assert measured["squared_cosine"] == pytest.approx(info.raw["squared_cosine"], rel=1e-6)
+    assert len(measured["distances"]) == 2 and mid is not line

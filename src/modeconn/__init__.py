@@ -27,7 +27,7 @@ from .training.budget import compare_budgets
 from .training.fge import FGEConfig, fast_geometric_ensemble
 from .training.instability import instability_analysis
 from .training.spro import first_stage, grow_simplex
-from .training.subspace import train_subspace
+from .training.subspace import subspace_metrics, train_subspace
 from .training.train import train_curve, train_network, train_simplex
 from .version import __version__
 
@@ -36,5 +36,5 @@ __all__ = ["Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Si
            "evaluate", "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex",
            "instability_analysis", "load_dataset", "measure_curvature", "measure_plane", "measure_simplex",
            "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
-           "read_record", "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "train_curve",
-           "train_network", "train_simplex", "train_subspace"]
+           "read_record", "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "subspace_metrics",
+           "train_curve", "train_network", "train_simplex", "train_subspace"]

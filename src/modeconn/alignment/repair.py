@@ -116,7 +116,7 @@ def repaired_points(batches):
 
 
 def repaired_plane(basis, anchors_xy, anchors: list[nn.Module], batches):
-    """For `measure_grid`: the REPAIRed weight vectors at plane coordinates, each point's statistics the
+    """For `measure_points`: the REPAIRed weight vectors at plane coordinates, each point's statistics the
     barycentric combination of the three anchors' (measured once)."""
     fix = Repair(anchors, batches)
     work = copy.deepcopy(anchors[0])

@@ -65,10 +65,11 @@ def write_path_eval(out: Path, result: PathEval, title: str) -> None:
     result.write(out)
 
 
-def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER) -> dict:
+def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER,
+                     metrics: dict | None = None) -> dict:
     """Write a network run folder: model.safetensors, optimizer.safetensors (unless `optimizer` is None),
-    then run.json (with final metrics)."""
-    info = {**info, **split_metrics(net, data, speed=speed).to_dict()}
+    then run.json (with final metrics: `split_metrics`'s, unless the caller measured them as `metrics`)."""
+    info = {**info, **(metrics if metrics is not None else split_metrics(net, data, speed=speed).to_dict())}
     save_tensors(folder / "model.safetensors", net.state_dict())
     if optimizer is not None:
         save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))

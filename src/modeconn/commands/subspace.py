@@ -16,12 +16,11 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..data import load_dataset
 from ..errors import ModeconnError
-from ..evaluation.evaluate import metrics_with_bn, recompute_bn
 from ..recipes import recipe_for
 from ..runtime import distributed
 from ..storage.files import save_tensors
 from ..storage.runfolder import CHECKPOINT, ModelSpec, write_run
-from ..training.subspace import SPREAD, matrix_ranges, squared_cosine, train_subspace
+from ..training.subspace import SPREAD, subspace_metrics, train_subspace
 from . import validate
 from .common import RunFolder, network_info, save_network_run, training_config
 from .options import REQUIRED, TrainingOptions, option
@@ -94,19 +93,14 @@ def subspace(o: SubspaceOptions) -> dict:
 def _write(out, span, subspace: dict, base: dict, data, history, seconds, speed) -> dict:
     """The subspace file, OUT/midpoint (a network run, fields `base`) and run.json, last."""
     is_curve = isinstance(span, Curve)
-    middle = 0.5 if is_curve else span.centroid()
-    mid = span.model_at(middle)
-    recompute_bn(mid, data.train_batches(500, shuffle=False), speed)
-    mid_info = save_network_run(out / "midpoint", mid, None,
-                                {**base, "subspace": "..", "epochs_trained": base["config"]["epochs"]}, data, speed)
-    metrics = {f"vertex{k}": metrics_with_bn(span.control_model(k), data, speed=speed).to_dict()
-               for k in range(span.num_points)}
-    metrics["midpoint"] = {key: mid_info[key] for key in metrics["vertex0"]}
-    with torch.no_grad():
-        cos2 = float(squared_cosine(span, matrix_ranges(span)))
+    mid, measured = subspace_metrics(span, data, speed)
+    metrics = measured["metrics"]
+    save_network_run(out / "midpoint", mid, None,
+                     {**base, "subspace": "..", "epochs_trained": base["config"]["epochs"]}, data, speed,
+                     metrics=metrics["midpoint"])
     info = {**base, "subspace": subspace, "processes": distributed.world_size(),
-            "epoch_train_loss": history, "seconds": seconds, "squared_cosine": cos2,
-            "distances": span.distances().tolist(), "metrics": metrics,
+            "epoch_train_loss": history, "seconds": seconds, "squared_cosine": measured["squared_cosine"],
+            "distances": measured["distances"], "metrics": metrics,
             **{f"midpoint_{key}": value for key, value in metrics["midpoint"].items()}}
     if is_curve:
         info.update(kind="curve", curve={"kind": span.kind, "bends": span.num_points - 2, "free_endpoints": True},

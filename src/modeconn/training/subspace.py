@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.functional import cross_entropy
 
 from ..config import TrainConfig
@@ -16,6 +17,7 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
+from ..evaluation.evaluate import metrics_with_bn, recompute_bn, split_metrics
 from ..runtime.speed import EAGER, Speed
 from .train import Checkpointing, Hooks, fit
 
@@ -92,3 +94,20 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
     free = [p for p in span.parameters() if p.requires_grad]
     return fit(span, free, step_loss, data, cfg, weight_decay=cfg.wd,
                checkpointing=Checkpointing(checkpoint, resume, settings), hooks=Hooks(progress, desc), speed=speed)
+
+
+def subspace_metrics(span: Curve | Simplex, data: Dataset, speed: Speed = EAGER) -> tuple[nn.Module, dict]:
+    """What a trained subspace (Wortsman et al. 2021) is measured by: its midpoint (t = 0.5 of a line or curve,
+    the centroid of a simplex) as a network with BatchNorm recomputed, and {"metrics": each vertex's and the
+    midpoint's train/test loss and error (BN recomputed; "vertex0", ..., "midpoint"), "squared_cosine": the
+    spread term between the vertices' weight matrices, "distances": (K, K) Euclidean distances between
+    vertices}."""
+    middle = 0.5 if isinstance(span, Curve) else span.centroid()
+    mid = span.model_at(middle)
+    recompute_bn(mid, data.train_batches(500, shuffle=False), speed)
+    metrics = {f"vertex{k}": metrics_with_bn(span.control_model(k), data, speed=speed).to_dict()
+               for k in range(span.num_points)}
+    metrics["midpoint"] = split_metrics(mid, data, speed=speed).to_dict()
+    with torch.no_grad():
+        cos2 = float(squared_cosine(span, matrix_ranges(span)))
+    return mid, {"metrics": metrics, "squared_cosine": cos2, "distances": span.distances().tolist()}
