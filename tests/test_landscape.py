@@ -8,8 +8,7 @@ from modeconn.commands import landscape, train
 from modeconn.core.directions import pca_directions, random_directions
 from modeconn.core.flat import parameter_space, parameters_vector
 from modeconn.data import load_dataset
-from modeconn.evaluation.pointwise import ROUND_POINTS
-from modeconn.evaluation.pointwise import PointEvaluator
+from modeconn.evaluation.pointwise import ROUND_POINTS, PointEvaluator
 from modeconn.models import create_model
 from modeconn.storage.files import load_tensors
 from modeconn.storage.runfolder import load_curve, load_network

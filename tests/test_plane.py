@@ -12,8 +12,7 @@ from modeconn.commands import plane
 from modeconn.core.flat import parameters_vector
 from modeconn.core.plane import grid_axes, plane_basis
 from modeconn.data import load_dataset
-from modeconn.evaluation.pointwise import ROUND_POINTS
-from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
+from modeconn.evaluation.pointwise import ROUND_POINTS, EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.storage.runfolder import load_network
 
