@@ -144,19 +144,19 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     from modeconn.storage.runfolder import load_simplex
 
     ev = eval_simplex(tmp_path / "whole", samples=4, device="cpu", progress=False)
-    assert ev["summary"]["test_err"]["mean"] == pytest.approx(sum(ev["test_err"]) / 4, abs=1e-12)
-    assert ev["batchnorm"] == "none"  # conv1d: no BatchNorm statistics to recompute
-    assert json.loads((tmp_path / "whole" / "simplex_eval.json").read_text())["test_err"] == ev["test_err"]
+    assert ev.summary["test_err"]["mean"] == pytest.approx(sum(ev.metrics["test_err"]) / 4, abs=1e-12)
+    assert ev.batchnorm == "none"  # conv1d: no BatchNorm statistics to recompute
+    assert json.loads((tmp_path / "whole" / "simplex_eval.json").read_text())["test_err"] == ev.metrics["test_err"]
     shape, _, data = load_simplex(tmp_path / "whole")
-    own = split_metrics(shape.model_at(ev["weights"][2]), data)  # the same point, built another way
-    assert abs(own.test.err - ev["test_err"][2]) <= 2 / len(data.test_y)
-    assert own.train.loss == pytest.approx(ev["train_loss"][2], rel=1e-4)
+    own = split_metrics(shape.model_at(ev.weights[2]), data)  # the same point, built another way
+    assert abs(own.test.err - ev.metrics["test_err"][2]) <= 2 / len(data.test_y)
+    assert own.train.loss == pytest.approx(ev.metrics["train_loss"][2], rel=1e-4)
 
     from modeconn.commands import ensemble
 
     ens = ensemble(simplex=tmp_path / "whole", points=4, device="cpu", progress=False)  # the same seed: the same points
-    assert [m["weights"] for m in ens.members] == ev["weights"]
-    for member, err in zip(ens.members, ev["test_err"]):
+    assert [m["weights"] for m in ens.members] == ev.weights
+    for member, err in zip(ens.members, ev.metrics["test_err"]):
         assert abs(member["test_err"] - err) <= 2 / len(data.test_y)
     assert ens.ensemble.nll <= sum(m["test_nll"] for m in ens.members) / 4 + 1e-9  # Jensen: never worse than the mean
     assert json.loads((tmp_path / "whole" / "ensemble.json").read_text())["simplex"] == str(tmp_path / "whole")

@@ -85,7 +85,7 @@ def test_a_simplex_from_scratch_is_a_simplex_run_and_a_resume_must_match(tmp_pat
     assert whole["kind"] == "simplex" and whole["vertices"] == 3 and whole["volume"] > 0
     assert whole["centroid_test_err"] == whole["metrics"]["midpoint"]["test_err"]
     ev = eval_simplex(tmp_path / "whole", samples=3, device="cpu", progress=False)
-    assert len(ev["test_err"]) == 3
+    assert len(ev.metrics["test_err"]) == 3
     page = report(tmp_path / "whole").read_text()
     assert "<td>from scratch</td>" in page
 
