@@ -46,7 +46,7 @@ def test_the_commands_run_end_to_end_on_the_gpu(tmp_path):
     train(tmp_path / "a", epochs=2, keep_epochs=(1,), **gpu)
     train(tmp_path / "b", epochs=2, seed=1, **gpu)
     info = connect(tmp_path / "a", tmp_path / "b", tmp_path / "ab", epochs=1, **gpu)
-    assert 0 <= info["midpoint_test_err"] <= 1
+    assert 0 <= info.raw["midpoint_test_err"] <= 1
     along = eval_curve(tmp_path / "ab", points=3, **gpu)
     assert len(along.curve["test_err"]) == 3
     grid = plane(tmp_path / "p", curve=tmp_path / "ab", grid=3, **gpu)

@@ -88,7 +88,7 @@ def test_resume_with_other_settings_is_refused_naming_the_first_difference(tmp_p
     after = load_tensors(tmp_path / "cut" / "checkpoint.safetensors")
     assert all(after[k].equal(v) for k, v in saved.items())  # the refused resumes left the checkpoint alone
     info = train(tmp_path / "cut", **QUICK, resume=True)  # the same settings resume
-    assert info["seed"] == 5 and info["config"]["lr"] == 0.1
+    assert info.raw["seed"] == 5 and info.raw["config"]["lr"] == 0.1
 
 
 def test_first_difference_walks_nested_settings():
@@ -149,7 +149,7 @@ def test_data_dir_is_honoured_and_recorded(tmp_path, fashion_mnist):
     shutil.copytree(FASHION_MNIST_DIR, moved)
     info = train(tmp_path / "f", dataset="fashion-mnist", data_dir=str(moved), epochs=1, batch_size=1000,
                  device="cpu", progress=False)
-    assert info["data_dir"] == str(moved)
+    assert info.raw["data_dir"] == str(moved)
     r = cli("eval-line", tmp_path / "f", tmp_path / "f", "--points", "2", "--out", tmp_path / "l",
             "--data-dir", tmp_path / "nowhere", "--quiet")
     assert r.returncode == 2 and "--data-dir" in r.stderr and not (tmp_path / "l").exists()

@@ -135,9 +135,10 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     whole = simplex_command(mnist1d_runs["a"], tmp_path / "whole", **kw)
     assert (sorted(p.name for p in (tmp_path / "whole").iterdir() if p.name[0] != ".")
             == ["run.json", "simplex.safetensors"])
-    assert whole["vertices"] == 3 and len(whole["distances"]) == 3 and len(whole["stage_train_loss"]) == 2
-    assert whole["made_with"]["device"] == "cpu" and whole["made_with"]["torch"] == torch.__version__
-    assert whole["metrics"]["vertex0"]["test_err"] == pytest.approx(
+    assert whole.raw["vertices"] == 3 and len(whole.raw["distances"]) == 3
+    assert len(whole.raw["stage_train_loss"]) == 2
+    assert whole.raw["made_with"]["device"] == "cpu" and whole.raw["made_with"]["torch"] == torch.__version__
+    assert whole.raw["metrics"]["vertex0"]["test_err"] == pytest.approx(
         json.loads((mnist1d_runs["a"] / "run.json").read_text())["test_err"], abs=1e-9)
     from modeconn.commands import eval_simplex, report
     from modeconn.evaluation.evaluate import split_metrics
@@ -165,7 +166,7 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     assert (tmp_path / "whole" / "simplex_eval.png").exists()  # a triangle: its heat map, shown in the report
     assert ('alt="test error over whole"' in page
             and f"has mean <b>{100 * ev['summary']['test_err']['mean']:.2f}%" in page)
-    assert "<td>SPRO</td>" in page and f"{whole['volume']:.4g}" in page
+    assert "<td>SPRO</td>" in page and f"{whole.raw['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first
     with pytest.raises(KeyboardInterrupt):
         simplex_command(mnist1d_runs["a"], tmp_path / "cut", **kw)
@@ -175,7 +176,8 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     with pytest.raises(ModeconnError, match="volume_weight"):
         simplex_command(mnist1d_runs["a"], tmp_path / "cut", **{**kw, "volume_weight": 0.1}, resume=True)
     resumed = simplex_command(mnist1d_runs["a"], tmp_path / "cut", **kw, resume=True)
-    assert resumed["metrics"] == whole["metrics"] and resumed["volume"] == pytest.approx(whole["volume"], rel=1e-9)
+    assert resumed.raw["metrics"] == whole.raw["metrics"]
+    assert resumed.raw["volume"] == pytest.approx(whole.raw["volume"], rel=1e-9)
 
 
 def test_the_kept_fixed_block_gives_the_full_volume_and_follows_changed_fixed_points():
@@ -257,31 +259,31 @@ def test_a_complex_connects_two_networks_and_a_polychain_curve_extends_into_one(
 
     kw = dict(volume_weight=0.01, device="cpu", progress=False)
     info = simplex_command([mnist1d_runs["a"], mnist1d_runs["b"]], tmp_path / "cx", vertices=2, **kw)
-    assert info["faces"] == [[0, 2, 3], [1, 2, 3]] and info["config"]["epochs"] == 50
-    assert "centroid" not in info["metrics"] and len(info["face_centres_test_err"]) == 2
-    assert info["face_centres_test_err"][1] == info["metrics"]["face1_centre"]["test_err"] <= 0.15
+    assert info.raw["faces"] == [[0, 2, 3], [1, 2, 3]] and info.raw["config"]["epochs"] == 50
+    assert "centroid" not in info.raw["metrics"] and len(info.raw["face_centres_test_err"]) == 2
+    assert info.raw["face_centres_test_err"][1] == info.raw["metrics"]["face1_centre"]["test_err"] <= 0.15
     for k, run in enumerate(("a", "b")):
-        assert info["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
+        assert info.raw["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
             json.loads((mnist1d_runs[run] / "run.json").read_text())["test_err"], abs=1e-9)
     ev = eval_simplex(tmp_path / "cx", samples=20, device="cpu", progress=False)
     assert all(w[0] == 0 or w[1] == 0 for w in ev["weights"])
     assert ev["summary"]["test_err"]["max"] <= 0.15, ev["test_err"]
     shape, _, _ = load_simplex(tmp_path / "cx")
-    assert shape.faces == info["faces"]
+    assert shape.faces == info.raw["faces"]
 
     connect(mnist1d_runs["a"], mnist1d_runs["b"], tmp_path / "pc", curve="polychain", device="cpu", progress=False)
     grown = simplex_command(tmp_path / "pc", tmp_path / "pcx", vertices=1, **kw)
-    assert grown["faces"] == [[0, 1, 3], [1, 2, 3]] and grown["vertices"] == 4
-    assert grown["volume"] > 1
+    assert grown.raw["faces"] == [[0, 1, 3], [1, 2, 3]] and grown.raw["vertices"] == 4
+    assert grown.raw["volume"] > 1
     curve, _, data = load_curve(tmp_path / "pc")
     for k in range(3):  # the first three vertices are the curve's start, bend and end, unchanged
-        assert grown["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
+        assert grown.raw["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
             split_metrics(curve.control_model(k), data).test.err, abs=1e-9)
     ev = eval_simplex(tmp_path / "pcx", samples=20, device="cpu", progress=False)
     assert ev["summary"]["test_err"]["mean"] <= 0.10, ev["test_err"]
     from modeconn.commands import report  # the report names each face's centre of a complex
     page = report(tmp_path).read_text()
-    for err in (*info["face_centres_test_err"], *grown["face_centres_test_err"]):
+    for err in (*info.raw["face_centres_test_err"], *grown.raw["face_centres_test_err"]):
         assert f"{100 * err:.2f}%" in page
 
 

@@ -63,8 +63,8 @@ def test_a_line_from_scratch_on_mnist1d_has_no_barrier_and_keeps_its_midpoint(tm
 
     out = tmp_path / "line"
     info = subspace(out, "mnist1d", shape="line", device="cpu", progress=False)
-    assert info["kind"] == "curve" and info["curve"] == {"kind": "bezier", "bends": 0, "free_endpoints": True}
-    assert info["subspace"] == {"shape": "line", "spread": 1.0} and info["squared_cosine"] < 0.05
+    assert info.raw["kind"] == "curve" and info.raw["curve"] == {"kind": "bezier", "bends": 0, "free_endpoints": True}
+    assert info.raw["subspace"] == {"shape": "line", "spread": 1.0} and info.raw["squared_cosine"] < 0.05
     assert sorted(p.name for p in out.iterdir() if p.name[0] != ".") == ["curve.safetensors", "midpoint", "run.json"]
     along = eval_curve(out, points=11, device="cpu", progress=False)  # eval-curve reads a subspace
     assert along.stat("curve", "test_err", "max") <= 0.25, along.metrics["curve"]["test_err"]
@@ -74,7 +74,7 @@ def test_a_line_from_scratch_on_mnist1d_has_no_barrier_and_keeps_its_midpoint(tm
     assert apart >= 0.5  # two networks trained alone: a barrier the subspace does not have
     alone = json.loads((mnist1d_runs["a"] / "run.json").read_text())["test_err"]  # the same init as vertex 0
     mid = describe_network(out / "midpoint")
-    assert mid.info.raw["test_err"] == info["midpoint_test_err"] <= alone + 0.15
+    assert mid.info.raw["test_err"] == info.raw["midpoint_test_err"] <= alone + 0.15
 
 
 def test_a_simplex_from_scratch_is_a_simplex_run_and_a_resume_must_match(tmp_path, kill_after_checkpoints):
@@ -82,8 +82,8 @@ def test_a_simplex_from_scratch_is_a_simplex_run_and_a_resume_must_match(tmp_pat
 
     kw = dict(shape="simplex3", epochs=2, device="cpu", progress=False)
     whole = subspace(tmp_path / "whole", "mnist1d", **kw)
-    assert whole["kind"] == "simplex" and whole["vertices"] == 3 and whole["volume"] > 0
-    assert whole["centroid_test_err"] == whole["metrics"]["midpoint"]["test_err"]
+    assert whole.raw["kind"] == "simplex" and whole.raw["vertices"] == 3 and whole.raw["volume"] > 0
+    assert whole.raw["centroid_test_err"] == whole.raw["metrics"]["midpoint"]["test_err"]
     ev = eval_simplex(tmp_path / "whole", samples=3, device="cpu", progress=False)
     assert len(ev.metrics["test_err"]) == 3
     page = report(tmp_path / "whole").read_text()
@@ -96,7 +96,8 @@ def test_a_simplex_from_scratch_is_a_simplex_run_and_a_resume_must_match(tmp_pat
     with pytest.raises(ModeconnError, match="spread"):
         subspace(tmp_path / "cut", "mnist1d", **kw, spread=0.5, resume=True)
     resumed = subspace(tmp_path / "cut", "mnist1d", **kw, resume=True)
-    assert resumed["metrics"] == whole["metrics"] and resumed["volume"] == pytest.approx(whole["volume"], rel=1e-9)
+    assert resumed.raw["metrics"] == whole.raw["metrics"]
+    assert resumed.raw["volume"] == pytest.approx(whole.raw["volume"], rel=1e-9)
 
 
 def test_subspace_shapes_are_checked():
@@ -122,6 +123,7 @@ def test_a_killed_line_resumes_to_the_uninterrupted_line(tmp_path, kill_after_ch
     with pytest.raises(ModeconnError, match="pass --resume"):
         subspace(tmp_path / "cut", "mnist1d", **kw)
     resumed = subspace(tmp_path / "cut", "mnist1d", **kw, resume=True)
-    assert resumed["metrics"] == whole["metrics"] and resumed["epoch_train_loss"] == whole["epoch_train_loss"]
+    assert resumed.raw["metrics"] == whole.raw["metrics"]
+    assert resumed.raw["epoch_train_loss"] == whole.raw["epoch_train_loss"]
     assert torch.equal(load_tensors(tmp_path / "cut" / "curve.safetensors")["free_points"],
                        load_tensors(tmp_path / "whole" / "curve.safetensors")["free_points"])

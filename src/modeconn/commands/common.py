@@ -21,7 +21,7 @@ from ..runtime.provenance import made_with
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.files import remove_file, save_tensors
-from ..storage.runfolder import CHECKPOINT, ModelSpec, check_unfinished, claim_output, write_run
+from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo, check_unfinished, claim_output, write_run
 from . import validate
 
 
@@ -66,15 +66,14 @@ def write_path_eval(out: Path, result: PathEval, title: str) -> None:
 
 
 def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Speed = EAGER,
-                     metrics: dict | None = None) -> dict:
+                     metrics: dict | None = None) -> RunInfo:
     """Write a network run folder: model.safetensors, optimizer.safetensors (unless `optimizer` is None),
     then run.json (with final metrics: `split_metrics`'s, unless the caller measured them as `metrics`)."""
     info = {**info, **(metrics if metrics is not None else split_metrics(net, data, speed=speed).to_dict())}
     save_tensors(folder / "model.safetensors", net.state_dict())
     if optimizer is not None:
         save_tensors(folder / "optimizer.safetensors", optimizer_tensors(optimizer))
-    write_run(folder, info)  # last: a folder with run.json is complete
-    return info
+    return write_run(folder, info)  # last: a folder with run.json is complete
 
 
 def network_info(dataset: str, data_dir, spec: ModelSpec, data, cfg, speed: Speed) -> dict:

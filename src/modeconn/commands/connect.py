@@ -12,7 +12,7 @@ from ..recipes import recipe_for
 from ..runtime import distributed
 from ..runtime.provenance import made_with
 from ..storage.files import save_tensors
-from ..storage.runfolder import CHECKPOINT, describe_endpoints, load_endpoints, write_run
+from ..storage.runfolder import CHECKPOINT, RunInfo, describe_endpoints, load_endpoints, write_run
 from ..training.train import train_curve
 from . import validate
 from .common import RunFolder, fallback_model, training_config
@@ -32,14 +32,14 @@ class ConnectOptions(TrainingOptions):
     model: str | None = option(None, "override the endpoints' model")
 
 
-def _summary(info: dict, o: ConnectOptions) -> str:
-    return (f"{o.out}: curve midpoint test error {info['midpoint_test_err']:.4f} (BN recomputed), "
-            f"length {info['length']:.3f} ({info['seconds']:.1f} s)")
+def _summary(run: RunInfo, o: ConnectOptions) -> str:
+    return (f"{o.out}: curve midpoint test error {run.raw['midpoint_test_err']:.4f} (BN recomputed), "
+            f"length {run.raw['length']:.3f} ({run.raw['seconds']:.1f} s)")
 
 
 @command("connect", ConnectOptions, help="fit a low-loss curve between two trained networks", summary=_summary)
-def connect(o: ConnectOptions) -> dict:
-    """Fit a curve between two trained networks into OUT: curve.safetensors and run.json (returned)."""
+def connect(o: ConnectOptions) -> RunInfo:
+    """Fit a curve between two trained networks into OUT: curve.safetensors and run.json (its record is returned)."""
     bends = validate.nonnegative_int("--bends", o.bends)
     check_family(o.curve, bends + 2)
     if o.dataset is not None:
@@ -69,5 +69,5 @@ def connect(o: ConnectOptions) -> dict:
                    for k, v in metrics_with_bn(path.model_at(0.5), ends.data, speed=o.speed).to_dict().items()}}
         save_tensors(out / "curve.safetensors", path.state_dict(),
                      metadata={"kind": o.curve, "bends": str(bends), "names": ",".join(path.param_space.names)})
-        write_run(out, info)
-    return info
+        run = write_run(out, info)
+    return run

@@ -61,18 +61,18 @@ class SimplexOptions(TrainingOptions):
     model: str | None = option(None, "override the network's model")
 
 
-def _cli_summary(result: dict, o: SimplexOptions) -> str:
-    centre = (f"centroid test error {result['centroid_test_err']:.4f}" if "centroid_test_err" in result else
-              "face centres' test errors " + ", ".join(f"{e:.4f}" for e in result["face_centres_test_err"]))
-    return (f"{o.out}: {result['vertices']} vertices, volume {result['volume']:.4g}; {centre} "
+def _cli_summary(result: RunInfo, o: SimplexOptions) -> str:
+    centre = (f"centroid test error {result.raw['centroid_test_err']:.4f}" if "centroid_test_err" in result.raw else
+              "face centres' test errors " + ", ".join(f"{e:.4f}" for e in result.raw["face_centres_test_err"]))
+    return (f"{o.out}: {result.raw['vertices']} vertices, volume {result.raw['volume']:.4g}; {centre} "
             f"(BN recomputed), vertices "
-            + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result['vertices']))
-            + f" ({result['seconds']:.1f} s)")
+            + ", ".join(f"{result.raw['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result.raw['vertices']))
+            + f" ({result.raw['seconds']:.1f} s)")
 
 
 @command("simplex", SimplexOptions, help="grow a low-loss simplex around a trained network (SPRO, Benton et "
                                           "al. 2021)", summary=_cli_summary)
-def simplex(o: SimplexOptions) -> dict:
+def simplex(o: SimplexOptions) -> RunInfo:
     """Grow `vertices` free vertices around START into OUT: simplex.safetensors and run.json.
 
     START is one network (SPRO), several (a mode-connecting complex: each network with the vertices
@@ -129,10 +129,10 @@ def simplex(o: SimplexOptions) -> dict:
         info = _summary(shape, model_spec, data, data_dir, settings, cfg, histories, time.time() - began, speed)
         save_tensors(out_dir / "simplex.safetensors", shape.state_dict(),
                      metadata={"vertices": str(shape.num_points), "names": ",".join(shape.param_space.names)})
-        write_run(out_dir, info)
+        run = write_run(out_dir, info)
         for k in range(1, vertices + 1):
             remove_file(out_dir / f"stage{k}.safetensors")
-    return info
+    return run
 
 
 def _check_stages(out: Path, resume: bool, settings: dict) -> None:

@@ -19,7 +19,7 @@ from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..runtime import distributed
 from ..storage.files import save_tensors
-from ..storage.runfolder import CHECKPOINT, ModelSpec, write_run
+from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo, write_run
 from ..training.subspace import SPREAD, subspace_metrics, train_subspace
 from . import validate
 from .common import RunFolder, network_info, save_network_run, training_config
@@ -52,17 +52,18 @@ class SubspaceOptions(TrainingOptions):
     model: str | None = option(None, "default: the dataset's recipe")
 
 
-def _summary(result: dict, o: SubspaceOptions) -> str:
-    return (f"{o.out}: {result['subspace']['shape']} from scratch, midpoint test error "
-            f"{result['midpoint_test_err']:.4f} (BN recomputed; kept as the network run {o.out}/midpoint), vertices "
-            + ", ".join(f"{result['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(len(result['distances'])))
-            + f" ({result['seconds']:.1f} s)")
+def _summary(run: RunInfo, o: SubspaceOptions) -> str:
+    r = run.raw
+    return (f"{o.out}: {r['subspace']['shape']} from scratch, midpoint test error {r['midpoint_test_err']:.4f} "
+            f"(BN recomputed; kept as the network run {o.out}/midpoint), vertices "
+            + ", ".join(f"{r['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(len(r['distances'])))
+            + f" ({r['seconds']:.1f} s)")
 
 
 @command("subspace", SubspaceOptions, help="train a line, curve or simplex of networks from scratch "
                                             "(Wortsman et al. 2021)", summary=_summary)
-def subspace(o: SubspaceOptions) -> dict:
-    """Train a SHAPE subspace from scratch into OUT; returns its run.json."""
+def subspace(o: SubspaceOptions) -> RunInfo:
+    """Train a SHAPE subspace from scratch into OUT; returns its run.json's record."""
     out, dataset, shape, spread, model, epochs, lr = o.out, o.dataset, o.shape, o.spread, o.model, o.epochs, o.lr
     wd, batch_size, seed, data_dir, device, resume = o.wd, o.batch_size, o.seed, o.data_dir, o.device, o.resume
     progress, speed = o.progress, o.speed
@@ -90,7 +91,7 @@ def subspace(o: SubspaceOptions) -> dict:
     return info
 
 
-def _write(out, span, subspace: dict, base: dict, data, history, seconds, speed) -> dict:
+def _write(out, span, subspace: dict, base: dict, data, history, seconds, speed) -> RunInfo:
     """The subspace file, OUT/midpoint (a network run, fields `base`) and run.json, last."""
     is_curve = isinstance(span, Curve)
     mid, measured = subspace_metrics(span, data, speed)
@@ -114,6 +115,5 @@ def _write(out, span, subspace: dict, base: dict, data, history, seconds, speed)
                     **{f"centroid_{key}": value for key, value in metrics["midpoint"].items()})
         save_tensors(out / "simplex.safetensors", span.state_dict(),
                      metadata={"vertices": str(span.num_points), "names": ",".join(span.param_space.names)})
-    write_run(out, info)
-    return info
+    return write_run(out, info)
 

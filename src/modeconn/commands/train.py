@@ -10,7 +10,7 @@ import torch
 from ..data import load_dataset
 from ..errors import ModeconnError
 from ..recipes import recipe_for
-from ..storage.runfolder import CHECKPOINT, ModelSpec
+from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo
 from ..training.train import train_network
 from . import validate
 from .common import RunFolder, network_info, save_network_run, training_config
@@ -29,14 +29,14 @@ class TrainOptions(TrainingOptions):
                                           "landscape --directions pca)")
 
 
-def _summary(info: dict, o: TrainOptions) -> str:
-    return (f"{o.out}: test error {info['test_err']:.4f}, test loss {info['test_loss']:.4f} "
-            f"({info['seconds']:.1f} s)")
+def _summary(run: RunInfo, o: TrainOptions) -> str:
+    return (f"{o.out}: test error {run.raw['test_err']:.4f}, test loss {run.raw['test_loss']:.4f} "
+            f"({run.raw['seconds']:.1f} s)")
 
 
 @command("train", TrainOptions, help="train one endpoint network", summary=_summary)
-def train(o: TrainOptions) -> dict:
-    """Train one network into OUT: model.safetensors, optimizer.safetensors and run.json (returned).
+def train(o: TrainOptions) -> RunInfo:
+    """Train one network into OUT: model.safetensors, optimizer.safetensors and run.json (its record is returned).
 
     Each epoch in `keep_epochs` is also kept as a run folder OUT/epochN (e.g. the 0.8B state FGE
     starts from in the paper); its run.json names the run that went on (`full_run`). `keep_every` k
@@ -60,7 +60,7 @@ def train(o: TrainOptions) -> dict:
     net = spec.build(data).to(dev)
     base = network_info(o.dataset, data_dir, spec, data, cfg, o.speed)
 
-    def save(folder: Path, optimizer, extra: dict) -> dict:
+    def save(folder: Path, optimizer, extra: dict) -> RunInfo:
         return save_network_run(folder, net, optimizer, {**base, **extra}, data, o.speed)
 
     def keep_epoch(epoch: int, optimizer) -> None:

@@ -61,7 +61,9 @@ class CurveSpec:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A run.json, checked field by field. `raw` keeps every field for the reports."""
+    """The record of a run folder (kinds network, curve, simplex): its run.json checked field by field, with
+    the fields every run has typed and `raw` keeping every field (a simplex's vertices and volume, a curve's
+    length and midpoint metrics, ...). Commands that make a run return it."""
 
     path: Path
     kind: str
@@ -78,6 +80,16 @@ class RunInfo:
         """The headline test metrics it records (a curve's midpoint, a simplex's centroid, a network's own)."""
         return {k: float(self.raw[k]) for k in self.HEADLINE
                 if isinstance(self.raw.get(k), (int, float)) and not isinstance(self.raw.get(k), bool)}
+
+    @classmethod
+    def read(cls, path) -> RunInfo:
+        """`read_run`: a run folder's run.json (or the file itself), checked field by field."""
+        return read_run(path)
+
+    def write(self, folder) -> Path:
+        """`write_run`: this record as FOLDER/run.json, checked first; returns the path."""
+        write_run(folder, self.raw)
+        return Path(folder) / "run.json"
 
     def describe(self) -> str:
         """One line: kind, model, dataset, curve family and headline metrics."""
