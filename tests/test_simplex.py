@@ -165,7 +165,7 @@ def test_the_simplex_command_writes_its_run_and_resumes_a_killed_run(tmp_path, m
     page = report(tmp_path / "whole").read_text()
     assert (tmp_path / "whole" / "simplex_eval.png").exists()  # a triangle: its heat map, shown in the report
     assert ('alt="test error over whole"' in page
-            and f"has mean <b>{100 * ev['summary']['test_err']['mean']:.2f}%" in page)
+            and f"has mean <b>{100 * ev.summary['test_err']['mean']:.2f}%" in page)
     assert "<td>SPRO</td>" in page and f"{whole.raw['volume']:.4g}" in page
     undo = kill_after_checkpoints(4)  # stage 1: 3 epochs; stage 2: its first
     with pytest.raises(KeyboardInterrupt):
@@ -266,8 +266,8 @@ def test_a_complex_connects_two_networks_and_a_polychain_curve_extends_into_one(
         assert info.raw["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
             json.loads((mnist1d_runs[run] / "run.json").read_text())["test_err"], abs=1e-9)
     ev = eval_simplex(tmp_path / "cx", samples=20, device="cpu", progress=False)
-    assert all(w[0] == 0 or w[1] == 0 for w in ev["weights"])
-    assert ev["summary"]["test_err"]["max"] <= 0.15, ev["test_err"]
+    assert all(w[0] == 0 or w[1] == 0 for w in ev.weights)
+    assert ev.summary["test_err"]["max"] <= 0.15, ev.metrics["test_err"]
     shape, _, _ = load_simplex(tmp_path / "cx")
     assert shape.faces == info.raw["faces"]
 
@@ -280,7 +280,7 @@ def test_a_complex_connects_two_networks_and_a_polychain_curve_extends_into_one(
         assert grown.raw["metrics"][f"vertex{k}"]["test_err"] == pytest.approx(
             split_metrics(curve.control_model(k), data).test.err, abs=1e-9)
     ev = eval_simplex(tmp_path / "pcx", samples=20, device="cpu", progress=False)
-    assert ev["summary"]["test_err"]["mean"] <= 0.10, ev["test_err"]
+    assert ev.summary["test_err"]["mean"] <= 0.10, ev.metrics["test_err"]
     from modeconn.commands import report  # the report names each face's centre of a complex
     page = report(tmp_path).read_text()
     for err in (*info.raw["face_centres_test_err"], *grown.raw["face_centres_test_err"]):

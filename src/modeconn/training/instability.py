@@ -126,9 +126,9 @@ def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg
         root = Path(root)
         _train_parent(root, make_model, data, cfg, ks, checks, progress, speed)
         copies = [(k, i) for k in ks for i in range(2)]
+        mine = [copies[j] for j in distributed.my_indices(len(copies))]  # dealt before `alone`, which hides ranks
         with distributed.alone():  # copies are independent: under torchrun each rank trains its share by itself
-            for j in distributed.my_indices(len(copies)):
-                k, i = copies[j]
+            for k, i in mine:
                 _train_copy(root, k, i, make_model, data, cfg, checks, same_order, save_copy, progress, speed)
         distributed.barrier()
         rows = [_measure(root, k, make_model, data, points, settings, store is not None, progress, speed)
