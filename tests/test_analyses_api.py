@@ -63,9 +63,12 @@ def test_measure_curvature_is_what_the_command_writes_and_resumes_from_its_store
     with pytest.raises(KeyboardInterrupt):
         mc.measure_curvature({"line": line}, [0.0, 1.0], data, settings, **kw)
     assert (tmp_path / "s" / "curvature.partial.npz").exists()
+    with pytest.raises(mc.ModeconnError, match="started with other settings"):  # the same fingerprint, other t
+        mc.measure_curvature({"line": line}, [0.0, 0.5], data, settings, **kw)
     calls["n"] = -10
     resumed = mc.measure_curvature({"line": line}, [0.0, 1.0], data, settings, **kw)
     assert calls["n"] == -9  # one point measured on resume
+    assert not (tmp_path / "s" / "curvature.partial.npz").exists()  # finished: a later call measures afresh
     assert resumed.paths["line"][0]["eigenvalues"] == pytest.approx(alone.paths["network"][0]["eigenvalues"],
                                                                     rel=1e-6)
 
@@ -98,3 +101,47 @@ def test_subspace_metrics_are_what_the_subspace_command_records(tmp_path):
             assert measured["metrics"][key][metric] == pytest.approx(value, rel=1e-6, abs=1e-9), (key, metric)
     assert measured["squared_cosine"] == pytest.approx(info.raw["squared_cosine"], rel=1e-6)
     assert len(measured["distances"]) == 2 and mid is not line
+
+
+def test_a_store_of_other_settings_is_refused_before_any_work(tmp_path):
+    data = mc.load_dataset("mnist1d")
+    recipe = recipe_for("mnist1d")
+    cfg = replace(recipe.train, epochs=5)
+    own = {"B": 5, "cycle": 2, "lr1": 0.05, "lr2": 0.0005, "train": cfg.to_dict()}
+    from modeconn.training.budget import BudgetResult
+    BudgetResult(own, {"0": {"single@1B": {"err": 0.5, "nll": 1.0}}}).write(tmp_path / "b")
+    done = mc.compare_budgets(None, data, cfg, 2, 0.05, 0.0005, [0], store=tmp_path / "b", progress=False)
+    assert done.table["single@1B"]["err"]["mean"] == 0.5  # the stored seed is kept: nothing trained
+    with pytest.raises(mc.ModeconnError, match="holds a comparison with other settings"):
+        mc.compare_budgets(None, data, cfg, 2, 0.5, 0.0005, [0], store=tmp_path / "b", progress=False)
+
+    make = lambda: mc.create_model(recipe.model, data.input_shape, data.num_classes)  # noqa: E731
+    small = replace(recipe.train, epochs=2)
+    mc.instability_analysis(make, data, small, [1], points=2, store=tmp_path / "i", progress=False)
+    with pytest.raises(mc.ModeconnError, match="was started with config.lr"):
+        mc.instability_analysis(make, data, replace(small, lr=small.lr / 5), [1], points=2, store=tmp_path / "i",
+                                progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(mc.ModeconnError, match="is a file"):
+        mc.instability_analysis(make, data, small, [1], points=2, store=tmp_path / "file", progress=False)
+
+
+def test_nonsense_arguments_are_refused_in_one_line(tmp_path):
+    data = mc.load_dataset("mnist1d")
+    net = load_network(FIXTURES / "a", data)
+    line = line_between(net, load_network(FIXTURES / "a", data))
+    cases = [
+        (lambda: mc.measure_curvature({}, [0.5], data, top=1, steps=3), "at least one path"),
+        (lambda: mc.measure_curvature({"line": line}, [float("nan")], data, top=1, steps=3), "must lie in"),
+        (lambda: mc.measure_curvature({"line": line}, [1.5], data, top=1, steps=3), "must lie in"),
+        (lambda: mc.measure_curvature({"line": line}, [0.5], data, top=0, steps=3), "must be >= 1"),
+        (lambda: mc.measure_curvature({"line": line}, [0.5], data, trace=True, probes=0), "probes"),
+        (lambda: mc.measure_simplex(line, data, samples=2), "measures a Simplex"),
+        (lambda: mc.subspace_metrics(net, data), "measures a trained Curve or Simplex"),
+        (lambda: mc.find_records(tmp_path / "nowhere", "plane"), "is not a folder"),
+        (lambda: mc.read_record(tmp_path / "nowhere.json"), "does not exist"),
+    ]
+    for call, message in cases:
+        with pytest.raises(mc.ModeconnError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)

@@ -113,7 +113,8 @@ def test_run_json_is_checked_before_it_is_written(tmp_path):
     info = write_run(tmp_path, raw)
     assert info.kind == "network" and read_run(tmp_path).raw == raw
     for broken in ({**raw, "kind": "plane"}, {k: v for k, v in raw.items() if k != "dataset"},
-                   {**raw, "config": {**raw["config"], "wd": "none"}}):
+                   {**raw, "config": {**raw["config"], "wd": "none"}}, {**raw, "seed": "one"},
+                   {**raw, "test_err": "abc"}, {**raw, "made_with": [1]}, {**raw, "epochs_trained": -3}):
         with pytest.raises(ModeconnError):
             write_run(tmp_path / "other", broken)
         assert not (tmp_path / "other" / "run.json").exists()
@@ -123,3 +124,14 @@ def test_read_record_refuses_a_file_modeconn_does_not_write(tmp_path):
     (tmp_path / "notes.json").write_text("{}")
     with pytest.raises(ModeconnError, match="is not a file modeconn writes: pass run.json or one of"):
         read_record(tmp_path / "notes.json")
+
+
+@pytest.mark.parametrize("edit", [lambda o: o.pop("t"), lambda o: o.update(t="abc"),
+                                  lambda o: o["curve"].update(test_err=["x", "y", "z"]),
+                                  lambda o: o["line"].update(test_err=[0.1]), lambda o: o["t"].__setitem__(0, None)])
+def test_a_hand_edited_path_evaluation_is_refused(edit, tmp_path):
+    obj = json.loads((FIXTURES / "ab" / "curve_eval.json").read_text())
+    edit(obj)
+    (tmp_path / "curve_eval.json").write_text(json.dumps(obj))
+    with pytest.raises(ModeconnError, match="is not a curve or line evaluation"):
+        read_record(tmp_path / "curve_eval.json")

@@ -35,6 +35,8 @@ def find_records(root, kind: str) -> list[tuple[Path, RunInfo | Record]]:
     run kind, or the result files of that kind, each read and checked. Raises ModeconnError for an unknown kind
     or a file that is not the record its name says (one line, naming the file)."""
     root = Path(root)
+    if not root.is_dir():
+        raise ModeconnError(f"{root} is not a folder: pass the folder that holds the results")
     if kind in RUN_KINDS:
         runs = [(path, read_run(path)) for path in sorted(root.rglob("run.json"))]
         return [(path, info) for path, info in runs if info.kind == kind]
@@ -48,6 +50,9 @@ def read_record(path) -> RunInfo | Record:
     """The record in one file, by the file's name: a run.json (RunInfo) or a result file (plane.json, ...).
     Raises ModeconnError (one line) for a file that is neither, or not the record its name says."""
     path = Path(path)
+    if not path.is_file():
+        raise ModeconnError(f"{path} {'is a folder' if path.is_dir() else 'does not exist'}: pass one file modeconn "
+                            "wrote (run.json, curve_eval.json, ...); find_records(folder, kind) searches a folder")
     if path.name == "run.json":
         return read_run(path)
     for cls in RESULTS.values():

@@ -9,8 +9,7 @@ from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..storage.files import atomic_write
 from ..storage.runfolder import ModelSpec
-from ..training.budget import BudgetResult, budget_markdown, compare_budgets, comparison_so_far
-from ..training.schedule import check_cycle
+from ..training.budget import BudgetResult, budget_markdown, check_budget, compare_budgets, comparison_so_far
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import RunFolder, training_config
@@ -64,10 +63,7 @@ def budget(o: BudgetOptions) -> BudgetResult:
         raise ModeconnError("--volume-weight sets ESPRO's simplexes: use it with --method espro")
     volume_weight = (SPRO_VOLUME_WEIGHT if o.volume_weight is None
                      else validate.nonnegative_float("--volume-weight", o.volume_weight))
-    check_cycle(cycle)
-    if cfg.epochs < 5 or round(0.2 * cfg.epochs) < cycle // 2:
-        raise ModeconnError(f"--epochs {cfg.epochs} leaves 0.2B = {0.2 * cfg.epochs:g} epochs for FGE, less than one "
-                            f"snapshot with --cycle {cycle}; raise --epochs or shorten --cycle")
+    check_budget(cfg.epochs, cycle)  # at the door, before the data is loaded
     data_dir = validate.data_dir(o.data_dir)
     folder = RunFolder(o.out, None)  # a folder in use is refused as that
     dev = folder.join(o.device)

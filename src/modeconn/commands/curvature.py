@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 from torch import nn
 
 from ..errors import ModeconnError
 from ..evaluation.along import line_between
-from ..evaluation.curvature import CurvatureResult, curvature_store, measure_curvature
+from ..evaluation.curvature import CurvatureResult, measure_curvature
 from ..reporting.plots import plot_curvature
 from ..storage.runfolder import describe_endpoints, load_curve, load_endpoints, read_run
 from . import validate
@@ -89,13 +88,11 @@ def curvature(o: CurvatureOptions) -> CurvatureResult:
     config = {"top": top, "trace": o.trace, "probes": probes if o.trace else None, "steps": steps, "seed": seed,
               **settings.__dict__}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
-    store = partial(curvature_store, fingerprint=fingerprint, n=len(paths) * len(ts), top=top, force=o.force)
-    with folder.claim(check=lambda out: store(out).load()) as out_dir:
+    with folder.claim() as out_dir:  # measure_curvature refuses a partial store of other settings before it writes
         result = measure_curvature(paths, ts, data, settings, top=top, trace=o.trace, probes=probes, steps=steps,
                                    seed=seed, store=out_dir, fingerprint=fingerprint, force=o.force,
                                    progress=o.progress, speed=o.speed)
         result.run = str(run)
         plot_curvature(result.to_json(), out_dir / "curvature.png")
         result.write(out_dir)
-        store(out_dir).finish()
     return result

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.pointwise import metrics_store
-from ..evaluation.simplex_eval import PARTIAL, SimplexEval, measure_simplex
+from ..evaluation.simplex_eval import SimplexEval, measure_simplex
 from ..reporting.plots import plot_triangle
 from ..storage.runfolder import load_simplex, read_simplex_run
 from . import validate
@@ -46,8 +44,7 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
     fingerprint = json.dumps({"run": str(Path(o.run).resolve()), "samples": samples, "seed": seed,
                               "bn_samples": settings.bn_samples, "train_samples": settings.train_samples},
                              sort_keys=True)
-    store = partial(metrics_store, name=PARTIAL, fingerprint=fingerprint, n=samples, force=o.force)
-    with folder.claim(check=lambda out: store(out).load()) as out:
+    with folder.claim() as out:  # measure_simplex refuses a partial store of other settings before it writes
         result = measure_simplex(shape, data, settings, samples, seed, store=out, fingerprint=fingerprint,
                                  force=o.force, progress=o.progress, speed=o.speed)
         result.run = str(o.run)
@@ -55,7 +52,6 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
             plot_triangle(np.array(result.weights), np.array(result.metrics["test_err"]), _vertex_errors(info),
                           out / "simplex_eval.png")
         result.write(out)
-        store(out).finish()
     return result
 
 

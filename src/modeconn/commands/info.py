@@ -51,7 +51,8 @@ def info(o: InfoOptions) -> dict:
         kinds = results_in(path)
         if not kinds:
             raise ModeconnError(f"{path} is not a run folder (it holds no run.json) and holds no result modeconn "
-                                "wrote: pass a network, curve or simplex run, or a folder of results")
+                                "wrote: pass a network, curve or simplex run, a folder of results or one result "
+                                "file (`modeconn report` describes a folder of runs)")
         return _record(None, {kind: RESULTS[kind].read(path).describe() for kind in kinds})
     run = read_run(path)
     made = run.raw.get("made_with")

@@ -12,8 +12,7 @@ from ..core.directions import pca_directions
 from ..core.flat import check_same_architecture, parameters_vector
 from ..data import Dataset
 from ..errors import ModeconnError
-from ..evaluation.landscape import PARTIAL, LandscapeResult, measure_slice, slice_directions
-from ..evaluation.pointwise import metrics_store
+from ..evaluation.landscape import LandscapeResult, measure_slice, slice_directions
 from ..reporting.plots import plot_landscape
 from ..storage.files import save_tensors
 from ..storage.runfolder import (
@@ -150,8 +149,7 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
-    points = grid ** dims
-    with folder.claim(check=lambda out: metrics_store(out, PARTIAL, fingerprint, points, force).load()) as out_dir:
+    with folder.claim() as out_dir:  # measure_slice refuses a partial slice of other settings before it writes
         record = {"centre": centre.source, "dims": dims, "directions": directions,
                   **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {})}
         result = measure_slice(centre.model, centre.data, dirs, half, grid, settings, chunk=chunk, store=out_dir,
@@ -162,5 +160,4 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
         save_tensors(out_dir / "directions.safetensors", {"centre": weights.cpu(), "directions": dirs.cpu()})
         plot_landscape(result, out_dir / "landscape.png")
         result.write(out_dir)
-        metrics_store(out_dir, PARTIAL, fingerprint, points, force).finish()
     return result

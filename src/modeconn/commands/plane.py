@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -11,13 +10,11 @@ from ..core.flat import parameters_vector
 from ..core.plane import grid_axes
 from ..errors import ModeconnError
 from ..evaluation.plane_grid import (
-    PARTIAL,
     PlaneResult,
     measure_plane,
     plane_fingerprint,
     plane_grid,
 )
-from ..evaluation.pointwise import metrics_store
 from ..reporting.plots import plot_plane
 from ..storage.runfolder import (
     describe_endpoints,
@@ -107,8 +104,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
         outside = int((plane.basis.barycentric(plane.coords, plane.anchors_xy) < -1e-12).any(1).sum())
         record["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
                             "from the three anchors', a target std below zero clamped to zero"}
-    store = partial(metrics_store, name=PARTIAL, fingerprint=fingerprint, n=grid * grid, force=o.force)
-    with folder.claim(check=lambda out: store(out).load()) as out:
+    with folder.claim() as out:  # measure_plane refuses a partial grid of other settings before it writes
         points_at = (repaired_plane(plane.basis, plane.anchors_xy, anchor_nets, settings.bn_batches(data))
                      if o.repair else None)
         result = measure_plane(plane, template, data, settings, curve=path, points_at=points_at, chunk=chunk,
@@ -116,5 +112,4 @@ def plane(o: PlaneOptions) -> PlaneResult:
                                speed=o.speed, repair=o.repair, record=record)
         plot_plane(result, out / "plane.png")
         result.write(out)
-        store(out).finish()
     return result

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,14 +56,34 @@ class PathEval(Record):
     def from_json(cls, obj, source: str):
         if cls is PathEval:  # either file: the record's class follows what it holds
             cls = CurveEval if isinstance(obj, dict) and obj.get("curve") is not None else LineEval
+        def broken(what: str) -> ModeconnError:
+            return ModeconnError(f"{source} is not a curve or line evaluation ({what}); rerun eval-curve or "
+                                 "eval-line")
+
+        if not isinstance(obj, dict):
+            raise broken(f"it holds a {type(obj).__name__}, not an object")
+        missing = [k for k in ("t", "settings", "line", "summary") if k not in obj]
+        if missing:
+            raise broken(f"no {', '.join(missing)}")
+        t = obj["t"]
+        if not isinstance(t, list) or len(t) < 2 or not all(_finite(x) for x in t):
+            raise broken("t must list at least two finite numbers")
+        for path in ("line", "curve"):
+            arrays = obj.get(path)
+            if arrays is None and path == "curve":
+                continue
+            if not isinstance(arrays, dict) or any(
+                    not isinstance(v, list) or len(v) != len(t) or not all(_finite(x) for x in v)
+                    for v in arrays.values()) or "test_err" not in arrays:
+                raise broken(f"{path} must map each metric to {len(t)} finite numbers, one per t")
         try:
-            result = cls(**{f.name: obj.get(f.name) for f in fields(cls)})
+            given: dict[str, Any] = {f.name: obj.get(f.name) for f in fields(cls)}
+            result = cls(**given)
             for path in result.paths():
-                result.stat(path, "test_err", "max"), result.values(path, "test_err")[0]
+                result.stat(path, "test_err", "max")
             result.summary["length"], result.summary["barriers"]
         except (AttributeError, TypeError, KeyError, IndexError) as exc:
-            raise ModeconnError(f"{source} is not a curve or line evaluation (missing or malformed {exc}); "
-                                "rerun eval-curve or eval-line") from None
+            raise broken(f"its summary lacks {exc}") from None
         if (result.curve is None) != (cls is LineEval):
             raise ModeconnError(f"{source} holds {'no' if result.curve is None else 'a'} curve, so it is not a "
                                 f"{cls.kind} file; rerun {'eval-curve' if cls is CurveEval else 'eval-line'}")
@@ -96,6 +117,10 @@ class LineEval(PathEval):
         return (f"line: test error max {self.stat('line', 'test_err', 'max'):.4f}, test-error barrier "
                 f"{self.stat('line', 'test_err', 'barrier'):.4f}, train-loss barrier "
                 f"{self.stat('line', 'train_loss', 'barrier'):.4f}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
 def barrier(values, t) -> float:

@@ -22,7 +22,7 @@ from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
-from ..storage.partial import PartialStore
+from ..storage.partial import PartialStore, fingerprint_of
 from ..storage.record import Record
 from .evaluate import has_batchnorm, recompute_bn
 from .pointwise import EvalSettings
@@ -282,15 +282,24 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
     written. Under torchrun each rank measures whole points, a round of one per rank, exactly as one process.
     Raises ModeconnError for a network path with t other than [0.0], or top > steps.
     """
+    if not paths or not list(t):
+        raise ModeconnError(f"measure_curvature needs at least one path and one t, got {len(paths)} and {list(t)}")
+    if any(not (0.0 <= float(x) <= 1.0) for x in t):  # also refuses NaN
+        raise ModeconnError(f"{param('t')} must lie in [0, 1] (a path runs from t = 0 to t = 1), got {list(t)}")
     if any(not isinstance(p, Curve) for p in paths.values()) and list(t) != [0.0]:
         raise ModeconnError(f"a network is measured at itself: pass {param('t')} = [0.0] with it, got {list(t)}")
+    if top < 1 or steps < 1 or (trace and probes < 3):
+        raise ModeconnError(f"{param('top')} and {param('steps')} must be >= 1 and {param('probes')} >= 3 with a "
+                            f"trace (Hutch++: a sketch, its trace, residual probes); got {top}, {steps}, {probes}")
     if top > steps:
         raise ModeconnError(f"{param('top')} {top} needs {param('steps')} >= {top}: Lanczos finds at most one "
                             "eigenvalue per step")
     settings = settings or EvalSettings()
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
     names, ts = list(paths), [float(x) for x in t]
-    partial = curvature_store(store, fingerprint, len(names) * len(ts), top, force)
+    partial = curvature_store(store, fingerprint_of(fingerprint, paths=names, t=ts, top=top, trace=trace,
+                                                    probes=probes, steps=steps, seed=seed, settings=settings.__dict__),
+                              len(names) * len(ts), top, force)
     done, values = partial.load()
     todo = np.flatnonzero(~done).tolist()
     bar = tqdm(total=len(done), initial=int(done.sum()), desc="curvature", disable=not progress, dynamic_ncols=True)
@@ -309,6 +318,7 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
         partial.save(done, values)
         bar.update(len(block))
     bar.close()
+    partial.finish()  # done: a later call measures afresh
     rows = [_from_row(row).to_dict() for row in values["row"].tolist()]
     first = next(iter(paths.values()))
     bn = has_batchnorm(first.net if isinstance(first, Curve) else first)  # the template, not a new point

@@ -14,6 +14,7 @@ from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
+from ..storage.partial import fingerprint_of
 from ..storage.record import Record
 from .evaluate import batchnorm_note
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
@@ -131,8 +132,11 @@ def measure_slice(model: nn.Module, data: Dataset, directions: torch.Tensor, hal
     axes = slice_axes(dims, grid, list(half_widths))
     coords = slice_coords(axes)
     evaluator = PointEvaluator(model, data, settings, chunk=chunk, speed=speed)
-    values = measure_points(coords, Slice(weights, directions).points, evaluator,
-                            metrics_store(store, PARTIAL, fingerprint, len(coords), force), progress)
+    rows = metrics_store(store, PARTIAL, fingerprint_of(fingerprint, grid=grid, half_widths=list(half_widths),
+                                                        norms=[round(float(d.double().norm()), 6) for d in directions],
+                                                        settings=settings.__dict__), len(coords), force)
+    values = measure_points(coords, Slice(weights, directions).points, evaluator, rows, progress)
+    rows.finish()  # done: a later call measures afresh
     summary = {**(record or {}),
                # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
                "settings": {**{k: v for k, v in settings.__dict__.items() if k != "seed"}, "grid": grid,

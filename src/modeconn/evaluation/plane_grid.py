@@ -17,6 +17,7 @@ from ..data.datasets import Dataset
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
+from ..storage.partial import fingerprint_of
 from ..storage.record import Record
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
 
@@ -140,8 +141,10 @@ def measure_plane(plane: PlaneGrid, template: nn.Module, data: Dataset, settings
     settings = settings or EvalSettings()
     evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
     coords = plane.coords
-    values = measure_points(coords, points_at or plane.basis.points, evaluator,
-                            metrics_store(store, PARTIAL, fingerprint, len(coords), force), progress)
+    rows = metrics_store(store, PARTIAL, fingerprint_of(fingerprint, grid=plane.grid, margin=plane.margin,
+                                                        repair=repair, settings=settings.__dict__), len(coords), force)
+    values = measure_points(coords, points_at or plane.basis.points, evaluator, rows, progress)
+    rows.finish()  # done: a later call measures afresh
     basis = plane.basis
     summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
                "settings": {"grid": plane.grid, "margin": plane.margin, "chunk": chunk, "repair": repair,

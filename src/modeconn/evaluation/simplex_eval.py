@@ -11,6 +11,7 @@ from ..core.simplex import Simplex
 from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
+from ..storage.partial import fingerprint_of
 from ..storage.record import Record
 from .evaluate import batchnorm_note
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
@@ -80,6 +81,9 @@ def measure_simplex(simplex: Simplex, data: Dataset, settings: EvalSettings | No
     measures only the missing ones; without it nothing is written. Under torchrun each rank measures whole
     points. Raises ModeconnError for samples < 1.
     """
+    if not isinstance(simplex, Simplex):
+        raise ModeconnError(f"measure_simplex measures a Simplex (a simplex run, or mc.Simplex), got "
+                            f"{type(simplex).__name__}; for a curve use eval_path")
     if samples < 1:
         raise ModeconnError(f"{param('samples')} must be >= 1, got {samples}")
     settings = settings or EvalSettings()
@@ -87,7 +91,10 @@ def measure_simplex(simplex: Simplex, data: Dataset, settings: EvalSettings | No
     weights = np.array([simplex.sample_weights(gen) for _ in range(samples)])
     vertices = simplex.control_points().detach()
     evaluator = PointEvaluator(simplex.control_model(0), data, settings, speed=speed)
+    rows = metrics_store(store, PARTIAL, fingerprint_of(fingerprint, samples=samples, seed=seed,
+                                                        settings=settings.__dict__), samples, force)
     values = measure_points(weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
-                            @ vertices, evaluator, metrics_store(store, PARTIAL, fingerprint, samples, force), progress)
+                            @ vertices, evaluator, rows, progress)
+    rows.finish()  # done: a later call measures afresh
     return SimplexEval("", samples, seed, settings.__dict__, batchnorm_note(simplex.net), weights.tolist(),
                        {m: values[m].tolist() for m in METRICS}, {m: distribution(values[m]) for m in METRICS})

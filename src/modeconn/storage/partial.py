@@ -8,6 +8,7 @@ a sharded run resumes from the same file as a single process.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,13 @@ import numpy as np
 
 from ..errors import ModeconnError, param
 from .files import load_npz, remove_file, save_npz
+
+
+def fingerprint_of(caller: str, **settings) -> str:
+    """The fingerprint a store is kept under: the caller's (what identifies the measurement to it: the runs, a
+    seed) and every setting the analysis itself was given, so a rerun with other settings is refused rather
+    than handed the old rows."""
+    return json.dumps({"caller": caller, **settings}, sort_keys=True, default=str)
 
 
 @dataclass
@@ -35,6 +43,11 @@ class PartialStore:
     columns: dict[str, tuple[int, ...]]
     force: bool = False
     check: Callable[[np.ndarray, dict[str, np.ndarray]], bool] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.folder is not None and Path(self.folder).exists() and not Path(self.folder).is_dir():
+            raise ModeconnError(f"{self.folder} is a file: {param('store', 'out')} must be a folder (or one to "
+                                "create) to keep the measured points in")
 
     @property
     def path(self) -> Path | None:

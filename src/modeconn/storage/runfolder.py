@@ -152,6 +152,11 @@ def _parse_run(raw, path: Path) -> RunInfo:
                      _field(model, "kwargs", dict, path, "model.", optional=True) or {})
     config = _field(raw, "config", dict, path)
     wd = _field(config, "wd", float, path, "config.")
+    for key, types in (("seed", int), ("epochs_trained", int), ("made_with", dict), ("test_err", float),
+                       ("test_loss", float), ("train_err", float), ("train_loss", float)):
+        value = _field(raw, key, types, path, optional=True)  # optional, but of its type where present
+        if types is int and value is not None and value < 0:
+            raise ModeconnError(f"{path}: field {key!r} must be >= 0, got {value}; rerun the command that wrote it")
     data_dir = raw.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ModeconnError(f"{path}: field 'data_dir' must be a string or null, got {type(data_dir).__name__}")

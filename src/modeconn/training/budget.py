@@ -27,6 +27,7 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.record import Record
 from .fge import FGEConfig, fast_geometric_ensemble
+from .schedule import check_cycle
 from .spro import SPRO_LR, first_stage, grow_simplex
 from .train import SPRO_VOLUME_WEIGHT, train_network
 
@@ -102,7 +103,13 @@ def compare_budgets(make_model, data: Dataset, train_cfg: TrainConfig, cycle: in
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ModeconnError(f"{param('seeds')} must list distinct seeds, got {seeds}")
-    state = comparison_so_far(store, settings or {})
+    check_budget(train_cfg.epochs, cycle)
+    if store is not None and Path(store).exists() and not Path(store).is_dir():
+        raise ModeconnError(f"{store} is a file: {param('store', 'out')} must be a folder (or one to create)")
+    # what a stored comparison must have been made with: the comparison's own settings, and the caller's
+    own = {"B": train_cfg.epochs, "cycle": cycle, "lr1": lr1, "lr2": lr2, "train": train_cfg.to_dict(),
+           **({"method": "espro", "volume_weight": volume_weight} if espro else {})}
+    state = comparison_so_far(store, {**own, **(settings or {})})
     for seed in seeds:
         if str(seed) in state.per_seed:
             continue
@@ -114,6 +121,16 @@ def compare_budgets(make_model, data: Dataset, train_cfg: TrainConfig, cycle: in
     if store is not None:
         state.write(store)
     return state
+
+
+def check_budget(epochs: int, cycle: int) -> None:
+    """Refuse a budget B = `epochs` that leaves FGE (from 0.8B) less than one snapshot with cycles of `cycle`
+    epochs, or a cycle that is not an even number of epochs."""
+    check_cycle(cycle)
+    if epochs < 5 or round(0.2 * epochs) < cycle // 2:
+        raise ModeconnError(f"{param('epochs')} {epochs} leaves 0.2B = {0.2 * epochs:g} epochs for FGE, less than "
+                            f"one snapshot with {param('cycle')} {cycle}; raise {param('epochs')} or shorten "
+                            f"{param('cycle')}")
 
 
 def comparison_so_far(store: Path | None, settings: dict) -> BudgetResult:

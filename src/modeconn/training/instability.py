@@ -18,7 +18,7 @@ from ..evaluation.along import LineEval, PathEval, eval_path
 from ..evaluation.pointwise import EvalSettings
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
-from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, save_checkpoint
+from ..storage.checkpoint import Checkpoint, check_settings, load_checkpoint, optimizer_tensors, save_checkpoint
 from ..storage.files import load_state_into, load_tensors, make_dir, remove_file, save_tensors
 from ..storage.record import Record
 from ..storage.runfolder import CHECKPOINT
@@ -121,7 +121,11 @@ def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg
     if points < 2:
         raise ModeconnError(f"{param('points')} must be >= 2 (t = 0 and t = 1 at least), got {points}")
     settings = settings or EvalSettings(wd=cfg.wd)
-    checks = resume_settings if resume_settings is not None else {}
+    # what a resumed store must have been started with: the analysis's own settings, and the caller's
+    checks = {"config": cfg.to_dict(), "spawn": ks, "points": points, "same_order": same_order,
+              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples, **(resume_settings or {})}
+    if store is not None:
+        _check_store(Path(store), ks, checks)
     with tempfile.TemporaryDirectory(prefix="modeconn-instability-") if store is None else _kept(store) as root:
         root = Path(root)
         _train_parent(root, make_model, data, cfg, ks, checks, progress, speed)
@@ -134,6 +138,16 @@ def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg
         rows = [_measure(root, k, make_model, data, points, settings, store is not None, progress, speed)
                 for k in ks]
     return InstabilityResult(data.name, "", cfg.to_dict(), ks, points, same_order, rows, settings.__dict__)
+
+
+def _check_store(store: Path, ks: list[int], checks: dict) -> None:
+    """Refuse a store that is a file, or one a run with other settings left (its parent's checkpoint or kept
+    states say what it was started with), before anything is trained or written."""
+    if store.exists() and not store.is_dir():
+        raise ModeconnError(f"{store} is a file: {param('store', 'out')} must be a folder (or one to create)")
+    for path in [store / CHECKPOINT, *(spawn_file(store, k) for k in ks)]:
+        if path.exists():
+            check_settings(path, checks)
 
 
 class _kept:

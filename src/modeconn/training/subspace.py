@@ -17,6 +17,7 @@ from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
+from ..errors import ModeconnError
 from ..evaluation.evaluate import metrics_with_bn, recompute_bn, split_metrics
 from ..runtime.speed import EAGER, Speed
 from .train import Checkpointing, Hooks, fit
@@ -102,6 +103,9 @@ def subspace_metrics(span: Curve | Simplex, data: Dataset, speed: Speed = EAGER)
     midpoint's train/test loss and error (BN recomputed; "vertex0", ..., "midpoint"), "squared_cosine": the
     spread term between the vertices' weight matrices, "distances": (K, K) Euclidean distances between
     vertices}."""
+    if not isinstance(span, (Curve, Simplex)):
+        raise ModeconnError(f"subspace_metrics measures a trained Curve or Simplex (train_subspace's), got "
+                            f"{type(span).__name__}")
     middle = 0.5 if isinstance(span, Curve) else span.centroid()
     mid = span.model_at(middle)
     recompute_bn(mid, data.train_batches(500, shuffle=False), speed)
