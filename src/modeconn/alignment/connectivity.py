@@ -37,6 +37,8 @@ class PathsResult(Record):
 
     kind = "paths"
     file = "paths.json"
+    what = "a connectivity result"
+    made_by = "connectivity"
 
     def paths(self) -> list[str]:
         return list(self.arrays)
@@ -53,13 +55,10 @@ class PathsResult(Record):
 
     @classmethod
     def from_json(cls, obj, source: str) -> PathsResult:
-        try:
+        with cls.parsing(source):
             result = cls(**{f.name: obj[f.name] for f in fields(cls)})
             for path in result.paths():
                 result.stat(path, "test_err", "mean_barrier"), result.values(path, "test_err")[0]
-        except (TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise ModeconnError(f"{source} is not a connectivity result (missing or malformed {exc}); "
-                                "rerun `modeconn connectivity`") from None
         return result
 
     def describe(self) -> str:

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import load_dataset
-from ..errors import ModeconnError
 from ..evaluation.along import LineEval
 from ..recipes import recipe_for
 from ..reporting.plots import plot_along, plot_instability
 from ..storage.runfolder import ModelSpec
-from ..training.instability import InstabilityResult, instability_analysis
+from ..training.instability import InstabilityResult, check_spawn, instability_analysis
 from . import validate
 from .common import RunFolder, eval_settings, network_info, save_network_run, training_config
 from .options import REQUIRED, TrainingOptions, option
@@ -53,14 +52,8 @@ def instability(o: InstabilityOptions) -> InstabilityResult:
     recipe = recipe_for(o.dataset)
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
     cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
-    ks = sorted({validate.nonnegative_int("--spawn", k) for k in o.spawn})
-    if not ks:
-        raise ModeconnError("--spawn needs at least one epoch")
-    if ks[-1] >= cfg.epochs:
-        raise ModeconnError(f"--spawn {ks[-1]} is not before --epochs {cfg.epochs}: copies spawned there would "
-                            "train for no epochs; spawn at epochs 0.." + str(cfg.epochs - 1))
-    if validate.positive_int("--points", o.points) < 2:
-        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {o.points}")
+    ks = check_spawn([validate.nonnegative_int("--spawn", k) for k in o.spawn], cfg.epochs,
+                     validate.positive_int("--points", o.points))
     settings_eval = eval_settings(cfg.wd, 1000, o.bn_samples, o.train_samples)
     data_dir = validate.data_dir(o.data_dir)
     settings = {"dataset": o.dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": o.points,
@@ -76,7 +69,8 @@ def instability(o: InstabilityOptions) -> InstabilityResult:
 
     with folder.claim() as out:
         result = instability_analysis(lambda: spec.build(data).to(dev), data, cfg, ks, o.points, settings_eval,
-                                      same_order=o.same_order, store=out, resume_settings=settings,
+                                      same_order=o.same_order, store=out,
+                                      resume_settings={"dataset": o.dataset, "model": spec.name},
                                       save_copy=save_copy, progress=o.progress, speed=o.speed)
         result.dataset, result.model = o.dataset, spec.name
         for k in ks:  # each line's figure beside its record

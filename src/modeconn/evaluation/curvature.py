@@ -183,6 +183,8 @@ class CurvatureResult(Record):
 
     kind = "curvature"
     file = "curvature.json"
+    what = "a curvature result"
+    made_by = "curvature"
 
     def to_json(self) -> dict:
         return {"run": self.run, "kind": self.run_kind, "t": self.t, "paths": self.paths, "settings": self.settings,
@@ -190,15 +192,12 @@ class CurvatureResult(Record):
 
     @classmethod
     def from_json(cls, obj, source: str) -> CurvatureResult:
-        try:
+        with cls.parsing(source):
             result = cls(obj["run"], obj["kind"], obj["t"], obj["paths"], obj["settings"], obj["hessian"],
                          obj["batchnorm"])
             for rows in result.paths.values():
                 if len(rows) != len(result.t) or any(not isinstance(r["eigenvalues"], list) for r in rows):
                     raise ValueError("a path's rows do not match t")
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise ModeconnError(f"{source} is not a curvature result (missing or malformed {exc}); rerun "
-                                "`modeconn curvature`") from None
         return result
 
     def describe(self) -> str:

@@ -112,6 +112,8 @@ class SpanEnsemble(Record):
 
     kind = "ensemble"
     file = "ensemble.json"
+    what = "an ensemble result"
+    made_by = "ensemble"
 
     def to_json(self) -> dict:
         where = {k: getattr(self, k) for k in ("curve", "simplex", "seed") if getattr(self, k) is not None}
@@ -120,15 +122,12 @@ class SpanEnsemble(Record):
 
     @classmethod
     def from_json(cls, obj, source: str) -> SpanEnsemble:
-        try:
+        with cls.parsing(source):
             metrics = EnsembleMetrics(**{k: float(obj["ensemble"][k]) for k in ("err", "nll", "ece")})
             members = obj["members"]
             if not isinstance(members, list):
                 raise TypeError("members is not a list")
             return cls(members, metrics, **{k: obj.get(k) for k in ("curve", "simplex", "seed", "out")})
-        except (TypeError, KeyError, ValueError) as exc:
-            raise ModeconnError(f"{source} is not an ensemble result (missing or malformed {exc}); rerun "
-                                "`modeconn ensemble`") from None
 
     def describe(self) -> str:
         e = self.ensemble

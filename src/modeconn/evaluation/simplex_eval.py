@@ -43,6 +43,8 @@ class SimplexEval(Record):
 
     kind = "simplex_eval"
     file = "simplex_eval.json"
+    what = "a simplex evaluation"
+    made_by = "eval-simplex"
 
     def to_json(self) -> dict:  # the metrics lie at the top level, as the first release wrote them
         return {"run": self.run, "samples": self.samples, "seed": self.seed, "settings": self.settings,
@@ -50,7 +52,7 @@ class SimplexEval(Record):
 
     @classmethod
     def from_json(cls, obj, source: str) -> SimplexEval:
-        try:
+        with cls.parsing(source):
             result = cls(obj["run"], obj["samples"], obj["seed"], obj["settings"], obj["batchnorm"], obj["weights"],
                          {m: obj[m] for m in METRICS}, obj["summary"])
             rows: list[list] = [result.weights, *result.metrics.values()]
@@ -58,9 +60,6 @@ class SimplexEval(Record):
                 raise ValueError("weights or metrics do not hold `samples` rows")
             for m in METRICS:
                 result.summary[m]["mean"], result.summary[m]["q95"]
-        except (TypeError, KeyError, ValueError) as exc:
-            raise ModeconnError(f"{source} is not a simplex evaluation (missing or malformed {exc}); rerun "
-                                "`modeconn eval-simplex`") from None
         return result
 
     def describe(self) -> str:

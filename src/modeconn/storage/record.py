@@ -9,9 +9,12 @@ already the field of the JSON files that holds the per-path figures.)
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from ..errors import ModeconnError
 from .files import read_json, write_json
 
 R = TypeVar("R", bound="Record")
@@ -23,6 +26,20 @@ class Record:
 
     kind: ClassVar[str]
     file: ClassVar[str]  # the file that holds the record; written last, so its presence means complete
+    what: ClassVar[str] = "a modeconn result"  # how a refusal names the record: "a curvature result"
+    made_by: ClassVar[str] = ""  # the command that writes it, named in a refusal: "curvature"
+
+    @classmethod
+    @contextmanager
+    def parsing(cls, source: str) -> Iterator[None]:
+        """Wrap `from_json`'s reading of a decoded object: a missing key or a value of the wrong type or shape
+        (KeyError, TypeError, ValueError, IndexError, AttributeError) becomes one ModeconnError line naming
+        `source`, what was malformed and the command that writes the record."""
+        try:
+            yield
+        except (TypeError, KeyError, ValueError, IndexError, AttributeError) as exc:
+            rerun = f"; rerun `modeconn {cls.made_by}`" if cls.made_by else ""
+            raise ModeconnError(f"{source} is not {cls.what} (missing or malformed {exc}){rerun}") from None
 
     def to_json(self) -> dict:
         raise NotImplementedError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class InstabilityResult(Record):
 
     kind = "instability"
     file = "instability.json"
+    what = "an instability result"
+    made_by = "instability"
 
     @property
     def first_stable_spawn(self) -> int | None:
@@ -59,16 +62,13 @@ class InstabilityResult(Record):
 
     @classmethod
     def from_json(cls, obj, source: str) -> InstabilityResult:
-        try:
+        with cls.parsing(source):
             result = cls(obj["dataset"], obj["model"], obj["config"], obj["spawn"], obj["points"], obj["same_order"],
                          obj["per_spawn"], obj["settings"], obj["stable_below"])
             for row in result.per_spawn:
                 row["spawn"], row["test_err_barrier"], row["train_loss_barrier"], row["stable"]
             if not isinstance(result.config.get("epochs"), int):
                 raise ValueError("config.epochs")
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise ModeconnError(f"{source} is not an instability result (missing or malformed {exc}); rerun "
-                                "`modeconn instability`") from None
         return result
 
     def describe(self) -> str:
@@ -112,21 +112,14 @@ def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg
     parent trains data-parallel, the copies are dealt to the ranks, and the lines are measured sharded.
     Raises ModeconnError for no spawn epoch, one not before cfg.epochs, or points < 2.
     """
-    ks = sorted(set(spawn))
-    if not ks or ks[0] < 0:
-        raise ModeconnError(f"{param('spawn')} needs at least one epoch >= 0, got {spawn}")
-    if ks[-1] >= cfg.epochs:
-        raise ModeconnError(f"{param('spawn')} {ks[-1]} is not before {param('epochs')} {cfg.epochs}: copies "
-                            f"spawned there would train for no epochs; spawn at epochs 0..{cfg.epochs - 1}")
-    if points < 2:
-        raise ModeconnError(f"{param('points')} must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    ks = check_spawn(spawn, cfg.epochs, points)
     settings = settings or EvalSettings(wd=cfg.wd)
     # what a resumed store must have been started with: the analysis's own settings, and the caller's
     checks = {"config": cfg.to_dict(), "spawn": ks, "points": points, "same_order": same_order,
               "bn_samples": settings.bn_samples, "train_samples": settings.train_samples, **(resume_settings or {})}
     if store is not None:
         _check_store(Path(store), ks, checks)
-    with tempfile.TemporaryDirectory(prefix="modeconn-instability-") if store is None else _kept(store) as root:
+    with tempfile.TemporaryDirectory(prefix="modeconn-instability-") if store is None else nullcontext(store) as root:
         root = Path(root)
         _train_parent(root, make_model, data, cfg, ks, checks, progress, speed)
         copies = [(k, i) for k in ks for i in range(2)]
@@ -140,6 +133,20 @@ def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg
     return InstabilityResult(data.name, "", cfg.to_dict(), ks, points, same_order, rows, settings.__dict__)
 
 
+def check_spawn(spawn: list[int], epochs: int, points: int) -> list[int]:
+    """The spawn epochs sorted and without repeats; raises ModeconnError for none, a negative one, one not before
+    `epochs` (its copies would train for no epochs), or fewer than 2 points on a line."""
+    ks = sorted(set(spawn))
+    if not ks or ks[0] < 0:
+        raise ModeconnError(f"{param('spawn')} needs at least one epoch >= 0, got {spawn}")
+    if ks[-1] >= epochs:
+        raise ModeconnError(f"{param('spawn')} {ks[-1]} is not before {param('epochs')} {epochs}: copies "
+                            f"spawned there would train for no epochs; spawn at epochs 0..{epochs - 1}")
+    if points < 2:
+        raise ModeconnError(f"{param('points')} must be >= 2 (t = 0 and t = 1 at least), got {points}")
+    return ks
+
+
 def _check_store(store: Path, ks: list[int], checks: dict) -> None:
     """Refuse a store that is a file, or one a run with other settings left (its parent's checkpoint or kept
     states say what it was started with), before anything is trained or written."""
@@ -148,19 +155,6 @@ def _check_store(store: Path, ks: list[int], checks: dict) -> None:
     for path in [store / CHECKPOINT, *(spawn_file(store, k) for k in ks)]:
         if path.exists():
             check_settings(path, checks)
-
-
-class _kept:
-    """The store itself as the working folder (a context manager, like TemporaryDirectory, that keeps it)."""
-
-    def __init__(self, store: Path):
-        self.store = Path(store)
-
-    def __enter__(self) -> Path:
-        return self.store
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def _train_parent(root: Path, make_model, data: Dataset, cfg: TrainConfig, ks: list[int], settings: dict,
