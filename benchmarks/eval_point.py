@@ -19,7 +19,8 @@ import torch
 
 from modeconn import Curve
 from modeconn.data import Dataset, load_dataset
-from modeconn.evaluation.evaluate import evaluate, has_batchnorm, recompute_bn
+from modeconn.evaluation.batchnorm import has_batchnorm, recompute_bn
+from modeconn.evaluation.evaluate import evaluate
 from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.recipes import RECIPES

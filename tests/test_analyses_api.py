@@ -140,6 +140,11 @@ def test_nonsense_arguments_are_refused_in_one_line(tmp_path):
         (lambda: mc.subspace_metrics(net, data), "measures a trained Curve or Simplex"),
         (lambda: mc.find_records(tmp_path / "nowhere", "plane"), "is not a folder"),
         (lambda: mc.read_record(tmp_path / "nowhere.json"), "does not exist"),
+        (lambda: mc.EvalSettings(wd=float("nan")), "`wd` must be a finite number >= 0"),
+        (lambda: mc.EvalSettings(batch_size=-1), "`batch_size` must be a positive integer"),
+        (lambda: mc.EvalSettings(bn_samples=0), "`bn_samples` must be a positive integer"),
+        (lambda: line.model_at(float("nan")), "t must be a finite number in"),
+        (lambda: line.model_at(2.0), "t must be a finite number in"),
     ]
     for call, message in cases:
         with pytest.raises(mc.ModeconnError, match=message) as err:

@@ -177,8 +177,8 @@ CASES = [
     ("connect --start {a} --end {b} --out {out} --curve spline", "invalid choice: 'spline'"),
     ("connect --start {a} --end {b} --out {a}", "already holds a finished run"),
     # eval-curve
-    ("eval-curve {ab} --out {out} --points 1", "--points must be >= 2"),
-    ("eval-curve {ab} --out {out} --points 0", "--points must be a positive integer"),
+    ("eval-curve {ab} --out {out} --points 1", "--points must be an integer >= 2"),
+    ("eval-curve {ab} --out {out} --points 0", "--points must be an integer >= 2"),
     ("eval-curve {ab} --out {out} --bn-samples -5", "--bn-samples must be a positive integer"),
     ("eval-curve {ab} --out {out} --bn-samples 0", "--bn-samples must be a positive integer"),
     ("eval-curve {ab} --out {out} --train-samples 0", "--train-samples must be a positive integer"),
@@ -194,7 +194,7 @@ CASES = [
     # eval-line
     ("eval-line {a} {fashion_b} --out {out}", "was trained on mnist1d but"),
     ("eval-line {a} {mlp} --out {out}", "different architectures"),
-    ("eval-line {a} {b} --out {out} --points 1", "--points must be >= 2"),
+    ("eval-line {a} {b} --out {out} --points 1", "--points must be an integer >= 2"),
     ("eval-line {a} {missing} --out {out}", "does not exist"),
     ("eval-line {a} {nan} --out {out}", "NaN or infinite"),
     # landscape
@@ -222,7 +222,7 @@ CASES = [
     ("instability --out {out} --spawn 0 50 --epochs 50", "--spawn 50 is not before --epochs 50"),
     ("instability --out {out} --spawn -1", "--spawn must be an integer >= 0"),
     ("instability --out {out} --spawn", "expected at least one argument"),
-    ("instability --out {out} --points 1", "--points must be >= 2"),
+    ("instability --out {out} --points 1", "--points must be an integer >= 2"),
     ("instability --out {out} --dataset nope", "unknown dataset"),
     ("instability --out {out} --epochs 0", "--epochs must be a positive integer"),
     ("instability --out {out} --train-samples 0", "--train-samples must be a positive integer"),
@@ -260,7 +260,7 @@ CASES = [
     ("eval-simplex {a} --seed -1 --out {out}", "--seed must be an integer >= 0"),
     # curvature
     ("curvature {ab} --top 0 --out {out}", "--top must be a positive integer"),
-    ("curvature {ab} --points 1 --out {out}", "--points must be >= 2"),
+    ("curvature {ab} --points 1 --out {out}", "--points must be an integer >= 2"),
     ("curvature {ab} --trace --probes 2 --out {out}", "--probes must be >= 3"),
     ("curvature {ab} --steps 0 --out {out}", "--steps must be a positive integer"),
     ("curvature {ab} --seed -2 --out {out}", "--seed must be an integer >= 0"),
@@ -330,7 +330,7 @@ CASES = [
     ("align --start {ab} --end {b} --out {out}", "is a curve run, not a network"),
     ("align --start {a} --end {b} --out {a}", "already holds a finished run"),
     # connectivity
-    ("connectivity {a} {b} --out {out} --points 1", "--points must be >= 2"),
+    ("connectivity {a} {b} --out {out} --points 1", "--points must be an integer >= 2"),
     ("connectivity {a} {b} --out {out} --curve spline", "invalid choice: 'spline'"),
     ("connectivity {a} {mlp} --out {out}", "different architectures"),
     ("connectivity {a} {b} --out {out} --curve bezier --epochs 0", "--epochs must be a positive integer"),

@@ -188,7 +188,9 @@ def test_help_shows_the_defaults_and_python_shows_the_options(capsys):
 
     with pytest.raises(SystemExit):
         main(["plane", "--help"])
-    assert "(default: 0.2)" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "(default: 0.2)" in shown
+    assert "default: True" not in shown and "default: False" not in shown  # a flag's help says what it does
     assert "grid" in inspect.signature(commands.plane).parameters
 
 
@@ -202,3 +204,15 @@ def test_written_files_get_the_mode_of_any_new_file(tmp_path):
     write_json(tmp_path / "r.json", {})
     (tmp_path / "plain").write_text("")
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("name,advice", [("train", "rerun the same command with --resume to continue"),
+                                         ("plane", "rerun the same command to continue")])
+def test_an_interrupted_command_says_how_to_continue(name, advice, monkeypatch, capsys):
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(COMMANDS, name, dataclasses.replace(COMMANDS[name], run=interrupted))
+    args = {"train": ["train", "--out", "x"], "plane": ["plane", "--curve", "c", "--out", "x"]}[name]
+    assert main(args) == 130
+    assert f"modeconn {name}: interrupted; {advice}" in capsys.readouterr().err

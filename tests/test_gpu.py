@@ -14,7 +14,7 @@ from modeconn.core.curve import Curve
 from modeconn.core.simplex import Simplex
 from modeconn.data import Dataset, load_mnist1d
 from modeconn.data.augment import CropFlip
-from modeconn.evaluation.evaluate import recompute_bn
+from modeconn.evaluation.batchnorm import recompute_bn
 from modeconn.evaluation.pointwise import EvalSettings, PointEvaluator
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed

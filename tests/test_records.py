@@ -91,6 +91,26 @@ def test_the_report_and_info_find_results_by_kind(tmp_path, capsys):
     assert "plane 3x3: train loss" in capsys.readouterr().out
     assert main(["info", str(root / "curvature" / "curvature.json")]) == 0  # one result file
     assert "network t=0.00: top eigenvalues" in capsys.readouterr().out
+    assert main(["info", str(root / "plane" / "plane.npz")]) == 0  # a grid's arrays: read with their JSON
+    assert "plane 3x3: train loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda a: a.update(test_err=a["test_err"][:2]), "test_err has shape (2, 3), not the grid's (3, 3)"),
+    (lambda a: a.update(train_err=a["train_err"] * 5 + 0.5), "train_err holds errors outside"),
+    (lambda a: a["train_loss"].__setitem__((1, 1), np.nan), "train_loss holds NaN"),
+])
+def test_a_damaged_grid_is_refused_by_its_reader_info_and_the_report(damage, message, tmp_path, capsys):
+    shutil.copytree(FIXTURES / "plane", tmp_path / "plane")
+    arrays = dict(np.load(tmp_path / "plane" / "plane.npz"))
+    damage(arrays)
+    np.savez(tmp_path / "plane" / "plane.npz", **arrays)
+    with pytest.raises(ModeconnError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_record(tmp_path / "plane" / "plane.json")
+    assert main(["info", str(tmp_path / "plane")]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2 and not (tmp_path / "report.html").exists()
+    assert message in capsys.readouterr().err
 
 
 def test_a_record_of_another_kind_or_a_broken_one_is_refused_in_one_line(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from modeconn import Curve, ModeconnError, evaluate
 from modeconn.commands import train
 from modeconn.data import load_mnist1d
-from modeconn.evaluation.evaluate import recompute_bn
+from modeconn.evaluation.batchnorm import recompute_bn
 from modeconn.storage.files import load_tensors
 from modeconn.storage.runfolder import load_curve, load_network
 
@@ -140,7 +140,7 @@ def test_pt_endpoint_without_run_json_needs_dataset(tmp_path, mnist1d_runs):
 def test_bn_recompute_is_skipped_for_a_network_without_batchnorm(mnist1d_runs):
     # conv1d has no BatchNorm: the BN pass must be skipped, not silently run.
     curve, _, data = load_curve(mnist1d_runs["ab"])
-    assert recompute_bn(curve.model_at(0.0), data.train_batches(500, shuffle=False)) is False
+    assert recompute_bn(curve.model_at(0.0), data.bn_batches(500)) is False
 
 
 def test_cli_speed_settings_reach_the_run_and_are_recorded(tmp_path):

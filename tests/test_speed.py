@@ -7,7 +7,8 @@ import torch
 from modeconn.core.curve import Curve
 from modeconn.data import Dataset, load_mnist1d
 from modeconn.errors import ModeconnError
-from modeconn.evaluation.evaluate import evaluate, recompute_bn
+from modeconn.evaluation.batchnorm import recompute_bn
+from modeconn.evaluation.evaluate import evaluate
 from modeconn.models import create_model
 from modeconn.runtime.speed import Speed
 from modeconn.training.train import TrainConfig, train_curve, train_network
@@ -55,11 +56,11 @@ def test_channels_last_gives_the_same_metrics_and_training():
     seen = []  # the layout of what the network receives
     hook = nhwc.register_forward_pre_hook(lambda m, i: seen.append(
         i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous()))
-    recompute_bn(nhwc, data.train_batches(128, shuffle=False), nhwc_speed)
+    recompute_bn(nhwc, data.bn_batches(128), nhwc_speed)
     got = evaluate(nhwc, data.test_batches(64), nhwc_speed)
     hook.remove()
     assert seen and all(seen)
-    recompute_bn(plain, data.train_batches(128, shuffle=False))
+    recompute_bn(plain, data.bn_batches(128))
     want = evaluate(plain, data.test_batches(64))
     assert history_nhwc == pytest.approx(history_plain, rel=1e-4)
     # a test loss of 0.04 after an epoch of float32 training in another memory order: measured up to 1.2e-4

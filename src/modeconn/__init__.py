@@ -14,9 +14,10 @@ from .core.simplex import Simplex
 from .data import Dataset, load_dataset
 from .errors import ModeconnError
 from .evaluation.along import eval_path
+from .evaluation.batchnorm import recompute_bn
 from .evaluation.curvature import curvature_at, measure_curvature
 from .evaluation.ensemble import curve_ensemble, simplex_ensemble
-from .evaluation.evaluate import evaluate, metrics_with_bn, recompute_bn
+from .evaluation.evaluate import evaluate, metrics_with_bn
 from .evaluation.landscape import measure_slice, slice_directions
 from .evaluation.plane_grid import measure_plane, plane_grid
 from .evaluation.pointwise import EvalSettings

@@ -34,7 +34,8 @@ def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint) -> No
         return
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     required = default is dataclasses.MISSING
-    shown = default not in (None, False, [], dataclasses.MISSING) and "default" not in meta.get("help", "")
+    shown = (default not in (None, [], dataclasses.MISSING) and not isinstance(default, bool)  # a flag's help says it
+             and "default" not in meta.get("help", ""))
     kwargs: dict = {"help": (meta.get("help") or "") + (f" (default: {_spelled(default)})" if shown else "") or None}
     base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     kind = typing.get_origin(base[0]) or base[0]
@@ -123,7 +124,8 @@ def main(argv=None) -> int:
               "(--batch-size, --points, --grid, --samples, --chunk) or run where there is more memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"modeconn {cmd.name}: interrupted; rerun with --resume where the command offers it", file=sys.stderr)
+        how = " with --resume" if any(f.name == "resume" for f in dataclasses.fields(cmd.options)) else ""
+        print(f"modeconn {cmd.name}: interrupted; rerun the same command{how} to continue", file=sys.stderr)
         return 130
     finally:
         distributed.shutdown()

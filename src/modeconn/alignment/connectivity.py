@@ -13,7 +13,7 @@ from ..core.curve import Curve
 from ..data import Dataset
 from ..errors import ModeconnError
 from ..evaluation.along import chord_lengths, line_between, metrics_along, summarize
-from ..evaluation.evaluate import has_batchnorm
+from ..evaluation.batchnorm import has_batchnorm
 from ..evaluation.pointwise import METRICS, EvalSettings
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record

@@ -17,7 +17,7 @@ from torch import nn
 from ..core.families import FAMILIES
 from ..core.flat import load_parameters_vector, parameters_vector
 from ..errors import ModeconnError, param
-from ..evaluation.evaluate import has_batchnorm
+from ..evaluation.batchnorm import has_batchnorm
 from .matching import _Recorder
 from .spec import permutation_spec, trace
 

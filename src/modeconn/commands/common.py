@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from ..errors import ModeconnError
 from ..evaluation.along import PathEval
 from ..evaluation.evaluate import split_metrics
 from ..evaluation.pointwise import EvalSettings
@@ -54,9 +53,7 @@ def join(device):
 
 def path_points(points) -> int:
     """Points along a path: at least its two ends."""
-    if validate.positive_int("--points", points) < 2:
-        raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
-    return points
+    return validate.int_at_least("--points", points, 2, "t = 0 and t = 1 at least")
 
 
 def write_path_eval(out: Path, result: PathEval, title: str) -> None:

@@ -33,7 +33,7 @@ class ConnectOptions(TrainingOptions):
 
 
 def _summary(run: RunInfo, o: ConnectOptions) -> str:
-    return (f"{o.out}: curve midpoint test error {run.raw['midpoint_test_err']:.4f} (BN recomputed), "
+    return (f"{o.out}: curve midpoint test error {run.raw['midpoint_test_err']:.4f}, "
             f"length {run.raw['length']:.3f} ({run.raw['seconds']:.1f} s)")
 
 

@@ -14,7 +14,7 @@ from ..evaluation.curvature import CurvatureResult, measure_curvature
 from ..reporting.plots import plot_curvature
 from ..storage.runfolder import describe_endpoints, load_curve, load_endpoints, read_run
 from . import validate
-from .common import RunFolder, eval_settings
+from .common import RunFolder, eval_settings, path_points
 from .options import REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -56,9 +56,7 @@ def curvature(o: CurvatureOptions) -> CurvatureResult:
         describe_endpoints([run])
         ts = [0.0]
     else:
-        points = 11 if points is None else points
-        if validate.positive_int("--points", points) < 2:
-            raise ModeconnError(f"--points must be >= 2 (t = 0 and t = 1 at least), got {points}")
+        points = path_points(11 if points is None else points)
         ts = np.linspace(0.0, 1.0, points).tolist()
     top = validate.positive_int("--top", o.top)
     if probes is not None and not o.trace:

@@ -44,6 +44,9 @@ def info(o: InfoOptions) -> dict:
     path = Path(o.run)
     if not str(o.run).strip() or not path.exists():
         raise ModeconnError(f"{o.run!r} does not exist: pass a run folder (network, curve or simplex)")
+    halves = {c.file for c in RESULTS.values()}
+    if path.is_file() and path.suffix == ".npz" and path.with_suffix(".json").name in halves:
+        path = path.with_suffix(".json")  # the arrays of a plane or landscape: described with their JSON half
     if path.is_file() and path.name != "run.json" and path.name in {cls.file for cls in RESULTS.values()}:
         result = read_record(path)  # one result file
         return _record(None, {result.kind: result.describe()})

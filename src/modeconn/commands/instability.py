@@ -19,7 +19,7 @@ from ..reporting.plots import plot_along, plot_instability
 from ..storage.runfolder import ModelSpec
 from ..training.instability import InstabilityResult, check_spawn, instability_analysis
 from . import validate
-from .common import RunFolder, eval_settings, network_info, save_network_run, training_config
+from .common import RunFolder, eval_settings, network_info, path_points, save_network_run, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -53,7 +53,7 @@ def instability(o: InstabilityOptions) -> InstabilityResult:
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
     cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
     ks = check_spawn([validate.nonnegative_int("--spawn", k) for k in o.spawn], cfg.epochs,
-                     validate.positive_int("--points", o.points))
+                     path_points(o.points))
     settings_eval = eval_settings(cfg.wd, 1000, o.bn_samples, o.train_samples)
     data_dir = validate.data_dir(o.data_dir)
     settings = {"dataset": o.dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": o.points,

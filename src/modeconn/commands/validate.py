@@ -26,8 +26,14 @@ def _number(option: str, value, kind):
 
 def positive_int(option: str, value) -> int:
     """An integer >= 1."""
-    if _number(option, value, int) < 1:
-        raise ModeconnError(f"{option} must be a positive integer, got {value}")
+    return int_at_least(option, value, 1)
+
+
+def int_at_least(option: str, value, low: int, why: str = "") -> int:
+    """An integer >= low (below 2**63); `why` says in the error what the bound is for."""
+    if _number(option, value, int) < low:
+        bound = "a positive integer" if low == 1 and not why else f"an integer >= {low}"
+        raise ModeconnError(f"{option} must be {bound}{f' ({why})' if why else ''}, got {value}")
     if value >= 2 ** 63:  # torch's generators, counters and indices take 64-bit signed integers
         raise ModeconnError(f"{option} must be below 2**63, got {value}")
     return value

@@ -15,6 +15,13 @@ from .flat import check_same_architecture, float_buffer_space, parameters_vector
 from .span import WeightSpan, stack_networks
 
 
+def curve_t(t) -> float:
+    """t as a float, refusing in one line a value off the curve: not a finite number in [0, 1]."""
+    value = float(t)
+    if not 0.0 <= value <= 1.0:  # also false for NaN
+        raise ModeconnError(f"t must be a finite number in [0, 1] (a curve runs from t = 0 to t = 1), got {t}")
+    return value
+
 class Curve(WeightSpan):
     """phi_theta: [0, 1] -> weights, with phi(0) = start and phi(1) = end.
 
@@ -61,7 +68,7 @@ class Curve(WeightSpan):
         0.5 * wd * ||phi(t)||^2 is added in the backward pass, saving passes over the weights;
         add that term's value to the loss yourself if you report it.
         """
-        return self.point_at(FAMILIES[self.kind](float(t), self.num_points), wd)
+        return self.point_at(FAMILIES[self.kind](curve_t(t), self.num_points), wd)
 
     def weights(self, t: float, wd: float = 0.0) -> torch.Tensor:
         """The flat parameter vector phi(t)."""
@@ -78,8 +85,9 @@ class Curve(WeightSpan):
         return (logits, w.detach()) if with_weights else logits
 
     def model_at(self, t) -> nn.Module:
-        """An ordinary `nn.Module` holding the weights and buffers at phi(t)."""
-        return self.module_at(FAMILIES[self.kind](float(t), self.num_points))
+        """An ordinary `nn.Module` holding the weights and buffers at phi(t). Raises ModeconnError for t not a
+        finite number in [0, 1]."""
+        return self.module_at(FAMILIES[self.kind](curve_t(t), self.num_points))
 
     def length(self, steps: int = 1000) -> float:
         """Arc length of the curve, integrated over `steps` chords (exact for a polygonal chain)."""

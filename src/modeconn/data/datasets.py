@@ -39,6 +39,13 @@ class Dataset:
         return Batches(self.train_x, self.train_y, batch_size, shuffle, seed, limit,
                        transform=self.train_transform if shuffle else None)
 
+    def bn_batches(self, batch_size: int, seed: int = 0, limit: int | None = None):
+        """Batches of the training split for BatchNorm recomputation: unaugmented, in a seeded random order that
+        is the same on every iteration and device (never the file order: class-sorted files would give
+        one-class batches), of `limit` examples when given (the first `limit` of that order)."""
+        order = torch.randperm(len(self.train_x), generator=torch.Generator().manual_seed(seed + 10_007), device="cpu")
+        return Batches(self.train_x, self.train_y, batch_size, order=order[:limit])
+
     def test_batches(self, batch_size: int = 1000):
         """Batches of the test split, in order."""
         return Batches(self.test_x, self.test_y, batch_size, shuffle=False)
@@ -48,11 +55,12 @@ class Batches:
     """An iterable of (x, y) minibatches over in-memory tensors; iterating again reshuffles.
 
     Epoch e shuffles with seed + e, so a run resumed at epoch e sees the same batches.
-    `limit` keeps a fixed random subset of that many examples (drawn with `seed`).
+    `limit` keeps a fixed random subset of that many examples (drawn with `seed`). `order` (indices, on the
+    CPU) visits those examples in that fixed order on every iteration instead (no shuffle, no limit).
     """
 
     def __init__(self, x, y, batch_size: int, shuffle: bool = False, seed: int = 0, limit: int | None = None,
-                 transform=None):
+                 transform=None, order: torch.Tensor | None = None):
         if batch_size < 1:
             raise ModeconnError(f"batch size must be >= 1, got {batch_size}")
         if limit is not None and limit < len(x):
@@ -60,10 +68,12 @@ class Batches:
             x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
         self.transform = transform
+        self.order = None if order is None else order.to(x.device)
         self.epoch = 0
 
     def __len__(self) -> int:
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
+        n = len(self.x) if self.order is None else len(self.order)
+        return (n + self.batch_size - 1) // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """Choose which epoch's shuffle the next iteration uses (for resumed runs)."""
@@ -71,7 +81,11 @@ class Batches:
 
     def __iter__(self):
         n = len(self.x)
-        if self.shuffle:
+        if self.order is not None:
+            for i in range(0, len(self.order), self.batch_size):
+                idx = self.order[i:i + self.batch_size]
+                yield self.x[idx], self.y[idx]
+        elif self.shuffle:
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(n, generator=gen, device="cpu").to(self.x.device)  # the same order on any device
             self.epoch += 1

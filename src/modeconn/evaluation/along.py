@@ -15,7 +15,7 @@ from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
-from .evaluate import has_batchnorm
+from .batchnorm import has_batchnorm
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
 
 

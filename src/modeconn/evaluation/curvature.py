@@ -24,7 +24,7 @@ from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import PartialStore, fingerprint_of
 from ..storage.record import Record
-from .evaluate import has_batchnorm, recompute_bn
+from .batchnorm import has_batchnorm, recompute_bn
 from .pointwise import EvalSettings
 
 

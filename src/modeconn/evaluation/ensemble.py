@@ -12,7 +12,8 @@ from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
-from .evaluate import Metrics, recompute_bn
+from .batchnorm import recompute_bn
+from .evaluate import Metrics
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
@@ -146,7 +147,7 @@ def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 100
     if not where:
         raise ModeconnError(f"an ensemble needs at least one member: {param('points')} must be >= 1")
     ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes, speed)
-    bn_batches = data.train_batches(batch_size, shuffle=False)
+    bn_batches = data.bn_batches(batch_size)
     width, records = distributed.world_size(), []
     bar = tqdm(total=len(where), desc="ensemble", disable=not progress, leave=False)
     for start in range(0, len(where), width):

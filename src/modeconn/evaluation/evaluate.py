@@ -1,4 +1,4 @@
-"""Loss and error of a network on a dataset, and exact BatchNorm statistics for any weights."""
+"""Loss and error of a network on a dataset."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..runtime.speed import EAGER, Speed
+from .batchnorm import recompute_bn
 
 
 @dataclass(frozen=True)
@@ -41,51 +41,6 @@ class SplitMetrics:
         return row
 
 
-def has_batchnorm(module: nn.Module) -> bool:
-    """Whether the module has BatchNorm layers that track running statistics."""
-    return bool(batchnorm_layers(module))
-
-
-def batchnorm_note(module: nn.Module) -> str:
-    """What a result file says of BatchNorm: recomputed at every point it measured, or `none` to recompute."""
-    return "statistics recomputed at every point" if has_batchnorm(module) else "none"
-
-
-def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
-    """The BatchNorm layers that track running statistics."""
-    return [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-
-
-@torch.no_grad()
-def recompute_bn(model: nn.Module, batches, speed: Speed = EAGER) -> bool:
-    """Reset BN running statistics and recompute them as an exact cumulative average over `batches`.
-
-    The same statistics as `torch.optim.swa_utils.update_bn`, without its host sync: with
-    momentum=None, BatchNorm reads `float(num_batches_tracked)` in every layer on every batch.
-    Setting momentum to 1/(k+1) on batch k gives the same running average with no read-back.
-    Returns False, doing no pass, for a network without BatchNorm.
-    """
-    layers = batchnorm_layers(model)
-    if not layers:
-        return False
-    saved = [(m, m.momentum) for m in layers]
-    was_training = model.training
-    for m in layers:
-        m.reset_running_stats()
-    model.train()
-    try:
-        with speed.autocast(next(model.parameters()).device):
-            for k, (x, _) in enumerate(batches):
-                for m in layers:
-                    m.momentum = 1.0 / (k + 1)
-                model(speed.input(x))
-    finally:
-        for m, momentum in saved:
-            m.momentum = momentum
-        model.train(was_training)
-    return True
-
-
 @torch.no_grad()
 def evaluate(model, batches, speed: Speed = EAGER) -> Metrics:
     """Mean cross-entropy and error of `model` (any x -> logits callable) on `batches`."""
@@ -115,5 +70,5 @@ def split_metrics(model, data, batch_size: int = 500, speed: Speed = EAGER) -> S
 def metrics_with_bn(model, data, batch_size: int = 500, speed: Speed = EAGER) -> SplitMetrics:
     """`split_metrics` after recomputing `model`'s BN statistics (in place) over the training set:
     how a point of a curve or simplex is measured."""
-    recompute_bn(model, data.train_batches(batch_size, shuffle=False), speed)
+    recompute_bn(model, data.bn_batches(batch_size), speed)
     return split_metrics(model, data, batch_size, speed)

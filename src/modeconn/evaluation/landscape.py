@@ -16,8 +16,8 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
 from ..storage.partial import fingerprint_of
 from ..storage.record import Record
-from .evaluate import batchnorm_note
-from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
+from .batchnorm import batchnorm_note
+from .pointwise import METRICS, EvalSettings, PointEvaluator, check_metric_arrays, measure_points, metrics_store
 
 PARTIAL = "landscape.partial.npz"
 
@@ -92,6 +92,8 @@ class LandscapeResult(Record):
             raise ModeconnError(f"{out} does not hold a complete landscape ({', '.join(missing) or 'settings'} "
                                 "missing); rerun `modeconn landscape`")
         axes = [arrays["xs"]] + ([arrays["ys"]] if "ys" in arrays else [])
+        check_metric_arrays({m: arrays[m] for m in METRICS}, tuple(len(a) for a in axes), out / "landscape.npz",
+                            "landscape")
         return cls(axes, {m: arrays[m] for m in METRICS}, summary,
                    {k: arrays[k] for k in ("trajectory_xy", "trajectory_epochs") if k in arrays})
 

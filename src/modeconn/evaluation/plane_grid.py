@@ -19,7 +19,7 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
 from ..storage.partial import fingerprint_of
 from ..storage.record import Record
-from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
+from .pointwise import METRICS, EvalSettings, PointEvaluator, check_metric_arrays, measure_points, metrics_store
 
 CURVE_POINTS = 61
 PARTIAL = "plane.partial.npz"
@@ -64,6 +64,8 @@ class PlaneResult(Record):
         if missing or not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
             raise ModeconnError(f"{out} does not hold a complete plane ({', '.join(missing) or 'plane.json settings'} "
                                 "missing); rerun `modeconn plane`")
+        check_metric_arrays({m: arrays[m] for m in METRICS}, (len(arrays["xs"]), len(arrays["ys"])),
+                            out / "plane.npz", "plane")
         return cls(arrays["xs"], arrays["ys"], {m: arrays[m] for m in METRICS}, arrays["points_xy"], summary,
                    {k: arrays[k] for k in ("curve_t", "curve_xy", "bends_xy") if k in arrays})
 

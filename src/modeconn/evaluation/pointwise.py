@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,25 @@ from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import PartialStore
-from .evaluate import Metrics, SplitMetrics, batchnorm_layers, evaluate, recompute_bn
+from .batchnorm import recompute_bn, recompute_bn_vmapped
+from .evaluate import Metrics, SplitMetrics, evaluate
 
 METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
 # Points each rank evaluates between saves of the store: amortizes the save and the gather across
 # ranks (per-point rounds cost 25% on MNIST-1D under torchrun); a killed run redoes at most one round.
 ROUND_POINTS = 8
+
+
+def check_metric_arrays(metrics: dict[str, np.ndarray], shape: tuple[int, ...], source, rerun: str) -> None:
+    """Refuse, in one line naming `source`, metric arrays read from a file that no measurement could have written:
+    one of another shape than the grid's, a NaN, or an error outside [0, 1]."""
+    for name, values in metrics.items():
+        off_range = name.endswith("_err") and not ((values >= 0) & (values <= 1)).all()
+        problem = (f"has shape {values.shape}, not the grid's {shape}" if values.shape != shape
+                   else "holds NaN" if np.isnan(values).any()
+                   else "holds errors outside [0, 1]" if off_range else None)
+        if problem:
+            raise ModeconnError(f"{source}: {name} {problem}; the file is damaged: rerun `modeconn {rerun}`")
 
 
 def measure_shared(n: int, measure, device) -> np.ndarray:
@@ -46,8 +60,20 @@ class EvalSettings:
     train_samples: int | None = None  # None: train metrics on the whole training split
     seed: int = 0
 
+    def __post_init__(self):
+        if isinstance(self.wd, bool) or not isinstance(self.wd, (int, float)) or not 0 <= self.wd < math.inf:
+            raise ModeconnError(f"{param('wd')} must be a finite number >= 0, got {self.wd!r}")
+        for name in ("batch_size", "bn_samples", "train_samples"):
+            value = getattr(self, name)
+            if value is None and name != "batch_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModeconnError(f"{param(name)} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ModeconnError(f"{param('seed')} must be an integer, got {self.seed!r}")
+
     def bn_batches(self, data: Dataset):
-        return data.train_batches(self.batch_size, shuffle=False, seed=self.seed, limit=self.bn_samples)
+        return data.bn_batches(self.batch_size, seed=self.seed, limit=self.bn_samples)
 
     def train_batches(self, data: Dataset):
         return data.train_batches(self.batch_size, shuffle=False, seed=self.seed + 1, limit=self.train_samples)
@@ -109,24 +135,13 @@ class PointEvaluator:
         m = len(block)
         params = {s.name: block[:, s.offset:s.offset + s.numel].reshape(m, *s.shape) for s in self.space.slots}
         net = self._vmap_net()
-        layers = batchnorm_layers(net)
-        for mod in layers:
-            mod.reset_running_stats()
         fbufs = {n: b.unsqueeze(0).repeat(m, *([1] * b.dim())) for n, b in net.named_buffers() if b.is_floating_point()}
         ibufs = {n: b for n, b in net.named_buffers() if not b.is_floating_point()}
 
         def run(p, fb, ib, x):
             return functional_call(net, {**p, **fb, **ib}, (x,))
 
-        if layers:
-            net.train()
-            bn_run = vmap(run, in_dims=(0, 0, None, None), randomness="different")
-            for k, item in enumerate(self.bn_batches):
-                for mod in layers:  # the exact cumulative average with no host sync, as recompute_bn
-                    mod.momentum = 1.0 / (k + 1)
-                with self.speed.autocast(block.device):
-                    # updates the batched running stats in place
-                    bn_run(params, fbufs, ibufs, self.speed.input(item[0]))
+        if recompute_bn_vmapped(net, params, fbufs, ibufs, self.bn_batches, self.speed):
             self.bn_passes += m
         net.eval()
         ev_run = vmap(run, in_dims=(0, 0, None, None))

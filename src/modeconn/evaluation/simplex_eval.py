@@ -13,7 +13,7 @@ from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import fingerprint_of
 from ..storage.record import Record
-from .evaluate import batchnorm_note
+from .batchnorm import batchnorm_note
 from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
 
 PARTIAL = "simplex_eval.partial.npz"

@@ -21,8 +21,8 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
+from ..evaluation.batchnorm import recompute_bn
 from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
-from ..evaluation.evaluate import recompute_bn
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.record import Record
@@ -38,7 +38,7 @@ def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> 
     ens = RunningEnsemble(data.test_batches(batch), data.num_classes, speed)
     for m in models:
         m = copy.deepcopy(m)
-        recompute_bn(m, data.train_batches(batch, shuffle=False), speed)
+        recompute_bn(m, data.bn_batches(batch), speed)
         ens.add(m)
     return ens.metrics().to_dict()
 

@@ -18,8 +18,9 @@ from torch.optim.swa_utils import AveragedModel
 from ..config import TrainConfig
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
+from ..evaluation.batchnorm import recompute_bn
 from ..evaluation.ensemble import RunningEnsemble, member_record
-from ..evaluation.evaluate import evaluate, recompute_bn
+from ..evaluation.evaluate import evaluate
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
 from ..storage.record import Record
@@ -121,7 +122,7 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
     check_cycle(cfg.cycle)
     state = _FGEState(model, data, cfg, speed)
     steps = len(data.train_batches(cfg.batch_size))
-    bn_batches = data.train_batches(cfg.eval_batch, shuffle=False)
+    bn_batches = data.bn_batches(cfg.eval_batch)
     take = set(snapshot_epochs(cfg.epochs, cfg.cycle))
     last_lr = {"lr": cfg.lr1}
 

@@ -18,7 +18,8 @@ from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import Dataset
 from ..errors import ModeconnError
-from ..evaluation.evaluate import metrics_with_bn, recompute_bn, split_metrics
+from ..evaluation.batchnorm import recompute_bn
+from ..evaluation.evaluate import metrics_with_bn, split_metrics
 from ..runtime.speed import EAGER, Speed
 from .train import Checkpointing, Hooks, fit
 
@@ -108,7 +109,7 @@ def subspace_metrics(span: Curve | Simplex, data: Dataset, speed: Speed = EAGER)
                             f"{type(span).__name__}")
     middle = 0.5 if isinstance(span, Curve) else span.centroid()
     mid = span.model_at(middle)
-    recompute_bn(mid, data.train_batches(500, shuffle=False), speed)
+    recompute_bn(mid, data.bn_batches(500), speed)
     metrics = {f"vertex{k}": metrics_with_bn(span.control_model(k), data, speed=speed).to_dict()
                for k in range(span.num_points)}
     metrics["midpoint"] = split_metrics(mid, data, speed=speed).to_dict()
