@@ -32,14 +32,22 @@ def create_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Modul
 
 def _check_fits(name: str, shape: tuple, num_classes: int, kwargs: dict) -> None:
     """Refuse a model that cannot take inputs of this shape (an image model on 1-D data, say): built
-    and run once on the meta device, which costs no memory and no arithmetic."""
+    and run once on the meta device, which costs no memory and no arithmetic. A forward that reads a value
+    (an `if` on a tensor, `float(...)`, `nonzero`) cannot run there, so any failure on the meta device is
+    checked again with a real forward on a batch of two zeros on the CPU: only its error is reported."""
     try:
         with torch.device("meta"):
             out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
-    except (ValueError, RuntimeError, IndexError) as exc:
-        reason = str(exc).splitlines()[0][:120]
-        raise ModeconnError(f"model {name!r} cannot take inputs of shape {shape} ({reason}); choose a model for "
-                            "this dataset (see `modeconn train --help`)") from None
+    except ModeconnError:
+        raise
+    except Exception:  # meta execution also fails on data-dependent code, for reasons other than shape
+        try:
+            with torch.no_grad():
+                out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="cpu"))
+        except (ValueError, RuntimeError, IndexError, TypeError) as exc:
+            reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise ModeconnError(f"model {name!r} cannot take inputs of shape {shape} ({reason}); choose a model "
+                                "for this dataset (see `modeconn train --help`)") from None
     if tuple(out.shape) != (2, num_classes):
         raise ModeconnError(f"model {name!r} gives outputs of shape {tuple(out.shape)[1:]} for inputs of shape "
                             f"{shape}, not {num_classes} classes; choose a model for this dataset")

@@ -99,13 +99,27 @@ class Batches:
                 yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
+def batch_pair(item) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (inputs, targets) of a batch given as a tuple or list (x, y, extras...): extras, such as the indices
+    some datasets add, are ignored. Raises ModeconnError (one line) for anything else: a bare tensor is never
+    split into inputs and targets."""
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        return item[0], item[1]
+    got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
+    raise ModeconnError(f"a batch must be a tuple or list (inputs, targets, ...), got {got}; give (x, y) pairs, "
+                        "e.g. a TensorDataset(x, y) or a DataLoader over one")
+
+
 def tensors_from(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack any map-style torch dataset or DataLoader of (x, y) pairs into two tensors."""
+    """Stack any map-style torch dataset or DataLoader of (x, y[, extras...]) items into two tensors. Raises
+    ModeconnError for items that are not (x, y) pairs (a dataset of single tensors) or an empty dataset."""
     xs, ys = [], []
     for item in dataset:
-        x, y = item[0], item[1]
+        x, y = batch_pair(item)
         xs.append(torch.as_tensor(x))
         ys.append(torch.as_tensor(y))
+    if not xs:
+        raise ModeconnError("the dataset holds no examples")
     batched = xs[0].dim() > 0 and ys[0].dim() > 0  # a DataLoader yields batches
     cat = torch.cat if batched else torch.stack
     return cat(xs).float(), cat(ys).long()

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..core.curve import Curve
 from ..core.flat import parameter_space, parameters_vector
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, batch_pair
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -40,7 +40,7 @@ class HessianOperator:
         self.space = parameter_space(model)
         self.weights = parameters_vector(model)
         self.buffers = dict(model.named_buffers())
-        self.batches = list(batches)
+        self.batches = [batch_pair(item) for item in batches]
         self.count = sum(len(y) for _, y in self.batches)
         if self.count == 0:
             raise ModeconnError("curvature needs at least one training example")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.datasets import batch_pair
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -48,8 +49,8 @@ class RunningEnsemble:
     """
 
     def __init__(self, batches, num_classes: int, speed: Speed = EAGER):
-        self.batches, self.speed = batches, speed
-        self.labels = torch.cat([y for _, y in batches])  # on the data's device, in batch order
+        self.batches, self.speed = [batch_pair(item) for item in batches], speed
+        self.labels = torch.cat([y for _, y in self.batches])  # on the data's device, in batch order
         self.prob_sum = torch.zeros(len(self.labels), num_classes, dtype=torch.float64, device=self.labels.device)
         self.members = 0
 

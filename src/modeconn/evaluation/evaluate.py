@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
 
+from ..data.datasets import batch_pair
 from ..runtime.speed import EAGER, Speed
 from .batchnorm import recompute_bn
 
@@ -50,7 +51,8 @@ def evaluate(model, batches, speed: Speed = EAGER) -> Metrics:
     loss_sum: float | torch.Tensor  # tensors from the first batch on
     wrong: int | torch.Tensor
     loss_sum, wrong, count = 0.0, 0, 0
-    for x, y in batches:  # sums stay on the data's device: one host sync at the end, not per batch
+    for item in batches:  # sums stay on the data's device: one host sync at the end, not per batch
+        x, y = batch_pair(item)
         with speed.autocast(x.device):
             logits = model(speed.input(x))
         loss_sum = loss_sum + cross_entropy(logits.float(), y, reduction="sum").double()

@@ -14,7 +14,7 @@ from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
 from ..core.flat import load_parameters_vector, parameter_space
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, batch_pair
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -150,7 +150,8 @@ class PointEvaluator:
             loss: float | torch.Tensor  # tensors from the first batch on
             wrong: int | torch.Tensor
             loss, wrong, count = 0.0, 0, 0
-            for x, y in batches:  # sums stay on the device: one host sync per split
+            for item in batches:  # sums stay on the device: one host sync per split
+                x, y = batch_pair(item)
                 with self.speed.autocast(block.device):
                     logits = ev_run(params, fbufs, ibufs, self.speed.input(x)).float()
                 b = len(y)

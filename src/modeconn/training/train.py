@@ -17,7 +17,7 @@ from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, batch_pair
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -111,7 +111,8 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *
         batches.set_epoch(epoch)
         window = _LossWindow(epoch * steps_per_epoch, checkpoint if epoch > 0 else None)
         loss_sum, n = 0.0, 0
-        for i, (x, y) in enumerate(batches):
+        for i, item in enumerate(batches):
+            x, y = batch_pair(item)
             step = epoch * steps_per_epoch + i
             lr = lr_at(step / total)
             for group in optimizer.param_groups:
