@@ -153,6 +153,8 @@ CASES = [
     pytest.param("train --out {out} --device cuda", "asked for a GPU",
                  marks=pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")),
     ("train --out {out} --amp fp8", "invalid choice: 'fp8'"),
+    ("train --out {out} --optimizer adam", "invalid choice: 'adam'"),
+    ("train --out {out} --schedule step", "invalid choice: 'step'"),
     ("train --out {out} --bogus", "unrecognized arguments: --bogus"),
     # connect
     ("connect --start {a} --end {b} --out {out} --bends -1", "--bends must be an integer >= 0"),
@@ -229,6 +231,7 @@ CASES = [
     ("instability --out {file}", "is a file, not a folder"),
     # simplex
     ("simplex --start {a} --out {out} --vertices 9", "--vertices 9 is too many"),
+    ("simplex --start {a} --out {out} --schedule cosine", "--schedule: vertices grown around one network"),
     ("simplex --start {a} --out {out} --vertices 0", "--vertices must be a positive integer"),
     ("simplex --start {a} --out {out} --volume-weight -1", "--volume-weight must be a number >= 0"),
     ("simplex --start {a} --out {out} --volume-weight nan", "--volume-weight must be a finite number"),

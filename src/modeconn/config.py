@@ -8,11 +8,20 @@ from dataclasses import asdict, dataclass
 from .errors import ModeconnError, param
 
 LIMIT = 2 ** 63  # torch's generators, counters and indices take 64-bit signed integers
+OPTIMIZERS = ("sgd", "adamw")  # SGD with momentum (the paper's); AdamW (Loshchilov & Hutter 2019)
+SCHEDULES = ("paper", "cosine")  # the paper's step-down schedule; cosine annealing after a linear warmup
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run (SGD with momentum and the paper's schedule)."""
+    """Hyperparameters of one training run.
+
+    optimizer: "sgd" (momentum `momentum`, the paper's) or "adamw" (torch.optim.AdamW, betas (0.9, 0.999); a
+    network's weight decay is then decoupled, as AdamW defines it). schedule: "paper" (constant for half the
+    steps, linear down to 1% at 90%) or "cosine" (linear warmup from 0 over the first `warmup` fraction of the
+    steps, then cosine annealing to 0, as transformers' get_cosine_schedule_with_warmup). The defaults are the
+    paper's; `to_dict` leaves them out, so the records of SGD runs are what they always were.
+    """
 
     epochs: int = 30
     lr: float = 0.05
@@ -20,6 +29,9 @@ class TrainConfig:
     wd: float = 5e-4
     batch_size: int = 128
     seed: int = 0
+    optimizer: str = "sgd"
+    schedule: str = "paper"
+    warmup: float = 0.05
 
     def __post_init__(self):
         """Refuse a setting no run can use, naming it (the CLI checks its options the same way at the door)."""
@@ -33,6 +45,20 @@ class TrainConfig:
                     or not bottom <= value < high or (name == "lr" and value == 0):
                 what = "a positive finite number" if name == "lr" else f"a finite number in [{bottom:g}, {high:g})"
                 raise ModeconnError(f"{param(name)} must be {what}, got {value!r}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in choices:
+                raise ModeconnError(f"{param(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup < 1:
+            raise ModeconnError(f"{param('warmup')} must be a fraction of the steps in [0, 1), got {self.warmup!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as run.json and checkpoints record it: the paper's optimizer and schedule are left out (the
+        records of SGD runs keep their keys), the warmup is kept only for the cosine schedule."""
+        out = asdict(self)
+        if self.optimizer == "sgd":
+            del out["optimizer"]
+        if self.schedule == "paper":
+            del out["schedule"]
+        if self.schedule != "cosine":
+            del out["warmup"]
+        return out

@@ -24,14 +24,16 @@ from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo, check_unfinished
 from . import validate
 
 
-def training_config(base: TrainConfig, epochs=None, lr=None, wd=None, batch_size=None, seed=0) -> TrainConfig:
+def training_config(base: TrainConfig, epochs=None, lr=None, wd=None, batch_size=None, seed=0, optimizer=None,
+                    schedule=None) -> TrainConfig:
     """The recipe's config with the options given on the command line, each checked."""
     return replace(base,
                    epochs=validate.optional(validate.positive_int, "--epochs", epochs) or base.epochs,
                    lr=validate.optional(validate.positive_float, "--lr", lr) or base.lr,
                    wd=base.wd if wd is None else validate.nonnegative_float("--wd", wd),
                    batch_size=validate.optional(validate.positive_int, "--batch-size", batch_size) or base.batch_size,
-                   seed=validate.nonnegative_int("--seed", seed))
+                   seed=validate.nonnegative_int("--seed", seed), optimizer=optimizer or base.optimizer,
+                   schedule=schedule or base.schedule)
 
 
 def eval_settings(wd: float, batch_size, bn_samples, train_samples) -> EvalSettings:

@@ -46,7 +46,8 @@ def connect(o: ConnectOptions) -> RunInfo:
         recipe_for(o.dataset)
     sources = describe_endpoints([o.start, o.end], o.dataset, validate.model_name(o.model),
                                  fallback_model(o.dataset))
-    cfg = training_config(recipe_for(sources[0].dataset).connect, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
+    cfg = training_config(recipe_for(sources[0].dataset).connect, o.epochs, o.lr, o.wd, o.batch_size, o.seed,
+                          o.optimizer, o.schedule)
     data_dir = validate.data_dir(o.data_dir)
     settings = {"start": str(Path(o.start).resolve()), "end": str(Path(o.end).resolve()),
                 "dataset": sources[0].dataset, "model": sources[0].model.name,

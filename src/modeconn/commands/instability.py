@@ -51,7 +51,7 @@ def instability(o: InstabilityOptions) -> InstabilityResult:
     """
     recipe = recipe_for(o.dataset)
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
-    cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
+    cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed, o.optimizer, o.schedule)
     ks = check_spawn([validate.nonnegative_int("--spawn", k) for k in o.spawn], cfg.epochs,
                      path_points(o.points))
     settings_eval = eval_settings(cfg.wd, 1000, o.bn_samples, o.train_samples)

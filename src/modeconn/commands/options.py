@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
+from ..config import OPTIMIZERS, SCHEDULES
 from ..runtime.speed import Speed
 
 REQUIRED: Any = MISSING  # an option without a default: the command cannot run without it
@@ -75,6 +76,10 @@ class TrainingOptions(DataOptions):
     wd: float | None = option(None, "weight decay (default: the recipe's)")
     batch_size: int | None = option(None, "default: the recipe's")
     seed: int = option(0, "seed of the initialisation and the data order")
+    optimizer: str | None = option(None, "sgd (with momentum: the paper's) or adamw (default: the recipe's)",
+                                   choices=OPTIMIZERS)
+    schedule: str | None = option(None, "paper (constant, then down to 1%) or cosine (5% linear warmup, then "
+                                        "cosine to 0) (default: the recipe's)", choices=SCHEDULES)
     resume: bool = option(False, "continue an unfinished run in --out with the same settings")
 
 

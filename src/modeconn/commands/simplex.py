@@ -105,7 +105,10 @@ def simplex(o: SimplexOptions) -> RunInfo:
     # Vertices that connect networks are bends of a curve at first: they train like one (the recipe's
     # connect schedule). Vertices grown around one network or a curve start near low loss: Benton's.
     base = connect if len(starts) > 1 else replace(connect, epochs=EPOCHS_PER_VERTEX, lr=SPRO_LR)
-    cfg = training_config(base, epochs, lr, wd, batch_size, seed)
+    if o.schedule is not None and len(starts) == 1:
+        raise ModeconnError("--schedule: vertices grown around one network train with Benton et al.'s cosine "
+                            "schedule; leave --schedule out (--optimizer applies)")
+    cfg = training_config(base, epochs, lr, wd, batch_size, seed, o.optimizer, o.schedule)
     data_dir = validate.data_dir(data_dir)
     settings = {"start": [str(Path(s).resolve()) for s in starts] if len(starts) > 1
                          else str(Path(starts[0]).resolve()),

@@ -72,7 +72,7 @@ def subspace(o: SubspaceOptions) -> RunInfo:
     shape = shape if k < 3 or shape == "curve" else f"simplex{k}"  # recorded in its normal form: simplex03 is simplex3
     spread = SPREAD if spread is None else validate.nonnegative_float("--spread", spread)
     spec = ModelSpec(validate.model_name(model) or recipe.model, {})
-    cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed)
+    cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed, o.optimizer, o.schedule)
     data_dir = validate.data_dir(data_dir)
     settings = {"dataset": dataset, "model": spec.name, "shape": shape, "spread": spread, "config": cfg.to_dict()}
     folder = RunFolder(out, "run.json", resume=resume, settings=settings)

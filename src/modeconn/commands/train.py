@@ -44,7 +44,7 @@ def train(o: TrainOptions) -> RunInfo:
     """
     recipe = recipe_for(o.dataset)
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
-    cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed)
+    cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed, o.optimizer, o.schedule)
     keep = {validate.positive_int("--keep-epochs", k) for k in o.keep_epochs}
     if keep and max(keep) > cfg.epochs:
         raise ModeconnError(f"--keep-epochs {max(keep)} is outside 1..{cfg.epochs} (the epochs trained)")

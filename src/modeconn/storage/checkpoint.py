@@ -65,8 +65,10 @@ def check_settings(path: Path, settings: dict) -> None:
     diff = first_difference(saved, json.loads(json.dumps(settings)))
     if diff is not None:
         key, old, new = diff
-        raise ModeconnError(f"{path.parent} was started with {key} = {json.dumps(old)} but this command asks for "
-                            f"{json.dumps(new)}; {param('resume')} needs the same settings "
+        def shown(value):  # a setting left out (or None) is its default: say so rather than print null
+            return "the default" if value is None else json.dumps(value)
+        raise ModeconnError(f"{path.parent} was started with {key} = {shown(old)} but this command asks for "
+                            f"{shown(new)}; {param('resume')} needs the same settings "
                             f"(only {MAY_CHANGE_ON_RESUME} may change): repeat them, or start a new run in "
                             f"another {param('checkpoint', 'out')}")
 
@@ -103,4 +105,5 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
                 raise ModeconnError(f"optimizer state {name!r} belongs to another network (it has {len(params)} "
                                     "parameter tensors); start from a run of the same model")
             p = params[int(i)]
-            optimizer.state[p][key] = value.to(p.device)
+            # AdamW keeps its step count on the CPU (unless capturable or fused), as load_state_dict leaves it
+            optimizer.state[p][key] = value if key == "step" else value.to(p.device)

@@ -1,8 +1,11 @@
-"""Learning-rate schedules: the paper's step-down schedule, cosine annealing and FGE's triangular cycle."""
+"""Learning-rate schedules: the paper's step-down schedule, cosine annealing (with or without a warmup) and FGE's
+triangular cycle."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+from ..config import TrainConfig
 from ..errors import ModeconnError, param
 
 
@@ -20,6 +23,21 @@ def paper_lr(base_lr: float, progress: float) -> float:
 def cosine_lr(base_lr: float, progress: float) -> float:
     """Cosine annealing from base_lr to 0 (Benton et al.'s schedule for each simplex vertex)."""
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_lr(base_lr: float, progress: float, warmup: float) -> float:
+    """Linear warmup from 0 to base_lr over the first `warmup` fraction of training, then cosine annealing to 0
+    (transformers' get_cosine_schedule_with_warmup, with progress in place of steps)."""
+    if progress < warmup:
+        return base_lr * progress / warmup
+    return cosine_lr(base_lr, (progress - warmup) / (1.0 - warmup))
+
+
+def schedule_of(cfg: TrainConfig) -> Callable[[float], float]:
+    """The learning rate at each point of training (progress in [0, 1]) that `cfg.schedule` names."""
+    if cfg.schedule == "cosine":
+        return lambda p: warmup_cosine_lr(cfg.lr, p, cfg.warmup)
+    return lambda p: paper_lr(cfg.lr, p)
 
 
 def fge_lr(lr1: float, lr2: float, position: float) -> float:

@@ -22,7 +22,7 @@ from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
-from .schedule import paper_lr
+from .schedule import schedule_of
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
@@ -57,16 +57,26 @@ class Hooks:
     on_epoch_end: Callable[[int, torch.optim.Optimizer], None] | None = None
 
 
+def make_optimizer(cfg: TrainConfig, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer `cfg.optimizer` names over `params`: SGD with momentum, or AdamW. `weight_decay` is the
+    optimizer's own (decoupled for AdamW); curves and simplexes pass 0 and add the decay at the sampled point
+    to the gradient themselves, so for them AdamW is Adam with that L2 term."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
+
+
 def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *, lr_at=None,
         weight_decay: float = 0.0, optimizer_state: dict | None = None, stop_epoch: int | None = None,
         checkpointing: Checkpointing = Checkpointing(), hooks: Hooks = Hooks(), speed: Speed = EAGER):
-    """The one SGD loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise.
+    """The one training loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise, with
+    the optimizer `cfg.optimizer` names (`make_optimizer`).
 
     `forward` is the module to call: the module itself, or under torchrun its
     DistributedDataParallel wrapper, where each rank takes its share of every batch (drawn the
     same on all ranks, so t is the same too) and only rank 0 writes checkpoints.
 
-    `lr_at(progress)` sets the learning rate per iteration (default: the paper's schedule).
+    `lr_at(progress)` sets the learning rate per iteration (default: `cfg.schedule`).
     `checkpointing` says where the state is saved atomically after every epoch and whether the run
     continues from it; `hooks` what it shows and calls after each epoch. `optimizer_state` starts the
     optimizer from a saved state (FGE). `stop_epoch` ends the run early, after that many epochs of
@@ -78,11 +88,11 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *
     the first such step and its learning rate (the network holds the weights of the steps taken
     since; nothing of them is saved).
     """
-    lr_at = lr_at or (lambda p: paper_lr(cfg.lr, p))
+    lr_at = lr_at or schedule_of(cfg)
     checkpoint, resume, extra_state = checkpointing.path, checkpointing.resume, checkpointing.extra
     settings = checkpointing.settings if checkpointing.settings is not None else {"config": cfg.to_dict()}
     progress, desc, on_epoch_end = hooks.progress, hooks.desc, hooks.on_epoch_end
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
+    optimizer = make_optimizer(cfg, params, weight_decay)
     if optimizer_state:
         restore_optimizer(optimizer, optimizer_state)
     start_epoch, history = 0, []
