@@ -44,3 +44,9 @@ def test_eval_point_and_data_pipeline_run_on_cifar_shaped_data():
 def test_the_gpu_script_parses():
     proc = subprocess.run(["bash", "-n", "scripts/gpu_check.sh"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_bn_recompute_prints_both_passes_and_their_ratio(fashion_mnist):
+    lines = _run("benchmarks/bn_recompute.py", "--train-images", 2000, "--repeats", 1)
+    ours = _numbers(lines[-1])  # update_bn s, recompute_bn s, ratio
+    assert lines[-1].startswith("| convbn |") and len(ours) == 3 and ours[2] > 0
