@@ -38,13 +38,13 @@ def _check_fits(name: str, shape: tuple, num_classes: int, kwargs: dict) -> None
     try:
         with torch.device("meta"):
             out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
-    except ModeconnError:
-        raise
-    except Exception:  # meta execution also fails on data-dependent code, for reasons other than shape
+    except (ValueError, RuntimeError, IndexError, NotImplementedError):
+        # meta execution also fails on data-dependent code, for reasons other than shape; a constructor's
+        # TypeError (keyword arguments it does not take) is not caught: the caller names those
         try:
             with torch.no_grad():
                 out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="cpu"))
-        except (ValueError, RuntimeError, IndexError, TypeError) as exc:
+        except (ValueError, RuntimeError, IndexError) as exc:
             reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
             raise ModeconnError(f"model {name!r} cannot take inputs of shape {shape} ({reason}); choose a model "
                                 "for this dataset (see `modeconn train --help`)") from None
