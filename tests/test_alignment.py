@@ -218,11 +218,12 @@ def test_repair_hits_its_targets_and_changes_nothing_at_the_endpoints(mnist1d_ru
     a, b = load_network(mnist1d_runs["a"], data), load_network(mnist1d_runs["b"], data)
     line, batches, x = Curve(a, b, bends=0), list(data.train_batches(250, shuffle=False)), data.train_x[:2]
     layers = repairable_layers(a, x)
-    stats = [unit_stats(net, layers, batches, x) for net in (a, b)]
+    inputs = [xb for xb, _ in batches]
+    stats = [unit_stats(net, layers, inputs, x) for net in (a, b)]
     for t in (0.0, 0.5, 1.0):
         mid = line.model_at(t)
         fixed = repair(mid, [a, b], [1 - t, t], batches)
-        got = unit_stats(fixed, layers, batches, x)
+        got = unit_stats(fixed, layers, inputs, x)
         for _, node, _ in layers:
             for i in (0, 1):  # mean, std
                 target = (1 - t) * stats[0][node][i] + t * stats[1][node][i]
@@ -247,12 +248,13 @@ def test_plane_repair_keeps_the_anchors_and_hits_barycentric_targets(mnist1d_run
     for k in range(3):
         torch.testing.assert_close(fixed[k], ws[k], rtol=1e-5, atol=1e-5)
     layers = repairable_layers(a, x)
-    stats = [unit_stats(n, layers, batches, x) for n in nets]
+    inputs = [xb for xb, _ in batches]
+    stats = [unit_stats(n, layers, inputs, x) for n in nets]
     work = copy.deepcopy(a)
     for outside, row, coef in zip((False, True), fixed[3:], basis.barycentric(coords[3:], anchors_xy)):
         assert (coef < 0).any() == outside
         load_parameters_vector(work, row)
-        got = unit_stats(work, layers, batches, x)
+        got = unit_stats(work, layers, inputs, x)
         for _, node, _ in layers:
             mean_t = sum(float(k) * s[node][0] for k, s in zip(coef, stats))
             std_t = sum(float(k) * s[node][1] for k, s in zip(coef, stats)).clamp_min(0)

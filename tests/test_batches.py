@@ -8,10 +8,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from modeconn import ModeconnError, TrainConfig, create_model, evaluate, recompute_bn, train_network
-from modeconn.data.datasets import Dataset, batch_pair, from_torch
+from modeconn.data.datasets import Dataset, from_torch
 from modeconn.evaluation.curvature import HessianOperator
 from modeconn.evaluation.ensemble import RunningEnsemble
 from modeconn.models import MODELS
+from modeconn.tasks import CLASSIFICATION
 
 
 def _xy(n=64, seed=0):
@@ -41,11 +42,13 @@ def test_triples_and_lists_give_what_pairs_give():
 def test_a_batch_that_is_not_a_pair_is_refused_in_one_line():
     x, y = _xy()
     net = create_model("mlp", (1, 8, 8), 3)
-    for batch, got in [(x, "got a Tensor"), ((x,), "got a tuple of 1"), ({"x": x, "y": y}, "got a dict")]:
+    for batch, got in [(x, "got a Tensor"), ((x,), "got a tuple of 1")]:
         with pytest.raises(ModeconnError, match=f"a batch must be a tuple or list .*{got}"):
             evaluate(net, [batch])
         with pytest.raises(ModeconnError, match=got):
-            batch_pair(batch)
+            CLASSIFICATION.split(batch)
+    with pytest.raises(ModeconnError, match=r"dict batch \(keys x, y\) needs the task to name its entries"):
+        evaluate(net, [{"x": x, "y": y}])
 
 
 def test_from_torch_reads_triples_and_refuses_single_tensor_items():

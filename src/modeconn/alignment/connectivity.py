@@ -14,7 +14,7 @@ from ..data import Dataset
 from ..errors import ModeconnError
 from ..evaluation.along import chord_lengths, line_between, metrics_along, summarize
 from ..evaluation.batchnorm import has_batchnorm
-from ..evaluation.pointwise import METRICS, EvalSettings
+from ..evaluation.pointwise import EvalSettings, task_settings
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
 from ..training.train import train_curve
@@ -85,7 +85,7 @@ def compare_paths(a: nn.Module, b: nn.Module, data: Dataset, settings: EvalSetti
     example = data.train_x[:2]
     batches = settings.bn_batches(data)
     b_weights, info_w = align(a, b, "weights", example_input=example)
-    b_activations, info_a = align(a, b, "activations", batches=batches, example_input=example)
+    b_activations, info_a = align(a, b, "activations", batches=batches, example_input=example, task=data.task)
     paths = {"line": (line_between(a, b), False), "weights_line": (line_between(a, b_weights), False),
              "activations_line": (line_between(a, b_activations), False)}
     note = repair_note(a, example)
@@ -102,15 +102,13 @@ def compare_paths(a: nn.Module, b: nn.Module, data: Dataset, settings: EvalSetti
     arrays, summary = {}, {"length": {}}
     for name, (path, repair) in paths.items():
         arrays[name] = metrics_along(path, ts, data, settings, progress, desc=name, speed=speed,
-                                     point_model=repaired_points(batches)(path) if repair else None)
+                                     point_model=repaired_points(batches, data.task)(path) if repair else None)
         summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
     summary["barriers"] = {name: {m: {"chord": summary[name][m]["barrier"], "mean": summary[name][m]["mean_barrier"]}
-                                  for m in METRICS} for name in paths}
-    # With `curve` and no `curve_config`, the curves above train with TrainConfig() but this line then fails on
-    # None.to_dict(); left as it is (annotation work only), reported.
+                                  for m in arrays[name]} for name in paths}
     config = {"points": points, "curve": curve,
-              "curve_config": curve_config.to_dict() if curve else None,  # type: ignore[union-attr]
-              "repair": note or "REPAIR on the weight-matched line", **settings.__dict__}
+              "curve_config": (curve_config or TrainConfig()).to_dict() if curve else None,
+              "repair": note or "REPAIR on the weight-matched line", **settings.__dict__, **task_settings(data.task)}
     return PathsResult(ts.tolist(), arrays, summary, config,
                        {"weights": info_w.to_dict(), "activations": info_a.to_dict()})

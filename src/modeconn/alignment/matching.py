@@ -16,6 +16,7 @@ from torch import nn
 
 from ..core.flat import check_same_architecture
 from ..errors import ModeconnError
+from ..tasks import CLASSIFICATION, Task
 from .spec import PermutationSpec, axis_index, permutation_spec, permute, trace
 
 METHODS = ("weights", "activations")
@@ -151,14 +152,15 @@ def _correlation(n, sa, sb, saa, sbb, sab) -> torch.Tensor:
     return cov / (std_a[:, None] * std_b[None, :] + 1e-12)  # dead units (zero variance) correlate with nothing
 
 
-def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, batches,
+def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, inputs,
                         example_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Match each group's units by the correlation of their activations on `batches` (b's unit j to a's unit i)."""
+    """Match each group's units by the correlation of their activations on `inputs` (an iterable of input
+    batches; b's unit j to a's unit i)."""
     probes = {node: dim for shown in spec.probes.values() for node, dim in shown}
     ga, gb = trace(model_a.eval(), example_input), trace(model_b.eval(), example_input)
     stats: dict[str, list] = {}
     with torch.no_grad():
-        for x, *_ in batches:
+        for x in inputs:
             ra, rb = _Recorder(ga, probes), _Recorder(gb, probes)
             ra.run(x)
             rb.run(x)
@@ -181,11 +183,12 @@ def activation_matching(spec: PermutationSpec, model_a: nn.Module, model_b: nn.M
 
 
 def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", batches=None,
-          example_input: torch.Tensor | None = None, seed: int = 0) -> tuple[nn.Module, AlignInfo]:
+          example_input: torch.Tensor | None = None, seed: int = 0, task: Task = CLASSIFICATION
+          ) -> tuple[nn.Module, AlignInfo]:
     """b permuted into a's labelling (the same function as b), and how the alignment went.
 
     `example_input` (or the first of `batches`) is what the networks are traced with; activation
-    matching needs `batches` of training inputs.
+    matching needs `batches` of training data, read by `task.split` (only their inputs are used).
     """
     if method not in METHODS:
         raise ModeconnError(f"unknown alignment method {method!r}: choose one of {', '.join(METHODS)}")
@@ -196,7 +199,7 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", batch
         if batches is None:
             raise ModeconnError("align traces the networks with torch.fx and needs an example input: pass "
                                 "example_input= (a couple of real inputs, e.g. data.test_x[:2]) or batches=")
-        example_input = next(iter(batches))[0][:2]
+        example_input = task.split(next(iter(batches)))[0][:2]
     began = time.time()
     spec = permutation_spec(model_a, example_input)
     if not spec.groups:
@@ -206,7 +209,8 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", batch
     if method == "weights":
         perms, history = weight_matching(spec, state_a, state_b, seed)
     else:
-        perms = activation_matching(spec, model_a, model_b, batches, example_input)
+        perms = activation_matching(spec, model_a, model_b, (task.split(item)[0] for item in batches),
+                                    example_input)
         objective = _WeightObjective(spec, state_a, state_b)
         history = [objective.value({g: torch.arange(n, device="cpu") for g, n in spec.groups.items()}),
                    objective.value(perms)]

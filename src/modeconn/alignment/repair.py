@@ -18,17 +18,19 @@ from ..core.families import FAMILIES
 from ..core.flat import load_parameters_vector, parameters_vector
 from ..errors import ModeconnError, param
 from ..evaluation.batchnorm import has_batchnorm
+from ..tasks import CLASSIFICATION, Task
 from .matching import _Recorder
 from .spec import permutation_spec, trace
 
 
 @torch.no_grad()
-def unit_stats(model: nn.Module, layers, batches, example_input) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Mean and standard deviation of each unit at every (module, fx node, dim) of `layers`, over `batches`."""
+def unit_stats(model: nn.Module, layers, inputs, example_input) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and standard deviation of each unit at every (module, fx node, dim) of `layers`, over `inputs` (input
+    batches)."""
     gm = trace(model.eval(), example_input)
     probes = {node: dim for _, node, dim in layers}
     sums: dict[str, list] = {}
-    for x, *_ in batches:
+    for x in inputs:
         rec = _Recorder(gm, probes)
         rec.run(x)
         for node, v in rec.seen.items():
@@ -67,13 +69,13 @@ class Repair:
     """REPAIR for the points between fixed anchors: the anchors' unit statistics are measured once,
     then each point is corrected on demand (`repair(model, coefficients)`)."""
 
-    def __init__(self, anchors: list[nn.Module], batches, example_input=None):
-        self.batches = list(batches or [])
-        if not self.batches:
+    def __init__(self, anchors: list[nn.Module], batches, example_input=None, task: Task = CLASSIFICATION):
+        self.inputs = [task.split(item)[0] for item in (batches or [])]
+        if not self.inputs:
             raise ModeconnError("REPAIR measures unit statistics on training data: give it at least one batch")
-        self.example = self.batches[0][0][:2] if example_input is None else example_input
+        self.example = self.inputs[0][:2] if example_input is None else example_input
         self.layers = repairable_layers(anchors[0], self.example)
-        self.anchor_stats = [unit_stats(a, self.layers, self.batches, self.example) for a in anchors]
+        self.anchor_stats = [unit_stats(a, self.layers, self.inputs, self.example) for a in anchors]
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, coefficients) -> nn.Module:
@@ -89,7 +91,7 @@ class Repair:
         for module_name, node, dim in self.layers:
             mean_t = sum(c * s[node][0] for c, s in zip(coefficients, self.anchor_stats))
             std_t = sum(c * s[node][1] for c, s in zip(coefficients, self.anchor_stats)).clamp_min(0)
-            mean, std = unit_stats(fixed, [(module_name, node, dim)], self.batches, self.example)[node]
+            mean, std = unit_stats(fixed, [(module_name, node, dim)], self.inputs, self.example)[node]
             # a dead unit (zero variance) keeps its weights and gets the target mean
             scale = torch.where(std > 1e-8, std_t / std.clamp_min(1e-8), torch.ones_like(std))
             layer = fixed.get_submodule(module_name)
@@ -101,24 +103,26 @@ class Repair:
         return fixed
 
 
-def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, example_input=None) -> nn.Module:
-    """A copy of `model` (sum_k coefficients[k] * anchors[k] in weight space) with REPAIR's statistics."""
-    return Repair(anchors, batches, example_input)(model, coefficients)
+def repair(model: nn.Module, anchors: list[nn.Module], coefficients, batches, example_input=None,
+           task: Task = CLASSIFICATION) -> nn.Module:
+    """A copy of `model` (sum_k coefficients[k] * anchors[k] in weight space) with REPAIR's statistics, measured
+    on the inputs of `batches` (read by `task.split`)."""
+    return Repair(anchors, batches, example_input, task)(model, coefficients)
 
 
-def repaired_points(batches):
+def repaired_points(batches, task: Task = CLASSIFICATION):
     """For `eval_path`/`metrics_along`: given a path, the REPAIRed network at each t, its control points'
     statistics interpolated with the path's own coefficients (measured once per path)."""
     def along(path):
-        fix = Repair([path.control_model(k) for k in range(path.num_points)], batches)
+        fix = Repair([path.control_model(k) for k in range(path.num_points)], batches, task=task)
         return lambda t: fix(path.model_at(t), FAMILIES[path.kind](t, path.num_points))
     return along
 
 
-def repaired_plane(basis, anchors_xy, anchors: list[nn.Module], batches):
+def repaired_plane(basis, anchors_xy, anchors: list[nn.Module], batches, task: Task = CLASSIFICATION):
     """For `measure_points`: the REPAIRed weight vectors at plane coordinates, each point's statistics the
     barycentric combination of the three anchors' (measured once)."""
-    fix = Repair(anchors, batches)
+    fix = Repair(anchors, batches, task=task)
     work = copy.deepcopy(anchors[0])
 
     def points_at(coords) -> torch.Tensor:

@@ -41,7 +41,7 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
         repairable_layers(curve.model_at(0.0), data.train_x[:2])
     with folder.claim() as out:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
-                           o.speed, repaired_points(settings.bn_batches(data)) if o.repair else None)
+                           o.speed, repaired_points(settings.bn_batches(data), data.task) if o.repair else None)
         result.run = str(o.run)
         write_path_eval(out, result, f"{info.curve.kind} curve vs line, {info.dataset}")
     return result

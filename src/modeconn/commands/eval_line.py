@@ -49,7 +49,7 @@ def eval_line(o: EvalLineOptions) -> PathEval:
     start_net, end_net = ends.nets  # the two networks described above
     with folder.claim() as out:
         result = eval_path(None, start_net, end_net, ends.data, points, settings, o.progress, o.speed,
-                           repaired_points(settings.bn_batches(ends.data)) if o.repair else None)
+                           repaired_points(settings.bn_batches(ends.data), ends.data.task) if o.repair else None)
         result.start, result.end = str(o.start), str(o.end)
         write_path_eval(out, result, f"line between {o.start} and {o.end}, {ends.dataset}")
     return result

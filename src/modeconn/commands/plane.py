@@ -105,7 +105,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
         record["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
                             "from the three anchors', a target std below zero clamped to zero"}
     with folder.claim() as out:  # measure_plane refuses a partial grid of other settings before it writes
-        points_at = (repaired_plane(plane.basis, plane.anchors_xy, anchor_nets, settings.bn_batches(data))
+        points_at = (repaired_plane(plane.basis, plane.anchors_xy, anchor_nets, settings.bn_batches(data), data.task)
                      if o.repair else None)
         result = measure_plane(plane, template, data, settings, curve=path, points_at=points_at, chunk=chunk,
                                store=out, fingerprint=fingerprint, force=o.force, progress=o.progress,

@@ -1,16 +1,21 @@
 """Datasets as tensors in memory (on the GPU when there is one), and batches drawn from them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..errors import ModeconnError
+from ..tasks import CLASSIFICATION, Task, check_task
 
 
 @dataclass
 class Dataset:
-    """Train and test tensors of one dataset, already normalised."""
+    """Train and test tensors of one dataset, already normalised, and the task the model is asked to do on them.
+
+    num_classes: the width of the model's output (the number of classes; for regression, of target values per
+    example). task: `classification` by default; every analysis reads it from here.
+    """
 
     name: str
     train_x: torch.Tensor
@@ -19,6 +24,10 @@ class Dataset:
     test_y: torch.Tensor
     num_classes: int
     train_transform: object = None  # applied to shuffled training batches only (augmentation)
+    task: Task = field(default=CLASSIFICATION)
+
+    def __post_init__(self):
+        check_task(self.task)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -26,13 +35,17 @@ class Dataset:
 
     def to(self, device) -> Dataset:
         """The same dataset with every tensor on `device`."""
-        return Dataset(self.name, self.train_x.to(device), self.train_y.to(device),
-                       self.test_x.to(device), self.test_y.to(device), self.num_classes, self.train_transform)
+        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
+                       test_x=self.test_x.to(device), test_y=self.test_y.to(device))
 
     def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first `train` training and first `test` test examples (all when None)."""
-        return Dataset(self.name, self.train_x[:train], self.train_y[:train], self.test_x[:test], self.test_y[:test],
-                       self.num_classes, self.train_transform)
+        return replace(self, train_x=self.train_x[:train], train_y=self.train_y[:train], test_x=self.test_x[:test],
+                       test_y=self.test_y[:test])
+
+    def with_task(self, task: Task) -> Dataset:
+        """The same tensors, measured by another task (e.g. `regression()`)."""
+        return replace(self, task=check_task(task))
 
     def train_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, limit: int | None = None):
         """Batches of the training split; shuffled ones (training) are augmented, in-order ones (evaluation) not."""
@@ -99,34 +112,36 @@ class Batches:
                 yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
-def batch_pair(item) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (inputs, targets) of a batch given as a tuple or list (x, y, extras...): extras, such as the indices
-    some datasets add, are ignored. Raises ModeconnError (one line) for anything else: a bare tensor is never
-    split into inputs and targets."""
-    if isinstance(item, (tuple, list)) and len(item) >= 2:
-        return item[0], item[1]
-    got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
-    raise ModeconnError(f"a batch must be a tuple or list (inputs, targets, ...), got {got}; give (x, y) pairs, "
-                        "e.g. a TensorDataset(x, y) or a DataLoader over one")
-
-
-def tensors_from(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack any map-style torch dataset or DataLoader of (x, y[, extras...]) items into two tensors. Raises
-    ModeconnError for items that are not (x, y) pairs (a dataset of single tensors) or an empty dataset."""
+def tensors_from(dataset, task: Task = CLASSIFICATION) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack any map-style torch dataset, DataLoader or iterable of batches into (inputs, targets) tensors, each
+    item read by `task.split`. Integer targets become int64 (class indices), floating ones float32 (regression).
+    Raises ModeconnError for items the task cannot read (a dataset of single tensors) or an empty dataset."""
     xs, ys = [], []
     for item in dataset:
-        x, y = batch_pair(item)
+        x, y = task.split(item)
         xs.append(torch.as_tensor(x))
         ys.append(torch.as_tensor(y))
     if not xs:
         raise ModeconnError("the dataset holds no examples")
-    batched = xs[0].dim() > 0 and ys[0].dim() > 0  # a DataLoader yields batches
+    if isinstance(dataset, torch.utils.data.DataLoader):
+        batched = dataset.batch_sampler is not None  # batch_size=None yields single examples
+    elif isinstance(dataset, torch.utils.data.Dataset):
+        batched = False
+    else:  # an iterable of batches, or of examples: batches have a leading dimension on both
+        batched = xs[0].dim() > 0 and ys[0].dim() > 0
     cat = torch.cat if batched else torch.stack
-    return cat(xs).float(), cat(ys).long()
+    x, y = cat(xs).float(), cat(ys)
+    return x, (y.float() if y.is_floating_point() else y.long())
 
 
-def from_torch(name: str, train, test, num_classes: int | None = None) -> Dataset:
-    """A Dataset from any torch datasets or DataLoaders yielding (x, y)."""
-    tx, ty = tensors_from(train)
-    vx, vy = tensors_from(test)
-    return Dataset(name, tx, ty, vx, vy, num_classes or int(max(ty.max(), vy.max())) + 1)
+def from_torch(name: str, train, test, num_classes: int | None = None, task: Task = CLASSIFICATION) -> Dataset:
+    """A Dataset held in memory from any torch datasets, DataLoaders or iterables of batches, read by `task`.
+
+    num_classes: the model's output width; by default the largest class index + 1 for integer targets, the
+    number of target values per example for floating-point ones. Raises ModeconnError as `tensors_from`.
+    """
+    tx, ty = tensors_from(train, task)
+    vx, vy = tensors_from(test, task)
+    if num_classes is None:
+        num_classes = (int(ty[0].numel()) if ty.is_floating_point() else int(max(ty.max(), vy.max())) + 1)
+    return Dataset(name, tx, ty, vx, vy, num_classes, task=task)

@@ -15,8 +15,9 @@ from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
+from ..tasks import CLASSIFICATION, headline, metric_label
 from .batchnorm import has_batchnorm
-from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_shared
+from .pointwise import EvalSettings, PointEvaluator, measure_shared
 
 
 @dataclass
@@ -37,6 +38,11 @@ class PathEval(Record):
     run: str | None = None
     start: str | None = None
     end: str | None = None
+
+    @property
+    def headline(self) -> str:
+        """The metric the summary leads with: test_err for classification, test_loss where there is no error."""
+        return headline(self.line)
 
     def paths(self) -> list[str]:
         """The paths measured, curve first when there is one."""
@@ -74,13 +80,13 @@ class PathEval(Record):
                 continue
             if not isinstance(arrays, dict) or any(
                     not isinstance(v, list) or len(v) != len(t) or not all(_finite(x) for x in v)
-                    for v in arrays.values()) or "test_err" not in arrays:
+                    for v in arrays.values()) or "test_loss" not in arrays:
                 raise broken(f"{path} must map each metric to {len(t)} finite numbers, one per t")
         try:
             given: dict[str, Any] = {f.name: obj.get(f.name) for f in fields(cls)}
             result = cls(**given)
             for path in result.paths():
-                result.stat(path, "test_err", "max")
+                result.stat(path, result.headline, "max")
             result.summary["length"], result.summary["barriers"]
         except (AttributeError, TypeError, KeyError, IndexError) as exc:
             raise broken(f"its summary lacks {exc}") from None
@@ -102,9 +108,10 @@ class CurveEval(PathEval):
     file = "curve_eval.json"
 
     def describe(self) -> str:
-        return (f"test error max: curve {self.stat('curve', 'test_err', 'max'):.4f}, line "
-                f"{self.stat('line', 'test_err', 'max'):.4f}; test-error barrier: curve "
-                f"{self.stat('curve', 'test_err', 'barrier'):.4f}, line {self.stat('line', 'test_err', 'barrier'):.4f}")
+        m = self.headline
+        return (f"{metric_label(m)} max: curve {self.stat('curve', m, 'max'):.4f}, line "
+                f"{self.stat('line', m, 'max'):.4f}; {metric_label(m).replace(' ', '-')} barrier: curve "
+                f"{self.stat('curve', m, 'barrier'):.4f}, line {self.stat('line', m, 'barrier'):.4f}")
 
 
 class LineEval(PathEval):
@@ -114,8 +121,10 @@ class LineEval(PathEval):
     file = "line_eval.json"
 
     def describe(self) -> str:
-        return (f"line: test error max {self.stat('line', 'test_err', 'max'):.4f}, test-error barrier "
-                f"{self.stat('line', 'test_err', 'barrier'):.4f}, train-loss barrier "
+        m = self.headline
+        return (f"line: {metric_label(m)} max {self.stat('line', m, 'max'):.4f}, "
+                f"{metric_label(m).replace(' ', '-')} barrier {self.stat('line', m, 'barrier'):.4f}, "
+                f"train-loss barrier "
                 f"{self.stat('line', 'train_loss', 'barrier'):.4f}")
 
 
@@ -182,8 +191,8 @@ def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progre
         bar = tqdm(indices, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
         return [at(float(ts[i])) for i in bar]
 
-    rows = measure_shared(len(ts), measure, data.test_x.device)
-    return {m: rows[:, j].tolist() for j, m in enumerate(METRICS)}
+    rows = measure_shared(len(ts), measure, data.test_x.device, evaluator.metrics)
+    return {m: rows[:, j].tolist() for j, m in enumerate(evaluator.metrics)}
 
 
 def line_between(start: nn.Module, end: nn.Module) -> Curve:
@@ -211,7 +220,8 @@ def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Datas
                                      point_model=corrected(path) if corrected is not None else None)
         summary[name] = summarize(arrays[name], ts, chord_lengths(path, ts))
         summary["length"][name] = path.length()
-    summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in METRICS} for name, _ in paths}
+    summary["barriers"] = {name: {m: summary[name][m]["barrier"] for m in arrays[name]} for name, _ in paths}
+    task = {} if data.task.name == CLASSIFICATION.name else {"task": data.task.name}  # classification: as before
     return PathEval.measured(t=ts.tolist(), settings={"points": points, "repair": corrected is not None,
-                                             "batchnorm": has_batchnorm(start), **settings.__dict__},
+                                             "batchnorm": has_batchnorm(start), **settings.__dict__, **task},
                     line=arrays["line"], summary=summary, curve=arrays.get("curve"))

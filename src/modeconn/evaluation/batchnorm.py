@@ -31,6 +31,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
+from ..tasks import CLASSIFICATION, Task
 
 
 def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
@@ -48,17 +49,14 @@ def batchnorm_note(module: nn.Module) -> str:
     return "statistics recomputed at every point" if has_batchnorm(module) else "none"
 
 
-def batch_inputs(batches: Iterable) -> Iterator[torch.Tensor]:
-    """The inputs of `batches` ((x, y, ...) tuples or lists), a batch of one example joined to its neighbour.
+def batch_inputs(batches: Iterable, task: Task = CLASSIFICATION) -> Iterator[torch.Tensor]:
+    """The inputs of `batches` (read by `task.split`), a batch of one example joined to its neighbour.
 
-    Raises ModeconnError for a batch that is not a tuple or list, and for fewer than two examples in all.
+    Raises ModeconnError for a batch the task cannot read, and for fewer than two examples in all.
     """
     held: torch.Tensor | None = None
     for item in batches:
-        if not isinstance(item, (tuple, list)) or not item:
-            raise ModeconnError(f"BatchNorm recomputation reads (inputs, targets, ...) batches, got a "
-                                f"{type(item).__name__}")
-        x = item[0]
+        x = task.split(item)[0]
         if held is not None and (len(x) < 2 or len(held) < 2):
             held = torch.cat([held, x])
             continue
@@ -77,11 +75,10 @@ class Moments:
     `mean` and `m2` of a layer have shape (C,), or (m, C) for m networks measured at once under vmap.
     """
 
-    def __init__(self, layers: list[_BatchNorm]):
-        self.layers = layers
-        self.count = [0] * len(layers)
-        self.mean: list[torch.Tensor | None] = [None] * len(layers)
-        self.m2: list[torch.Tensor | None] = [None] * len(layers)
+    def __init__(self, layers: int):
+        self.count = [0] * layers
+        self.mean: list[torch.Tensor | None] = [None] * layers
+        self.m2: list[torch.Tensor | None] = [None] * layers
 
     def add(self, i: int, n: int, mean: torch.Tensor, var: torch.Tensor) -> None:
         """Merge a batch of `n` values per channel, with per-channel `mean` and unbiased `var`, into layer i."""
@@ -141,23 +138,23 @@ def _batch_statistics(layer: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def recompute_bn(model: nn.Module, batches: Iterable, speed: Speed = EAGER) -> bool:
+def recompute_bn(model: nn.Module, batches: Iterable, speed: Speed = EAGER, task: Task = CLASSIFICATION) -> bool:
     """Recompute the running statistics of `model`'s BN layers, in place, from `batches`.
 
-    batches: (x, y, ...) tuples or lists, x of shape (N, *input_shape); used in the order given (pass
+    batches: what `task.split` reads ((x, y, ...) tuples or lists by default), x of shape (N, *input_shape); used
+    in the order given (pass
     `Dataset.bn_batches(...)` for the seeded random order every analysis uses). Each layer's running_mean and
     running_var become the per-channel mean and unbiased variance of its input over all the examples; see this
     module's docstring for exactly what is computed. num_batches_tracked counts the batches passed. The
     model's train/eval mode and the layers' momenta are restored.
 
     Returns False, doing no pass, for a network without BatchNorm. Raises ModeconnError for fewer than two
-    examples or a batch that is not a tuple or list.
+    examples or a batch the task cannot read.
     """
     layers = batchnorm_layers(model)
     if not layers:
         return False
-    moments = Moments(layers)
-    index = {id(m): i for i, m in enumerate(layers)}
+    moments = Moments(len(layers))
 
     def collect(i: int, n: int, layer: _BatchNorm) -> None:
         moments.add(i, n, *_batch_statistics(layer))
@@ -166,10 +163,10 @@ def recompute_bn(model: nn.Module, batches: Iterable, speed: Speed = EAGER) -> b
         m.reset_running_stats()
     device = next(model.parameters()).device
     with _BatchNormPass(model, layers, collect), speed.autocast(device):
-        for x in batch_inputs(batches):
+        for x in batch_inputs(batches, task):
             model(speed.input(x))
-    for m in layers:
-        mean, var = moments.statistics(index[id(m)])
+    for i, m in enumerate(layers):
+        mean, var = moments.statistics(i)
         assert m.running_mean is not None and m.running_var is not None  # layers that track running stats
         m.running_mean.copy_(mean)
         m.running_var.copy_(var)
@@ -178,7 +175,8 @@ def recompute_bn(model: nn.Module, batches: Iterable, speed: Speed = EAGER) -> b
 
 @torch.no_grad()
 def recompute_bn_vmapped(net: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                         shared: dict[str, torch.Tensor], batches: Iterable, speed: Speed = EAGER) -> bool:
+                         shared: dict[str, torch.Tensor], batches: Iterable, speed: Speed = EAGER,
+                         task: Task = CLASSIFICATION) -> bool:
     """`recompute_bn` for m networks at once under `torch.func.vmap`: `net` is the template, `params` and
     `buffers` (its floating-point buffers) hold a leading dimension m, `shared` (integer buffers) none.
 
@@ -202,10 +200,10 @@ def recompute_bn_vmapped(net: nn.Module, params: dict[str, torch.Tensor], buffer
         functional_call(net, {**p, **fb, **ib}, (x,))
         return list(found)
 
-    moments = Moments(layers)
+    moments = Moments(len(layers))
     batched = vmap(run, in_dims=(0, 0, None, None), randomness="different")
     with _BatchNormPass(net, layers, note):
-        for x in batch_inputs(batches):
+        for x in batch_inputs(batches, task):
             with speed.autocast(x.device):
                 out = batched(params, buffers, shared, speed.input(x))
             for k, (i, n) in enumerate(seen):

@@ -13,43 +13,44 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
-from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
 from ..core.curve import Curve
 from ..core.flat import parameter_space, parameters_vector
-from ..data.datasets import Dataset, batch_pair
+from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import PartialStore, fingerprint_of
 from ..storage.record import Record
+from ..tasks import CLASSIFICATION, Task
 from .batchnorm import has_batchnorm, recompute_bn
-from .pointwise import EvalSettings
+from .pointwise import EvalSettings, task_settings
 
 
 class HessianOperator:
-    """v -> H v for the mean cross-entropy of `model` over `batches`, at the model's current weights.
+    """v -> H v for the mean loss of `task` (cross-entropy by default) of `model` over `batches`, at the model's
+    current weights; the mean is over what the task counts (examples; tokens).
 
     The model is used in eval mode: BatchNorm normalises with its running statistics, so the loss
     is a fixed function of the weights (recompute them for the point first: `curvature_at` does).
     """
 
-    def __init__(self, model: nn.Module, batches, speed: Speed = EAGER):
-        self.model, self.speed = model.eval(), speed
+    def __init__(self, model: nn.Module, batches, speed: Speed = EAGER, task: Task = CLASSIFICATION):
+        self.model, self.speed, self.task = model.eval(), speed, task
         self.space = parameter_space(model)
         self.weights = parameters_vector(model)
         self.buffers = dict(model.named_buffers())
-        self.batches = [batch_pair(item) for item in batches]
-        self.count = sum(len(y) for _, y in self.batches)
+        self.batches = [task.split(item) for item in batches]
+        self.count = float(sum(task.count(y) for _, y in self.batches))
         if self.count == 0:
             raise ModeconnError("curvature needs at least one training example")
         self.products = 0
 
     def loss_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Summed cross-entropy of one batch at the flat weights `w`."""
-        logits = functional_call(self.model, {**self.space.unflatten(w), **self.buffers}, (self.speed.input(x),))
-        return cross_entropy(logits.float(), y, reduction="sum")
+        """The task's summed loss over one batch at the flat weights `w`."""
+        outputs = functional_call(self.model, {**self.space.unflatten(w), **self.buffers}, (self.speed.input(x),))
+        return self.task.sums(outputs, y)[0]
 
     def gradient(self, w: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss's gradient (what one Hessian-vector product is measured against)."""
@@ -210,10 +211,10 @@ class CurvatureResult(Record):
 
 def curvature_at(model: nn.Module, train_batches, bn_batches, top: int = 3, trace: bool = False,
                  probes: int = 100, steps: int = 100, seed: int = 0, tol: float = 1e-4,
-                 speed: Speed = EAGER) -> Curvature:
-    """Curvature of the mean train cross-entropy at `model` (BatchNorm statistics recomputed for it first)."""
-    recompute_bn(model, bn_batches, speed)
-    op = HessianOperator(model, train_batches, speed)
+                 speed: Speed = EAGER, task: Task = CLASSIFICATION) -> Curvature:
+    """Curvature of the mean train loss of `task` at `model` (BatchNorm statistics recomputed for it first)."""
+    recompute_bn(model, bn_batches, speed, task)
+    op = HessianOperator(model, train_batches, speed, task)
     w = op.weights
     values, used, converged = lanczos_top(op, w.numel(), top, steps, seed, tol, w.device, w.dtype)
     tr, err = hutchinson_trace(op, w.numel(), probes, seed, w.device, w.dtype) if trace else (None, None)
@@ -251,6 +252,11 @@ HESSIAN = ("of the mean train cross-entropy over the training examples measured 
            "included); eigenvalues are the largest algebraic, by Lanczos; the trace by Hutch++")
 
 
+def hessian_note(task: Task) -> str:
+    """What curvature.json says the Hessian is of: HESSIAN for classification (as files always said)."""
+    return HESSIAN if task.name == CLASSIFICATION.name else HESSIAN.replace("cross-entropy", f"{task.name} loss")
+
+
 def curvature_store(folder: Path | None, fingerprint: str, n: int, top: int, force: bool = False) -> PartialStore:
     """The resumable store of `n` curvature points in FOLDER/curvature.partial.npz: one row each, encoded as
     `measure_curvature_shared` sends them; rows that are not measurements (non-finite values, no eigenvalue,
@@ -272,9 +278,10 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
                       settings: EvalSettings | None = None, *, top: int = 3, trace: bool = False, probes: int = 100,
                       steps: int = 100, seed: int = 0, store: Path | None = None, fingerprint: str = "",
                       force: bool = False, progress: bool = True, speed: Speed = EAGER) -> CurvatureResult:
-    """Curvature of the mean train cross-entropy (`curvature_at`: top eigenvalues by Lanczos, the trace by
-    Hutch++, BN recomputed per point) at every t of every path: a Curve (a curve, or `line_between` two
-    networks) is measured at `curve.model_at(t)`; a network is measured at itself (then `t` is [0.0]).
+    """Curvature of the mean train loss of the data's task (cross-entropy by default; `curvature_at`: top
+    eigenvalues by Lanczos, the trace by Hutch++, BN recomputed per point) at every t of every path: a Curve (a
+    curve, or `line_between` two networks) is measured at `curve.model_at(t)`; a network is measured at itself
+    (then `t` is [0.0]).
 
     Returns a CurvatureResult (`run` empty: the command names it). With `store` (a folder) each round's
     points are saved under `fingerprint` and a rerun measures only the missing ones; without it nothing is
@@ -297,7 +304,8 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
     train_batches, bn_batches = list(settings.train_batches(data)), list(settings.bn_batches(data))
     names, ts = list(paths), [float(x) for x in t]
     partial = curvature_store(store, fingerprint_of(fingerprint, paths=names, t=ts, top=top, trace=trace,
-                                                    probes=probes, steps=steps, seed=seed, settings=settings.__dict__),
+                                                    probes=probes, steps=steps, seed=seed, settings=settings.__dict__,
+                                                    **task_settings(data.task)),
                               len(names) * len(ts), top, force)
     done, values = partial.load()
     todo = np.flatnonzero(~done).tolist()
@@ -309,7 +317,8 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
         def measure(j, block=block):  # called within this round (the default binds it all the same)
             path = paths[names[block[j] // len(ts)]]
             model = path.model_at(ts[block[j] % len(ts)]) if isinstance(path, Curve) else path
-            return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed)
+            return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed,
+                                task=data.task)
 
         for i, r in zip(block, measure_curvature_shared(len(block), measure, top, data.train_x.device)):
             values["row"][i] = _row(r, top)
@@ -322,7 +331,8 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
     first = next(iter(paths.values()))
     bn = has_batchnorm(first.net if isinstance(first, Curve) else first)  # the template, not a new point
     config = {"top": top, "trace": trace, "probes": probes if trace else None, "steps": steps, "seed": seed,
-              **settings.__dict__}
+              **settings.__dict__, **task_settings(data.task)}
     return CurvatureResult("", "curve" if isinstance(first, Curve) else "network", ts,
                            {name: rows[k * len(ts):(k + 1) * len(ts)] for k, name in enumerate(names)}, config,
-                           HESSIAN, "eval mode, with the statistics recomputed at each point" if bn else "none")
+                           hessian_note(data.task),
+                           "eval mode, with the statistics recomputed at each point" if bn else "none")

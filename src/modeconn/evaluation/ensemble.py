@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.datasets import batch_pair
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
+from ..tasks import CLASSIFICATION, Task
 from .batchnorm import recompute_bn
 from .evaluate import Metrics
 
@@ -30,6 +30,13 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     return float(ece)
 
 
+def check_ensemble_task(task: Task) -> None:
+    """Refuse (ModeconnError, one line) a task other than classification: ensembles average class probabilities."""
+    if task.name != CLASSIFICATION.name:
+        raise ModeconnError(f"ensembles (FGE, SWA, curve and simplex ensembles, budget) measure classification "
+                            f"so far, not {task.name}; measure the members one by one with evaluate")
+
+
 @dataclass(frozen=True)
 class EnsembleMetrics:
     """The averaged members' test error, NLL and 15-bin expected calibration error."""
@@ -45,11 +52,13 @@ class EnsembleMetrics:
 class RunningEnsemble:
     """Averages members' softmax probabilities on a fixed set of batches, keeping only their sum.
 
-    Memory is one (N, classes) tensor whatever the number of members; no model copies are kept.
+    Memory is one (N, classes) tensor whatever the number of members; no model copies are kept. Ensembles
+    measure classification so far: another task is refused (ModeconnError, one line).
     """
 
-    def __init__(self, batches, num_classes: int, speed: Speed = EAGER):
-        self.batches, self.speed = [batch_pair(item) for item in batches], speed
+    def __init__(self, batches, num_classes: int, speed: Speed = EAGER, task: Task = CLASSIFICATION):
+        check_ensemble_task(task)
+        self.batches, self.speed = [task.split(item) for item in batches], speed
         self.labels = torch.cat([y for _, y in self.batches])  # on the data's device, in batch order
         self.prob_sum = torch.zeros(len(self.labels), num_classes, dtype=torch.float64, device=self.labels.device)
         self.members = 0
@@ -147,7 +156,7 @@ def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 100
     """
     if not where:
         raise ModeconnError(f"an ensemble needs at least one member: {param('points')} must be >= 1")
-    ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes, speed)
+    ens = RunningEnsemble(data.test_batches(batch_size), data.num_classes, speed, data.task)
     bn_batches = data.bn_batches(batch_size)
     width, records = distributed.world_size(), []
     bar = tqdm(total=len(where), desc="ensemble", disable=not progress, leave=False)
@@ -156,7 +165,7 @@ def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 100
         logps = torch.zeros(len(block), *ens.prob_sum.shape, dtype=torch.float64, device=ens.prob_sum.device)
         for i in distributed.my_indices(len(block)):
             member = model_at(block[i])
-            recompute_bn(member, bn_batches, speed)
+            recompute_bn(member, bn_batches, speed, data.task)
             logps[i] = ens.log_probs(member)
         logps = distributed.combine_rows(logps)
         for w, logp in zip(block, logps):

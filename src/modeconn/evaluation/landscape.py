@@ -16,8 +16,17 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
 from ..storage.partial import fingerprint_of
 from ..storage.record import Record
+from ..tasks import headline, metric_label
 from .batchnorm import batchnorm_note
-from .pointwise import METRICS, EvalSettings, PointEvaluator, check_metric_arrays, measure_points, metrics_store
+from .pointwise import (
+    EvalSettings,
+    PointEvaluator,
+    check_metric_arrays,
+    measure_points,
+    metric_names,
+    metrics_store,
+    task_settings,
+)
 
 PARTIAL = "landscape.partial.npz"
 
@@ -87,21 +96,22 @@ class LandscapeResult(Record):
         """Read a finished landscape folder (or its landscape.json, with landscape.npz beside it)."""
         out = Path(path) if Path(path).is_dir() else Path(path).parent
         arrays, summary = load_npz(out / "landscape.npz"), read_json(out / "landscape.json")
-        missing = [k for k in ("xs", *METRICS) if k not in arrays]
+        metrics = metric_names(arrays)
+        missing = [k for k in ("xs", "train_loss", "test_loss") if k not in arrays]
         if missing or not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
             raise ModeconnError(f"{out} does not hold a complete landscape ({', '.join(missing) or 'settings'} "
                                 "missing); rerun `modeconn landscape`")
         axes = [arrays["xs"]] + ([arrays["ys"]] if "ys" in arrays else [])
-        check_metric_arrays({m: arrays[m] for m in METRICS}, tuple(len(a) for a in axes), out / "landscape.npz",
+        check_metric_arrays({m: arrays[m] for m in metrics}, tuple(len(a) for a in axes), out / "landscape.npz",
                             "landscape")
-        return cls(axes, {m: arrays[m] for m in METRICS}, summary,
+        return cls(axes, {m: arrays[m] for m in metrics}, summary,
                    {k: arrays[k] for k in ("trajectory_xy", "trajectory_epochs") if k in arrays})
 
     def describe(self) -> str:
-        m = self.metrics
+        m, h = self.metrics, headline(self.metrics)
         return (f"{self.dims}-D slice, {'x'.join(str(n) for n in m['train_loss'].shape)} points: train loss "
-                f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}.."
-                f"{m['test_err'].max():.4f}")
+                f"{m['train_loss'].min():.4g}..{m['train_loss'].max():.4g}, {metric_label(h)} {m[h].min():.4f}.."
+                f"{m[h].max():.4f}")
 
 
 def slice_directions(model: nn.Module, dims: int = 2, seed: int = 0, bn_directions: bool = False) -> torch.Tensor:
@@ -136,16 +146,17 @@ def measure_slice(model: nn.Module, data: Dataset, directions: torch.Tensor, hal
     evaluator = PointEvaluator(model, data, settings, chunk=chunk, speed=speed)
     rows = metrics_store(store, PARTIAL, fingerprint_of(fingerprint, grid=grid, half_widths=list(half_widths),
                                                         norms=[round(float(d.double().norm()), 6) for d in directions],
-                                                        settings=settings.__dict__), len(coords), force)
+                                                        settings=settings.__dict__, **task_settings(data.task)),
+                         len(coords), force, evaluator.metrics)
     values = measure_points(coords, Slice(weights, directions).points, evaluator, rows, progress)
     rows.finish()  # done: a later call measures afresh
     summary = {**(record or {}),
                # the evaluation settings first: their own `seed` (the BN subset's) must not hide the directions'
                "settings": {**{k: v for k, v in settings.__dict__.items() if k != "seed"}, "grid": grid,
-                            **(record_settings or {}), "chunk": chunk},
+                            **(record_settings or {}), "chunk": chunk, **task_settings(data.task)},
                "direction_norms": [float(d.double().norm()) for d in directions],
                "half_widths": list(half_widths), "grid_index": "metric[i, j] is at (xs[i], ys[j])",
                "batchnorm": batchnorm_note(model),
-               **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in METRICS}}
-    return LandscapeResult(axes, {m: values[m].reshape((grid,) * dims) for m in METRICS}, summary,
+               **{f"{m}_range": [float(np.min(values[m])), float(np.max(values[m]))] for m in evaluator.metrics}}
+    return LandscapeResult(axes, {m: values[m].reshape((grid,) * dims) for m in evaluator.metrics}, summary,
                            trajectory or {})

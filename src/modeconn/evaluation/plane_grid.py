@@ -19,7 +19,16 @@ from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
 from ..storage.partial import fingerprint_of
 from ..storage.record import Record
-from .pointwise import METRICS, EvalSettings, PointEvaluator, check_metric_arrays, measure_points, metrics_store
+from ..tasks import headline, metric_label
+from .pointwise import (
+    EvalSettings,
+    PointEvaluator,
+    check_metric_arrays,
+    measure_points,
+    metric_names,
+    metrics_store,
+    task_settings,
+)
 
 CURVE_POINTS = 61
 PARTIAL = "plane.partial.npz"
@@ -60,19 +69,20 @@ class PlaneResult(Record):
         """Read a finished plane folder (or its plane.json, with plane.npz beside it)."""
         out = Path(path) if Path(path).is_dir() else Path(path).parent
         arrays, summary = load_npz(out / "plane.npz"), read_json(out / "plane.json")
-        missing = [k for k in ("xs", "ys", "points_xy", *METRICS) if k not in arrays]
+        metrics = metric_names(arrays)
+        missing = [k for k in ("xs", "ys", "points_xy", "train_loss", "test_loss") if k not in arrays]
         if missing or not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
             raise ModeconnError(f"{out} does not hold a complete plane ({', '.join(missing) or 'plane.json settings'} "
                                 "missing); rerun `modeconn plane`")
-        check_metric_arrays({m: arrays[m] for m in METRICS}, (len(arrays["xs"]), len(arrays["ys"])),
+        check_metric_arrays({m: arrays[m] for m in metrics}, (len(arrays["xs"]), len(arrays["ys"])),
                             out / "plane.npz", "plane")
-        return cls(arrays["xs"], arrays["ys"], {m: arrays[m] for m in METRICS}, arrays["points_xy"], summary,
+        return cls(arrays["xs"], arrays["ys"], {m: arrays[m] for m in metrics}, arrays["points_xy"], summary,
                    {k: arrays[k] for k in ("curve_t", "curve_xy", "bends_xy") if k in arrays})
 
     def describe(self) -> str:
-        m = self.metrics
+        m, h = self.metrics, headline(self.metrics)
         return (f"plane {len(self.xs)}x{len(self.ys)}: train loss {m['train_loss'].min():.4g}.."
-                f"{m['train_loss'].max():.4g}, test error {m['test_err'].min():.4f}..{m['test_err'].max():.4f}")
+                f"{m['train_loss'].max():.4g}, {metric_label(h)} {m[h].min():.4f}..{m[h].max():.4f}")
 
 
 @torch.no_grad()
@@ -144,18 +154,20 @@ def measure_plane(plane: PlaneGrid, template: nn.Module, data: Dataset, settings
     evaluator = PointEvaluator(template, data, settings, chunk=chunk, speed=speed)
     coords = plane.coords
     rows = metrics_store(store, PARTIAL, fingerprint_of(fingerprint, grid=plane.grid, margin=plane.margin,
-                                                        repair=repair, settings=settings.__dict__), len(coords), force)
+                                                        repair=repair, settings=settings.__dict__,
+                                                        **task_settings(data.task)),
+                         len(coords), force, evaluator.metrics)
     values = measure_points(coords, points_at or plane.basis.points, evaluator, rows, progress)
     rows.finish()  # done: a later call measures afresh
     basis = plane.basis
     summary = {"u_norm": basis.u_norm, "v_norm": basis.v_norm, "orthogonality_error": basis.orthogonality_error(),
                "settings": {"grid": plane.grid, "margin": plane.margin, "chunk": chunk, "repair": repair,
-                            **settings.__dict__},
+                            **settings.__dict__, **task_settings(data.task)},
                **(record or {}),
                "points_xy": plane.anchors_xy.tolist(), "grid_index": "metric[i, j] is at (xs[i], ys[j])"}
     curve_arrays: dict[str, np.ndarray] = {}
     if curve is not None:
         curve_arrays, curve_summary = project_curve(basis, curve)
         summary.update(curve_summary)
-    return PlaneResult(plane.xs, plane.ys, {m: values[m].reshape(plane.grid, plane.grid) for m in METRICS},
+    return PlaneResult(plane.xs, plane.ys, {m: values[m].reshape(plane.grid, plane.grid) for m in evaluator.metrics},
                        plane.anchors_xy, summary, curve_arrays)

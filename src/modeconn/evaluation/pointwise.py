@@ -1,4 +1,4 @@
-"""Metrics of one weight vector: BatchNorm recomputed for it, then train and test loss and error."""
+"""Metrics of one weight vector: BatchNorm recomputed for it, then the task's train and test metrics."""
 from __future__ import annotations
 
 import copy
@@ -10,27 +10,38 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
 from ..core.flat import load_parameters_vector, parameter_space
-from ..data.datasets import Dataset, batch_pair
+from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import PartialStore
+from ..tasks import CLASSIFICATION
 from .batchnorm import recompute_bn, recompute_bn_vmapped
 from .evaluate import Metrics, SplitMetrics, evaluate
 
-METRICS = ("train_loss", "train_err", "test_loss", "test_err", "train_objective")
+METRICS = CLASSIFICATION.point_metrics  # the columns of a classification point (a data's task names its own)
 # Points each rank evaluates between saves of the store: amortizes the save and the gather across
 # ranks (per-point rounds cost 25% on MNIST-1D under torchrun); a killed run redoes at most one round.
 ROUND_POINTS = 8
 
 
+def metric_names(keys) -> tuple[str, ...]:
+    """The metric columns among a result file's keys (train_<metric>, test_<metric>, train_objective), in order."""
+    return tuple(k for k in keys if k.startswith(("train_", "test_")))
+
+
+def task_settings(task) -> dict:
+    """What a result's settings say of its task: nothing for classification (its files are as they always were),
+    {"task": name} otherwise."""
+    return {} if task.name == CLASSIFICATION.name else {"task": task.name}
+
+
 def check_metric_arrays(metrics: dict[str, np.ndarray], shape: tuple[int, ...], source, rerun: str) -> None:
     """Refuse, in one line naming `source`, metric arrays read from a file that no measurement could have written:
-    one of another shape than the grid's, a NaN, or an error outside [0, 1]."""
+    one of another shape than the grid's, a NaN, or an error outside [0, 1]. `metrics` are the file's own."""
     for name, values in metrics.items():
         off_range = name.endswith("_err") and not ((values >= 0) & (values <= 1)).all()
         problem = (f"has shape {values.shape}, not the grid's {shape}" if values.shape != shape
@@ -40,12 +51,13 @@ def check_metric_arrays(metrics: dict[str, np.ndarray], shape: tuple[int, ...], 
             raise ModeconnError(f"{source}: {name} {problem}; the file is damaged: rerun `modeconn {rerun}`")
 
 
-def measure_shared(n: int, measure, device) -> np.ndarray:
-    """Metrics of items 0..n-1 as an (n, len(METRICS)) array; under torchrun each rank measures whole items.
+def measure_shared(n: int, measure, device, metrics: tuple[str, ...] = METRICS) -> np.ndarray:
+    """Metrics of items 0..n-1 as an (n, len(metrics)) array, columns named by `metrics` (a task's
+    `point_metrics`); under torchrun each rank measures whole items.
 
     `measure(indices)` returns one SplitMetrics per index; every rank gets the whole table.
     """
-    rows = distributed.gather_rows(n, len(METRICS), lambda local: ([r.to_dict()[m] for m in METRICS]
+    rows = distributed.gather_rows(n, len(metrics), lambda local: ([r.to_dict()[m] for m in metrics]
                                                                     for r in measure(local)), device)
     return rows.cpu().numpy()
 
@@ -80,7 +92,8 @@ class EvalSettings:
 
 
 class PointEvaluator:
-    """Measures weight vectors with one working network (reused: nothing rebuilt per point).
+    """Measures weight vectors with one working network (reused: nothing rebuilt per point), by the data's task;
+    `metrics` names the columns of each point (`data.task.point_metrics`).
 
     `many` measures a stack of points `chunk` at a time with `torch.func.vmap` (BN statistics
     batched too), which pays for small networks where one point cannot fill the machine.
@@ -93,6 +106,8 @@ class PointEvaluator:
         self.net, self.data, self.settings, self.chunk = speed.module(template), data, settings, chunk
         self.speed = speed
         self.space = parameter_space(template)
+        self.task = data.task
+        self.metrics = data.task.point_metrics
         self.bn_batches = settings.bn_batches(data)
         self.train_batches = settings.train_batches(data)
         self.test_batches = data.test_batches(settings.batch_size)
@@ -106,10 +121,10 @@ class PointEvaluator:
             for name, buf in self.net.named_buffers():
                 if name in buffers:
                     buf.copy_(buffers[name])
-        if recompute_bn(self.net, self.bn_batches, self.speed):
+        if recompute_bn(self.net, self.bn_batches, self.speed, self.task):
             self.bn_passes += 1
-        tr = evaluate(self.net, self.train_batches, self.speed)
-        te = evaluate(self.net, self.test_batches, self.speed)
+        tr = evaluate(self.net, self.train_batches, self.speed, self.task)
+        te = evaluate(self.net, self.test_batches, self.speed, self.task)
         return SplitMetrics(tr, te, train_objective=tr.loss + float(self._l2(weights[None])[0]))
 
     def _l2(self, block: torch.Tensor) -> torch.Tensor:
@@ -141,35 +156,36 @@ class PointEvaluator:
         def run(p, fb, ib, x):
             return functional_call(net, {**p, **fb, **ib}, (x,))
 
-        if recompute_bn_vmapped(net, params, fbufs, ibufs, self.bn_batches, self.speed):
+        if recompute_bn_vmapped(net, params, fbufs, ibufs, self.bn_batches, self.speed, self.task):
             self.bn_passes += m
         net.eval()
         ev_run = vmap(run, in_dims=(0, 0, None, None))
+        sums_of = vmap(self.task.sums, in_dims=(0, None))  # the task's per-batch sums, network by network
         results = {}
         for split, batches in (("train", self.train_batches), ("test", self.test_batches)):
-            loss: float | torch.Tensor  # tensors from the first batch on
-            wrong: int | torch.Tensor
-            loss, wrong, count = 0.0, 0, 0
+            total: torch.Tensor | None = None
+            count: torch.Tensor | float = 0.0
             for item in batches:  # sums stay on the device: one host sync per split
-                x, y = batch_pair(item)
+                x, y = self.task.split(item)
                 with self.speed.autocast(block.device):
-                    logits = ev_run(params, fbufs, ibufs, self.speed.input(x)).float()
-                b = len(y)
-                ce = cross_entropy(logits.reshape(m * b, -1), y.repeat(m), reduction="none").view(m, b)
-                loss = loss + ce.sum(1).double()
-                wrong = wrong + (logits.argmax(-1) != y).sum(1)
-                count += b
-            assert isinstance(loss, torch.Tensor) and isinstance(wrong, torch.Tensor), f"no {split} batches"
-            results[split] = ((loss / count).cpu(), (wrong.double() / count).cpu())
+                    outputs = ev_run(params, fbufs, ibufs, self.speed.input(x))
+                sums = sums_of(outputs, y)  # (m, metrics)
+                total = sums if total is None else total + sums
+                count = count + self.task.count(y)
+            if total is None or not isinstance(count, torch.Tensor):
+                raise ModeconnError(f"there are no {split} batches to evaluate on")
+            count = count.cpu()
+            results[split] = [Metrics(**self.task.reduce(row, count)) for row in total.cpu()]
         l2 = self._l2(block)
-        (tr_loss, tr_err), (te_loss, te_err) = results["train"], results["test"]
-        return [SplitMetrics(Metrics(float(tr_loss[i]), float(tr_err[i])), Metrics(float(te_loss[i]), float(te_err[i])),
-                             train_objective=float(tr_loss[i] + l2[i])) for i in range(m)]
+        return [SplitMetrics(tr, te, train_objective=float(tr.loss + l2[i]))
+                for i, (tr, te) in enumerate(zip(results["train"], results["test"]))]
 
 
-def metrics_store(folder: Path | None, name: str, fingerprint: str, n: int, force: bool = False) -> PartialStore:
-    """The resumable store of `n` points' metrics (one column per metric of METRICS) in FOLDER/NAME."""
-    return PartialStore(folder, name, fingerprint, n, {m: () for m in METRICS}, force)
+def metrics_store(folder: Path | None, name: str, fingerprint: str, n: int, force: bool = False,
+                  metrics: tuple[str, ...] = METRICS) -> PartialStore:
+    """The resumable store of `n` points' metrics (one column per name of `metrics`, a task's `point_metrics`) in
+    FOLDER/NAME."""
+    return PartialStore(folder, name, fingerprint, n, {m: () for m in metrics}, force)
 
 
 def measure_points(coords: np.ndarray, points_at, evaluator: PointEvaluator, store: PartialStore,
@@ -189,8 +205,8 @@ def measure_points(coords: np.ndarray, points_at, evaluator: PointEvaluator, sto
     for start in range(0, len(todo), step):
         idx = todo[start:start + step]
         rows = measure_shared(len(idx), lambda local, idx=idx: evaluator.many(points_at(coords[idx[local]])),
-                              evaluator.data.test_x.device)
-        for j, m in enumerate(METRICS):
+                              evaluator.data.test_x.device, evaluator.metrics)
+        for j, m in enumerate(evaluator.metrics):
             values[m][idx] = rows[:, j]
         done[idx] = True
         store.save(done, values)

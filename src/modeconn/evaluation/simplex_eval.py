@@ -13,8 +13,9 @@ from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import fingerprint_of
 from ..storage.record import Record
+from ..tasks import headline, metric_label
 from .batchnorm import batchnorm_note
-from .pointwise import METRICS, EvalSettings, PointEvaluator, measure_points, metrics_store
+from .pointwise import EvalSettings, PointEvaluator, measure_points, metric_names, metrics_store, task_settings
 
 PARTIAL = "simplex_eval.partial.npz"
 
@@ -54,17 +55,18 @@ class SimplexEval(Record):
     def from_json(cls, obj, source: str) -> SimplexEval:
         with cls.parsing(source):
             result = cls(obj["run"], obj["samples"], obj["seed"], obj["settings"], obj["batchnorm"], obj["weights"],
-                         {m: obj[m] for m in METRICS}, obj["summary"])
+                         {m: obj[m] for m in metric_names(obj)}, obj["summary"])
             rows: list[list] = [result.weights, *result.metrics.values()]
             if any(len(v) != result.samples for v in rows):
                 raise ValueError("weights or metrics do not hold `samples` rows")
-            for m in METRICS:
+            for m in ("train_loss", "test_loss", *result.metrics):
                 result.summary[m]["mean"], result.summary[m]["q95"]
         return result
 
     def describe(self) -> str:
-        t = self.summary["test_err"]
-        return (f"{self.samples} points: test error mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
+        h = headline(self.metrics)
+        t = self.summary[h]
+        return (f"{self.samples} points: {metric_label(h)} mean {t['mean']:.4f}, 5-95% {t['q05']:.4f}..{t['q95']:.4f}, "
                 f"max {t['max']:.4f}")
 
 
@@ -91,9 +93,12 @@ def measure_simplex(simplex: Simplex, data: Dataset, settings: EvalSettings | No
     vertices = simplex.control_points().detach()
     evaluator = PointEvaluator(simplex.control_model(0), data, settings, speed=speed)
     rows = metrics_store(store, PARTIAL, fingerprint_of(fingerprint, samples=samples, seed=seed,
-                                                        settings=settings.__dict__), samples, force)
+                                                        settings=settings.__dict__, **task_settings(data.task)),
+                         samples, force, evaluator.metrics)
     values = measure_points(weights, lambda w: torch.as_tensor(w, dtype=vertices.dtype, device=vertices.device)
                             @ vertices, evaluator, rows, progress)
     rows.finish()  # done: a later call measures afresh
-    return SimplexEval("", samples, seed, settings.__dict__, batchnorm_note(simplex.net), weights.tolist(),
-                       {m: values[m].tolist() for m in METRICS}, {m: distribution(values[m]) for m in METRICS})
+    return SimplexEval("", samples, seed, {**settings.__dict__, **task_settings(data.task)},
+                       batchnorm_note(simplex.net), weights.tolist(),
+                       {m: values[m].tolist() for m in evaluator.metrics},
+                       {m: distribution(values[m]) for m in evaluator.metrics})

@@ -22,7 +22,7 @@ from ..config import TrainConfig
 from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..evaluation.batchnorm import recompute_bn
-from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
+from ..evaluation.ensemble import RunningEnsemble, check_ensemble_task, simplex_ensemble
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.record import Record
@@ -35,10 +35,10 @@ ESPRO_SAMPLES = 10  # points drawn from the simplex for its ensemble
 
 
 def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> dict:
-    ens = RunningEnsemble(data.test_batches(batch), data.num_classes, speed)
+    ens = RunningEnsemble(data.test_batches(batch), data.num_classes, speed, data.task)
     for m in models:
         m = copy.deepcopy(m)
-        recompute_bn(m, data.bn_batches(batch), speed)
+        recompute_bn(m, data.bn_batches(batch), speed, data.task)
         ens.add(m)
     return ens.metrics().to_dict()
 
@@ -104,6 +104,7 @@ def compare_budgets(make_model, data: Dataset, train_cfg: TrainConfig, cycle: in
     if not seeds or len(set(seeds)) != len(seeds):
         raise ModeconnError(f"{param('seeds')} must list distinct seeds, got {seeds}")
     check_budget(train_cfg.epochs, cycle)
+    check_ensemble_task(data.task)
     if store is not None and Path(store).exists() and not Path(store).is_dir():
         raise ModeconnError(f"{store} is a file: {param('store', 'out')} must be a folder (or one to create)")
     # what a stored comparison must have been made with: the comparison's own settings, and the caller's

@@ -100,7 +100,7 @@ class _FGEState:
     """What FGE accumulates: the running ensemble, the SWA average, one record per snapshot."""
 
     def __init__(self, model: nn.Module, data: Dataset, cfg: FGEConfig, speed: Speed):
-        self.ensemble = RunningEnsemble(data.test_batches(cfg.eval_batch), data.num_classes, speed)
+        self.ensemble = RunningEnsemble(data.test_batches(cfg.eval_batch), data.num_classes, speed, data.task)
         self.swa = AveragedModel(model)
         self.records: list[dict] = []
 
@@ -136,7 +136,7 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
         if epoch + 1 not in take:
             return
         snap = copy.deepcopy(model)
-        recompute_bn(snap, bn_batches, speed)
+        recompute_bn(snap, bn_batches, speed, data.task)
         own = state.ensemble.add(snap)
         state.swa.update_parameters(model)
         k = len(state.records) + 1
@@ -145,7 +145,7 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
         if snapshot_dir is not None:
             save_tensors(snapshot_dir / f"snapshot_{k:03d}.safetensors", snap.state_dict())
 
-    fit(model, list(model.parameters()), lambda forward, x, y, _g: nn.functional.cross_entropy(forward(x), y), data,
+    fit(model, list(model.parameters()), lambda forward, x, y, _g: data.task.loss(forward(x), y), data,
         cfg.train_config(), lr_at=lr_at, weight_decay=cfg.wd, optimizer_state=optimizer_state,
         checkpointing=Checkpointing(checkpoint, resume, settings if settings is not None else {"fge": asdict(cfg)},
                                     extra=state),
@@ -153,8 +153,8 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
     result = FGEResult(config=asdict(cfg), snapshots=state.records)
     if state.records:
         swa_model = state.swa.module
-        recompute_bn(swa_model, bn_batches, speed)
-        own = evaluate(swa_model, data.test_batches(cfg.eval_batch), speed)
+        recompute_bn(swa_model, bn_batches, speed, data.task)
+        own = evaluate(swa_model, data.test_batches(cfg.eval_batch), speed, data.task)
         result.swa = {"test_err": own.err, "test_nll": own.loss, "snapshots_averaged": len(state.records)}
         result.swa_state = swa_model.state_dict()
     return result

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.functional import cross_entropy
 
 from ..config import TrainConfig
 from ..core.curve import Curve
@@ -88,7 +87,7 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
     def step_loss(forward, x, y, gen):
         # The same draw on every rank: the same generator, the same sequence.
         where = span.sample_t(gen) if isinstance(span, Curve) else span.sample_weights(gen)
-        loss = cross_entropy(forward(x, where), y)
+        loss = data.task.loss(forward(x, where), y)
         if spread:
             loss = loss + spread * squared_cosine(span, ranges).to(loss.dtype)
         return loss
@@ -101,7 +100,7 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
 def subspace_metrics(span: Curve | Simplex, data: Dataset, speed: Speed = EAGER) -> tuple[nn.Module, dict]:
     """What a trained subspace (Wortsman et al. 2021) is measured by: its midpoint (t = 0.5 of a line or curve,
     the centroid of a simplex) as a network with BatchNorm recomputed, and {"metrics": each vertex's and the
-    midpoint's train/test loss and error (BN recomputed; "vertex0", ..., "midpoint"), "squared_cosine": the
+    midpoint's train/test metrics of the data's task (BN recomputed; "vertex0", ..., "midpoint"), "squared_cosine": the
     spread term between the vertices' weight matrices, "distances": (K, K) Euclidean distances between
     vertices}."""
     if not isinstance(span, (Curve, Simplex)):
@@ -109,7 +108,7 @@ def subspace_metrics(span: Curve | Simplex, data: Dataset, speed: Speed = EAGER)
                             f"{type(span).__name__}")
     middle = 0.5 if isinstance(span, Curve) else span.centroid()
     mid = span.model_at(middle)
-    recompute_bn(mid, data.bn_batches(500), speed)
+    recompute_bn(mid, data.bn_batches(500), speed, data.task)
     metrics = {f"vertex{k}": metrics_with_bn(span.control_model(k), data, speed=speed).to_dict()
                for k in range(span.num_points)}
     metrics["midpoint"] = split_metrics(mid, data, speed=speed).to_dict()

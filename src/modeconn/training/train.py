@@ -10,14 +10,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.functional import cross_entropy
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
-from ..data.datasets import Dataset, batch_pair
+from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -122,7 +121,7 @@ def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *
         window = _LossWindow(epoch * steps_per_epoch, checkpoint if epoch > 0 else None)
         loss_sum, n = 0.0, 0
         for i, item in enumerate(batches):
-            x, y = batch_pair(item)
+            x, y = data.task.split(item)
             step = epoch * steps_per_epoch + i
             lr = lr_at(step / total)
             for group in optimizer.param_groups:
@@ -226,14 +225,15 @@ def _data_parallel(module: nn.Module):
 def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, *, checkpoint: Path | None = None,
                   resume: bool = False, settings: dict | None = None, progress: bool = True, desc: str = "train",
                   on_epoch_end=None, stop_epoch: int | None = None, speed: Speed = EAGER):
-    """Train an ordinary network with SGD, weight decay and the paper's schedule.
+    """Train an ordinary network on its data's task loss (`data.task`; cross-entropy by default) with the optimizer,
+    weight decay and schedule `cfg` names (SGD with momentum and the paper's schedule by default).
 
     `checkpoint`, `resume` and `settings` as `Checkpointing`'s; `progress`, `desc`, `on_epoch_end`
     as `Hooks`'; `stop_epoch` ends after that many epochs of the schedule. Returns (mean training
     loss per epoch, the optimizer). Raises ModeconnError on a loss that is not finite.
     """
     def step_loss(forward, x, y, _gen):
-        return cross_entropy(forward(x), y)
+        return data.task.loss(forward(x), y)
 
     # SGD's weight_decay adds wd * w to the gradient: the gradient of 0.5 * wd * ||w||^2.
     return fit(model, list(model.parameters()), step_loss, data, cfg, weight_decay=cfg.wd, stop_epoch=stop_epoch,
@@ -249,8 +249,8 @@ def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, *, checkpoint: Pa
     def step_loss(forward, x, y, gen):
         t = curve.sample_t(gen)  # the same t on every rank: same generator, same draws
         # The decay's gradient joins in the curve's backward. Its value is left out of the reported
-        # loss, as SGD's weight_decay leaves it out of a network's: both report the cross-entropy.
-        return cross_entropy(forward(x, t, wd=cfg.wd), y)
+        # loss, as SGD's weight_decay leaves it out of a network's: both report the task's loss.
+        return data.task.loss(forward(x, t, wd=cfg.wd), y)
 
     free = [p for p in curve.parameters() if p.requires_grad]
     return fit(curve, free, step_loss, data, cfg, checkpointing=Checkpointing(checkpoint, resume, settings),
@@ -268,7 +268,7 @@ def train_simplex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weig
     uniformly from the simplex and steps on L(phi) + 0.5 wd ||phi||^2 - volume_weight log(volume + 1e-4)."""
     def step_loss(forward, x, y, gen):
         weights = simplex.sample_weights(gen)  # the same draw on every rank: same generator
-        loss = cross_entropy(forward(x, weights, wd=cfg.wd), y)
+        loss = data.task.loss(forward(x, weights, wd=cfg.wd), y)
         if volume_weight:
             loss = loss - volume_weight * torch.log(simplex.volume() + VOLUME_FLOOR).to(loss.dtype)
         return loss

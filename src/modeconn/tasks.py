@@ -1,0 +1,172 @@
+"""Tasks: what a model is asked to do. A task reads a batch into the model's inputs and targets, gives the loss
+training minimises, and the metrics a split is measured by.
+
+Every analysis reads the task from the data it is given (`Dataset.task`; `classification` unless said
+otherwise), so a curve, a plane, a landscape, curvature or an ensemble of a regression model needs nothing but
+a dataset that carries `regression()`. A user's own task subclasses `Task`.
+
+Metrics are reduced from per-batch sums, never from per-batch means: `sums` returns, for one batch, the sum of
+each metric over its examples (or tokens, or elements), and `count` how many there were, as float64 tensors that
+stay on the device. Evaluation adds these up over a split and reads them back once, so a split cut into batches of
+any size, or into shards across ranks, gives the same metric (up to float summation order).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch.nn import functional as F
+
+from .errors import ModeconnError
+
+
+class Task:
+    """What a model is asked to do. Subclass it and set `name` and `metrics` (the first is always "loss"); override
+    `loss` and `sums`, and `split` where batches are not (inputs, targets, ...) tuples or lists.
+
+    `input_key` and `target_key` name the entries of dict batches (e.g. "image" and "label"); without them a dict
+    batch is refused, never guessed at.
+    """
+
+    name: str = "task"
+    metrics: tuple[str, ...] = ("loss",)
+
+    def __init__(self, input_key: str | None = None, target_key: str | None = None):
+        self.input_key, self.target_key = input_key, target_key
+
+    def split(self, batch) -> tuple:
+        """(inputs, targets) of one batch: a tuple or list (x, y, extras...) (extras, such as the indices some
+        datasets add, are ignored) or a dict read by `input_key` and `target_key`. Raises ModeconnError (one line)
+        for anything else: a bare tensor is never split into inputs and targets."""
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            return batch[0], batch[1]
+        if isinstance(batch, Mapping):
+            if self.input_key is None or self.target_key is None:
+                raise ModeconnError(f"a dict batch (keys {', '.join(map(str, batch))}) needs the task to name its "
+                                    f"entries: {type(self).__name__}(input_key=..., target_key=...)")
+            missing = [k for k in (self.input_key, self.target_key) if k not in batch]
+            if missing:
+                raise ModeconnError(f"a dict batch has no {' or '.join(map(repr, missing))} entry (it has "
+                                    f"{', '.join(map(str, batch))}); name the entries the task reads")
+            return batch[self.input_key], batch[self.target_key]
+        got = f"a {type(batch).__name__}" + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        raise ModeconnError(f"a batch must be a tuple or list (inputs, targets, ...) or a dict, got {got}; give "
+                            "(x, y) pairs, e.g. a TensorDataset(x, y) or a DataLoader over one")
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The scalar loss training minimises on one batch (a mean, so the learning rate does not scale with the
+        batch)."""
+        raise NotImplementedError
+
+    def sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Shape (len(metrics),), float64, on the outputs' device: the sum of each metric over the batch; `loss`
+        must equal sums[0] / count(targets). Works under `torch.func.vmap` when written with ordinary tensor
+        operations (several networks are measured at once that way)."""
+        raise NotImplementedError
+
+    def count(self, targets: torch.Tensor) -> torch.Tensor:
+        """What the sums of a batch are averaged over (examples; tokens; elements), a float64 scalar tensor on the
+        targets' device. Default: the examples, targets.shape[0]."""
+        return torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=targets.device)
+
+    def reduce(self, sums: torch.Tensor, count: torch.Tensor) -> dict[str, float]:
+        """{metric: mean} from the sums and count of a whole split (one host read)."""
+        values = (sums / count).tolist()
+        return dict(zip(self.metrics, values))
+
+    @property
+    def point_metrics(self) -> tuple[str, ...]:
+        """The keys of one measured point in result files: train_<metric>, test_<metric> for each metric, and
+        train_objective (the train loss plus the decay term training minimised)."""
+        return (*(f"train_{m}" for m in self.metrics), *(f"test_{m}" for m in self.metrics), "train_objective")
+
+    def check_outputs(self, outputs, targets, num_classes: int) -> None:
+        """Refuse (ModeconnError, one line) model outputs this task cannot read for these targets."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Classification(Task):
+    """Cross-entropy on logits of shape (N, classes) against class indices (N,); metrics: mean cross-entropy
+    (`loss`, nats) and error as a fraction (`err`). The paper's task and modeconn's default."""
+
+    name = "classification"
+    metrics = ("loss", "err")
+
+    def loss(self, outputs, targets):
+        return F.cross_entropy(outputs, targets)
+
+    def sums(self, outputs, targets):
+        logits = outputs.float()
+        return torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(),
+                            (logits.argmax(-1) != targets).sum().double()])
+
+    def check_outputs(self, outputs, targets, num_classes):
+        if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[1] != num_classes:
+            got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+            raise ModeconnError(f"classification needs logits of shape (batch, {num_classes}), the model gives {got}")
+
+
+class Regression(Task):
+    """Squared error on outputs of the targets' shape; metrics: mean squared error (`loss`) and mean absolute error
+    (`mae`), both per target element. Ensembles average the members' predictions."""
+
+    name = "regression"
+    metrics = ("loss", "mae")
+
+    def loss(self, outputs, targets):
+        return F.mse_loss(outputs.reshape(targets.shape), targets)
+
+    def sums(self, outputs, targets):
+        diff = outputs.reshape(targets.shape).double() - targets.double()
+        return torch.stack([diff.square().sum(), diff.abs().sum()])
+
+    def count(self, targets):
+        return torch.tensor(float(targets.numel()), dtype=torch.float64, device=targets.device)
+
+    def check_outputs(self, outputs, targets, num_classes):
+        if not isinstance(outputs, torch.Tensor) or outputs.numel() != targets.numel():
+            got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+            raise ModeconnError(f"regression needs one output per target value ({tuple(targets.shape)}), the model "
+                                f"gives {got}")
+
+
+def classification(input_key: str | None = None, target_key: str | None = None) -> Classification:
+    """The classification task (the default)."""
+    return Classification(input_key, target_key)
+
+
+def regression(input_key: str | None = None, target_key: str | None = None) -> Regression:
+    """The regression task: squared error, MAE."""
+    return Regression(input_key, target_key)
+
+
+def headline(names) -> str:
+    """The metric a summary or figure leads with, among the metric names of a result (`err`, `test_err`, ...): the
+    error where the task has one (classification), else the loss. Read from the names, so a file read back needs
+    no task."""
+    names = list(names)
+    prefix = next((p for p in ("test_", "", "train_") if p + "loss" in names), "")  # test metrics first
+    return prefix + "err" if prefix + "err" in names else prefix + "loss"
+
+
+def metric_label(name: str) -> str:
+    """A metric's name in words: test_err is "test error", train_loss "train loss", mae "MAE"."""
+    words = {"err": "error", "mae": "MAE", "nll": "NLL", "ece": "ECE"}
+    return " ".join(words.get(w, w) for w in name.split("_"))
+
+
+CLASSIFICATION = Classification()
+BUILT_IN = {"classification": Classification, "regression": Regression}
+
+
+def check_task(task) -> Task:
+    """`task` if it is a Task; raises ModeconnError (one line) otherwise."""
+    if not isinstance(task, Task):
+        raise ModeconnError(f"a task must be a modeconn.Task (classification(), regression() or a subclass), got "
+                            f"{type(task).__name__}")
+    if not isinstance(task.metrics, Sequence) or not task.metrics or task.metrics[0] != "loss":
+        raise ModeconnError(f"{type(task).__name__}.metrics must be a tuple of names starting with 'loss', got "
+                            f"{task.metrics!r}")
+    return task
