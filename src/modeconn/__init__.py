@@ -24,6 +24,7 @@ from .evaluation.pointwise import EvalSettings
 from .evaluation.simplex_eval import measure_simplex
 from .models import create_model
 from .records import find_records, read_record
+from .tasks import Classification, Regression, Task, classification, regression
 from .training.budget import compare_budgets
 from .training.fge import FGEConfig, fast_geometric_ensemble
 from .training.instability import instability_analysis
@@ -32,10 +33,11 @@ from .training.subspace import subspace_metrics, train_subspace
 from .training.train import train_curve, train_network, train_simplex
 from .version import __version__
 
-__all__ = ["Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Simplex", "TrainConfig", "__version__",
-           "align", "compare_budgets", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path",
-           "evaluate", "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex",
-           "instability_analysis", "load_dataset", "measure_curvature", "measure_plane", "measure_simplex",
-           "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
-           "read_record", "recompute_bn", "repair", "simplex_ensemble", "slice_directions", "subspace_metrics",
-           "train_curve", "train_network", "train_simplex", "train_subspace"]
+__all__ = ["Classification", "Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Regression", "Simplex",
+           "Task", "TrainConfig", "__version__", "align", "classification", "compare_budgets", "compare_paths",
+           "create_model", "curvature_at", "curve_ensemble", "eval_path", "evaluate", "fast_geometric_ensemble",
+           "find_records", "first_stage", "grow_simplex", "instability_analysis", "load_dataset", "measure_curvature",
+           "measure_plane", "measure_simplex", "measure_slice", "metrics_with_bn", "parameters_vector",
+           "permutation_spec", "permute", "plane_grid", "read_record", "recompute_bn", "regression", "repair",
+           "simplex_ensemble", "slice_directions", "subspace_metrics", "train_curve", "train_network", "train_simplex",
+           "train_subspace"]
