@@ -20,6 +20,8 @@ class Metrics(Mapping):
     classification's are mean cross-entropy (`loss`, nats) and error as a fraction (`err`).
     """
 
+    _values: dict[str, float]
+
     def __init__(self, **values: float):
         if "loss" not in values:
             raise ModeconnError(f"metrics need a loss, got {', '.join(values) or 'none'}")
