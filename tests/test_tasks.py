@@ -103,8 +103,8 @@ def _regression_data(n_train=512, n_test=256, task=None):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_train + n_test, 8, generator=g)
     y = torch.sin(x @ torch.randn(8, generator=g)) + 0.05 * torch.randn(n_train + n_test, generator=g)
-    data = mc.Dataset("toy-regression", x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=1)
-    return data.with_task(task or mc.regression())
+    return mc.Dataset("toy-regression", x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=1,
+                      task=task or mc.regression())
 
 
 def test_a_users_own_task_trains_and_names_the_metrics_of_evaluation():
@@ -197,3 +197,93 @@ def test_regression_on_real_data_trains_connects_and_is_measured_along_the_path(
     # the line 0.118, of the Bezier curve 0.0085
     assert result.summary["barriers"]["curve"]["test_loss"] < 0.3 * result.summary["barriers"]["line"]["test_loss"]
     assert "test loss" in result.describe()
+
+
+# ------------------------------------------------------------------------------------------- refused, one line
+
+def _one_line(call, message):
+    with pytest.raises(mc.ModeconnError, match=message) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_regression_outputs_that_do_not_pair_with_the_targets_are_refused_not_reshaped():
+    x, y = torch.randn(60, 8), torch.randn(60, 2)
+    transposed = nn.Sequential(nn.Linear(8, 2), type("T", (nn.Module,), {"forward": lambda self, o: o.T})())
+    _one_line(lambda: evaluate(transposed, [(x, y)], task=mc.regression()),
+              r"one output row per example .* \(targets \(60, 2\)\), the model gives \(2, 60\)")
+    _one_line(lambda: mc.regression().loss(torch.randn(60, 3), y), "the model gives \\(60, 3\\)")
+
+
+def test_classification_refuses_float_targets_and_points_to_regression():
+    _one_line(lambda: evaluate(nn.Linear(8, 3), [(torch.randn(5, 8), torch.randn(5))]),
+              "classification needs class indices .* got float32 targets .* use mc.regression")
+
+
+@pytest.mark.parametrize("bad", ["regression", mc.Regression, None])
+def test_an_analysis_given_something_that_is_not_a_task_refuses_it(bad):
+    batches = [(torch.randn(4, 8), torch.randn(4))]
+    for call in (lambda: evaluate(nn.Linear(8, 1), batches, task=bad),
+                 lambda: mc.recompute_bn(nn.Sequential(nn.Linear(8, 2), nn.BatchNorm1d(2)), batches, task=bad)):
+        _one_line(call, "a task must be a modeconn.Task")
+
+
+class _NoSums(mc.Task):
+    name, metrics = "nosums", ("loss",)
+
+    def loss(self, outputs, targets):
+        return outputs.sum()
+
+
+class _ShortSums(Huber):
+    def sums(self, outputs, targets):
+        return super().sums(outputs, targets)[:1]
+
+
+class _IntCount(Huber):
+    def count(self, targets):
+        return targets.shape[0]
+
+
+@pytest.mark.parametrize("task, message", [
+    (_NoSums(), "_NoSums must define sums"),
+    (type("Twice", (Huber,), {"metrics": ("loss", "loss")})(), "distinct names"),
+    (type("Prefixed", (Huber,), {"metrics": ("loss", "test_err")})(), "none starting train_, test_"),
+    (type("Text", (Huber,), {"metrics": "loss"})(), "must be a tuple of distinct names"),
+])
+def test_a_malformed_task_is_refused_when_it_is_given(task, message):
+    _one_line(lambda: evaluate(nn.Linear(8, 1), [(torch.randn(4, 8), torch.randn(4))], task=task), message)
+    _one_line(lambda: _regression_data(task=task), message)
+
+
+@pytest.mark.parametrize("task, message", [
+    (_ShortSums(), r"sums must return a tensor of shape \(2,\), one sum per metric \(loss, miss\), got \(1,\)"),
+    (_IntCount(), "count\\(targets\\) must return a scalar tensor"),
+])
+def test_a_tasks_sums_and_count_are_checked_batch_by_batch(task, message):
+    _one_line(lambda: evaluate(nn.Linear(8, 1), [(torch.randn(4, 8), torch.randn(4))], task=task), message)
+
+
+def test_task_keys_are_both_named_or_neither():
+    _one_line(lambda: mc.regression(input_key="x"), "two entry names, input_key and target_key")
+    _one_line(lambda: mc.classification(input_key=3, target_key="y"), "input_key=3")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(train_y=torch.randn(500)), "training split has 512 inputs and 500 targets"),
+    (dict(test_x=torch.full((256, 8), float("nan"))), "test inputs hold NaN"),
+    (dict(train_y=torch.randint(0, 3, (512,))), "regression needs floating-point targets, the training targets are "
+                                               "int64"),
+    (dict(num_classes=3), "the training targets have 1 per example, num_classes is 3"),
+    (dict(test_y=torch.full((256,), float("inf"))), "test targets hold NaN or infinite"),
+    (dict(task=mc.classification()), "classification needs class indices"),
+])
+def test_a_dataset_no_analysis_could_measure_is_refused_when_made(change, message):
+    from dataclasses import replace
+    _one_line(lambda: replace(_regression_data(), **change), message)
+
+
+def test_class_labels_out_of_range_are_refused_when_the_dataset_is_made():
+    x = torch.randn(10, 4)
+    _one_line(lambda: mc.Dataset("labels", x, torch.arange(10), x, torch.zeros(10, dtype=torch.long), 5),
+              "the training labels run from 0 to 9, outside 0..4")

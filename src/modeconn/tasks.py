@@ -32,6 +32,10 @@ class Task:
     metrics: tuple[str, ...] = ("loss",)
 
     def __init__(self, input_key: str | None = None, target_key: str | None = None):
+        if (input_key is None) != (target_key is None) or not all(isinstance(k, (str, type(None)))
+                                                               for k in (input_key, target_key)):
+            raise ModeconnError(f"a task reads dict batches by two entry names, input_key and target_key (strings), "
+                                f"or neither; got input_key={input_key!r}, target_key={target_key!r}")
         self.input_key, self.target_key = input_key, target_key
 
     def split(self, batch) -> tuple:
@@ -69,6 +73,20 @@ class Task:
         targets' device. Default: the examples, targets.shape[0]."""
         return torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=targets.device)
 
+    def measure(self, outputs, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sums, count) of one batch, checked: sums of shape (len(metrics),), count a scalar (float64). Raises
+        ModeconnError (one line) where a task's `sums` or `count` returns something else."""
+        sums = self.sums(outputs, targets)
+        if not isinstance(sums, torch.Tensor) or tuple(sums.shape) != (len(self.metrics),):
+            got = tuple(sums.shape) if isinstance(sums, torch.Tensor) else type(sums).__name__
+            raise ModeconnError(f"{type(self).__name__}.sums must return a tensor of shape ({len(self.metrics)},), "
+                                f"one sum per metric ({', '.join(self.metrics)}), got {got}")
+        count = self.count(targets)
+        if not isinstance(count, torch.Tensor) or count.dim() != 0:
+            raise ModeconnError(f"{type(self).__name__}.count(targets) must return a scalar tensor (what the sums are "
+                                f"averaged over), got {type(count).__name__}")
+        return sums.double(), count.double()
+
     def reduce(self, sums: torch.Tensor, count: torch.Tensor) -> dict[str, float]:
         """{metric: mean} from the sums and count of a whole split (one host read)."""
         values = (sums / count).tolist()
@@ -83,8 +101,13 @@ class Task:
     def check_outputs(self, outputs, targets, num_classes: int) -> None:
         """Refuse (ModeconnError, one line) model outputs this task cannot read for these targets."""
 
+    def check_targets(self, targets: torch.Tensor, num_classes: int, split: str) -> None:
+        """Refuse (ModeconnError, one line) a dataset's targets this task cannot measure; run once when a Dataset is
+        made (it reads the targets back to the host)."""
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        keys = f"input_key={self.input_key!r}, target_key={self.target_key!r}" if self.input_key is not None else ""
+        return f"{type(self).__name__}({keys})"
 
 
 class Classification(Task):
@@ -95,12 +118,18 @@ class Classification(Task):
     metrics = ("loss", "err")
 
     def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, targets)
+        return F.cross_entropy(outputs, _labels(targets))
 
     def sums(self, outputs, targets):
-        logits = outputs.float()
+        targets, logits = _labels(targets), outputs.float()
         return torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(),
                             (logits.argmax(-1) != targets).sum().double()])
+
+    def check_targets(self, targets, num_classes, split):
+        _labels(targets)
+        if len(targets) and not 0 <= int(targets.min()) <= int(targets.max()) < num_classes:
+            raise ModeconnError(f"the {split} labels run from {int(targets.min())} to {int(targets.max())}, outside "
+                                f"0..{num_classes - 1} (num_classes={num_classes})")
 
     def check_outputs(self, outputs, targets, num_classes):
         if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[1] != num_classes:
@@ -116,20 +145,53 @@ class Regression(Task):
     metrics = ("loss", "mae")
 
     def loss(self, outputs, targets):
-        return F.mse_loss(outputs.reshape(targets.shape), targets)
+        return F.mse_loss(_like(outputs, targets), targets)
 
     def sums(self, outputs, targets):
-        diff = outputs.reshape(targets.shape).double() - targets.double()
+        diff = _like(outputs, targets).double() - targets.double()
         return torch.stack([diff.square().sum(), diff.abs().sum()])
 
     def count(self, targets):
         return torch.tensor(float(targets.numel()), dtype=torch.float64, device=targets.device)
+
+    def check_targets(self, targets, num_classes, split):
+        if not targets.is_floating_point():
+            raise ModeconnError(f"regression needs floating-point targets, the {split} targets are "
+                                f"{str(targets.dtype).removeprefix('torch.')}; convert them (y.float()), or use "
+                                "classification for class labels")
+        width = targets[0].numel() if len(targets) else num_classes
+        if width != num_classes:
+            raise ModeconnError(f"num_classes is the model's output width, one per target value: the {split} targets "
+                                f"have {width} per example, num_classes is {num_classes}")
+        if not bool(torch.isfinite(targets).all()):
+            raise ModeconnError(f"the {split} targets hold NaN or infinite values; drop or fix those examples")
 
     def check_outputs(self, outputs, targets, num_classes):
         if not isinstance(outputs, torch.Tensor) or outputs.numel() != targets.numel():
             got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
             raise ModeconnError(f"regression needs one output per target value ({tuple(targets.shape)}), the model "
                                 f"gives {got}")
+
+
+def _labels(targets: torch.Tensor) -> torch.Tensor:
+    """Class indices, or a one-line refusal of floating-point targets (read from the dtype: no host sync)."""
+    if targets.is_floating_point() or targets.dim() != 1:
+        raise ModeconnError(f"classification needs class indices of shape (batch,) (integers), got "
+                            f"{str(targets.dtype).removeprefix('torch.')} targets of shape {tuple(targets.shape)}; for "
+                            "continuous targets use mc.regression()")
+    return targets
+
+
+def _like(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Outputs in the targets' shape: one row per example and one value per target value, else a one-line refusal
+    (never a reshape that would pair outputs with another example's targets)."""
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() == 0 or outputs.shape[0] != targets.shape[0] \
+            or outputs.numel() != targets.numel():
+        got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ModeconnError(f"regression needs one output row per example with one value per target value (targets "
+                            f"{tuple(targets.shape)}), the model gives {got}; give the model as many outputs as "
+                            "each example has target values (num_classes)")
+    return outputs.reshape(targets.shape)
 
 
 def classification(input_key: str | None = None, target_key: str | None = None) -> Classification:
@@ -166,7 +228,14 @@ def check_task(task) -> Task:
     if not isinstance(task, Task):
         raise ModeconnError(f"a task must be a modeconn.Task (classification(), regression() or a subclass), got "
                             f"{type(task).__name__}")
-    if not isinstance(task.metrics, Sequence) or not task.metrics or task.metrics[0] != "loss":
-        raise ModeconnError(f"{type(task).__name__}.metrics must be a tuple of names starting with 'loss', got "
-                            f"{task.metrics!r}")
+    name = type(task).__name__
+    metrics = task.metrics
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence) or not metrics or metrics[0] != "loss" \
+            or not all(isinstance(m, str) and m.isidentifier() for m in metrics) or len(set(metrics)) != len(metrics) \
+            or any(m.startswith(("train_", "test_", "ensemble_")) for m in metrics):
+        raise ModeconnError(f"{name}.metrics must be a tuple of distinct names starting with 'loss' (identifiers, "
+                            f"none starting train_, test_ or ensemble_: files prefix them), got {metrics!r}")
+    missing = [m for m in ("loss", "sums") if getattr(type(task), m) is getattr(Task, m)]
+    if missing:
+        raise ModeconnError(f"{name} must define {' and '.join(missing)} (see modeconn.Task)")
     return task

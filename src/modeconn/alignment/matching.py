@@ -16,7 +16,7 @@ from torch import nn
 
 from ..core.flat import check_same_architecture
 from ..errors import ModeconnError
-from ..tasks import CLASSIFICATION, Task
+from ..tasks import CLASSIFICATION, Task, check_task
 from .spec import PermutationSpec, axis_index, permutation_spec, permute, trace
 
 METHODS = ("weights", "activations")
@@ -190,6 +190,7 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", batch
     `example_input` (or the first of `batches`) is what the networks are traced with; activation
     matching needs `batches` of training data, read by `task.split` (only their inputs are used).
     """
+    check_task(task)
     if method not in METHODS:
         raise ModeconnError(f"unknown alignment method {method!r}: choose one of {', '.join(METHODS)}")
     check_same_architecture(model_a.state_dict(), model_b.state_dict(), what=("a", "b"))
@@ -199,7 +200,10 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", batch
         if batches is None:
             raise ModeconnError("align traces the networks with torch.fx and needs an example input: pass "
                                 "example_input= (a couple of real inputs, e.g. data.test_x[:2]) or batches=")
-        example_input = task.split(next(iter(batches)))[0][:2]
+        first = next(iter(batches), None)
+        if first is None:
+            raise ModeconnError("align was given no batches: pass training batches (or example_input=)")
+        example_input = task.split(first)[0][:2]
     began = time.time()
     spec = permutation_spec(model_a, example_input)
     if not spec.groups:

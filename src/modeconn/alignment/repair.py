@@ -18,7 +18,7 @@ from ..core.families import FAMILIES
 from ..core.flat import load_parameters_vector, parameters_vector
 from ..errors import ModeconnError, param
 from ..evaluation.batchnorm import has_batchnorm
-from ..tasks import CLASSIFICATION, Task
+from ..tasks import CLASSIFICATION, Task, check_task
 from .matching import _Recorder
 from .spec import permutation_spec, trace
 
@@ -70,7 +70,7 @@ class Repair:
     then each point is corrected on demand (`repair(model, coefficients)`)."""
 
     def __init__(self, anchors: list[nn.Module], batches, example_input=None, task: Task = CLASSIFICATION):
-        self.inputs = [task.split(item)[0] for item in (batches or [])]
+        self.inputs = [check_task(task).split(item)[0] for item in (batches or [])]
         if not self.inputs:
             raise ModeconnError("REPAIR measures unit statistics on training data: give it at least one batch")
         self.example = self.inputs[0][:2] if example_input is None else example_input

@@ -27,7 +27,18 @@ class Dataset:
     task: Task = field(default=CLASSIFICATION)
 
     def __post_init__(self):
+        """Refuse, in one line, data no analysis could measure: unequal lengths, non-finite inputs, targets the
+        task cannot read (float labels for classification, labels out of range, integer regression targets)."""
         check_task(self.task)
+        for split, x, y in (("training", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
+            if len(x) != len(y):
+                raise ModeconnError(f"the {split} split has {len(x)} inputs and {len(y)} targets; give one target "
+                                    "per input")
+            if x.device.type == "meta":  # shapes only: nothing to read
+                continue
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ModeconnError(f"the {split} inputs hold NaN or infinite values; drop or fix those examples")
+            self.task.check_targets(y, self.num_classes, split)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

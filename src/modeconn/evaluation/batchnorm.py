@@ -31,7 +31,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
-from ..tasks import CLASSIFICATION, Task
+from ..tasks import CLASSIFICATION, Task, check_task
 
 
 def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
@@ -151,6 +151,7 @@ def recompute_bn(model: nn.Module, batches: Iterable, speed: Speed = EAGER, task
     Returns False, doing no pass, for a network without BatchNorm. Raises ModeconnError for fewer than two
     examples or a batch the task cannot read.
     """
+    check_task(task)
     layers = batchnorm_layers(model)
     if not layers:
         return False

@@ -23,7 +23,7 @@ from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import PartialStore, fingerprint_of
 from ..storage.record import Record
-from ..tasks import CLASSIFICATION, Task
+from ..tasks import CLASSIFICATION, Task, check_task
 from .batchnorm import has_batchnorm, recompute_bn
 from .pointwise import EvalSettings, task_settings
 
@@ -37,7 +37,7 @@ class HessianOperator:
     """
 
     def __init__(self, model: nn.Module, batches, speed: Speed = EAGER, task: Task = CLASSIFICATION):
-        self.model, self.speed, self.task = model.eval(), speed, task
+        self.model, self.speed, self.task = model.eval(), speed, check_task(task)
         self.space = parameter_space(model)
         self.weights = parameters_vector(model)
         self.buffers = dict(model.named_buffers())

@@ -12,7 +12,7 @@ from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
-from ..tasks import CLASSIFICATION, Task
+from ..tasks import CLASSIFICATION, Task, check_task
 from .batchnorm import recompute_bn
 from .evaluate import Metrics
 
@@ -32,6 +32,7 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 
 def check_ensemble_task(task: Task) -> None:
     """Refuse (ModeconnError, one line) a task other than classification: ensembles average class probabilities."""
+    check_task(task)
     if task.name != CLASSIFICATION.name:
         raise ModeconnError(f"ensembles (FGE, SWA, curve and simplex ensembles, budget) measure classification "
                             f"so far, not {task.name}; measure the members one by one with evaluate")

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
-from ..tasks import CLASSIFICATION, Task
+from ..tasks import CLASSIFICATION, Task, check_task
 from .batchnorm import recompute_bn
 
 
@@ -81,6 +81,7 @@ def evaluate(model, batches, speed: Speed = EAGER, task: Task = CLASSIFICATION) 
     """The task's metrics of `model` (any inputs -> outputs callable, run in eval mode) on `batches` (read by
     `task.split`), reduced from per-batch sums with one host read (see modeconn.tasks). Raises ModeconnError
     for a batch the task cannot read, or no batches."""
+    check_task(task)
     if isinstance(model, nn.Module):
         was_training = model.training
         model.eval()
@@ -90,9 +91,9 @@ def evaluate(model, batches, speed: Speed = EAGER, task: Task = CLASSIFICATION) 
         x, y = task.split(item)
         with speed.autocast(x.device):
             outputs = model(speed.input(x))
-        sums = task.sums(outputs, y)
+        sums, n = task.measure(outputs, y)
         total = sums if total is None else total + sums
-        count = count + task.count(y)
+        count = count + n
     if isinstance(model, nn.Module):
         model.train(was_training)
     if total is None or not isinstance(count, torch.Tensor):
