@@ -26,9 +26,9 @@ WINDOWS = CFG.epochs * math.ceil(STEPS / CHECK_EVERY)
 
 def test_plain_training_reads_the_loss_back_once_per_window_not_per_step(host_reads):
     torch.manual_seed(0)
-    net = create_model("mlp", (12,), 2)
+    net, data = create_model("mlp", (12,), 2), _data()  # a Dataset checks its values once, where they enter
     host_reads["n"], host_reads["log"] = 0, []
-    history, _ = train_network(net, _data(), CFG, progress=False)
+    history, _ = train_network(net, data, CFG, progress=False)
     assert CFG.epochs * STEPS >= 4 * WINDOWS  # the check below would tell per-step reads apart
     assert host_reads["n"] == WINDOWS, host_reads["log"]
     assert len(history) == 2 and all(math.isfinite(v) for v in history)
@@ -36,9 +36,9 @@ def test_plain_training_reads_the_loss_back_once_per_window_not_per_step(host_re
 
 def test_curve_training_reads_only_its_cpu_drawn_t_per_step(host_reads):
     torch.manual_seed(0)
-    curve = Curve(create_model("mlp", (12,), 2), create_model("mlp", (12,), 2))
+    curve, data = Curve(create_model("mlp", (12,), 2), create_model("mlp", (12,), 2)), _data()
     host_reads["n"], host_reads["log"] = 0, []
-    train_curve(curve, _data(), CFG, progress=False)
+    train_curve(curve, data, CFG, progress=False)
     t_draws = [r for r in host_reads["log"] if r[1] == "sample_t"]
     assert len(t_draws) == CFG.epochs * STEPS and {d for d, _ in t_draws} == {"cpu"}  # t ~ U(0, 1), CPU generator
     assert host_reads["n"] - len(t_draws) == WINDOWS, host_reads["log"]

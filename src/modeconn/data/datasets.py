@@ -1,6 +1,7 @@
 """Datasets as tensors in memory (on the GPU when there is one), and batches drawn from them."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -46,13 +47,21 @@ class Dataset:
 
     def to(self, device) -> Dataset:
         """The same dataset with every tensor on `device`."""
-        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
-                       test_x=self.test_x.to(device), test_y=self.test_y.to(device))
+        return self._derived(train_x=self.train_x.to(device), train_y=self.train_y.to(device),
+                             test_x=self.test_x.to(device), test_y=self.test_y.to(device))
 
     def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first `train` training and first `test` test examples (all when None)."""
-        return replace(self, train_x=self.train_x[:train], train_y=self.train_y[:train], test_x=self.test_x[:test],
-                       test_y=self.test_y[:test])
+        return self._derived(train_x=self.train_x[:train], train_y=self.train_y[:train], test_x=self.test_x[:test],
+                             test_y=self.test_y[:test])
+
+    def _derived(self, **tensors) -> Dataset:
+        """A copy holding a device move or a prefix of tensors this dataset already checked. It skips
+        `__post_init__` on purpose: its checks read every value to the host, which training on a GPU must not pay
+        once more per call (the training loop's host reads are counted by tests)."""
+        derived = copy.copy(self)
+        derived.__dict__.update(tensors)
+        return derived
 
     def with_task(self, task: Task) -> Dataset:
         """The same tensors, measured by another task (e.g. `regression()`)."""
