@@ -36,7 +36,7 @@ def test_triples_and_lists_give_what_pairs_give():
     hvp = HessianOperator(net, triples)
     assert hvp.count == 64
     ens = RunningEnsemble(lists, 3)
-    assert torch.equal(ens.labels, y)
+    assert torch.equal(ens.targets, y)
 
 
 def test_a_batch_that_is_not_a_pair_is_refused_in_one_line():

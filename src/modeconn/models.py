@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Literal
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from .errors import ModeconnError
+from .object_ref import is_reference, resolve
 
 MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
 
@@ -22,34 +24,65 @@ def register(name: str, **fixed):
 
 
 def create_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module:
-    """Build a registered model for inputs of `input_shape` (no batch dim) and `num_classes`."""
-    if name not in MODELS:
-        raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    """Build a model for inputs of `input_shape` (no batch dim) and `num_classes` outputs: a registered name, or
+    your own builder named `package.module:callable` (imported from the Python path), which gets, of
+    `input_shape` (a tuple) and `num_classes`, those its signature takes, and `kwargs`.
+
+    Raises ModeconnError (one line) for an unknown name, a builder that cannot be imported or returns no
+    nn.Module, or a model whose outputs for one example are not (num_classes,)."""
     shape = tuple(input_shape)
-    _check_fits(name, shape, num_classes, kwargs)
-    return MODELS[name](shape, num_classes, **kwargs)
+    builder = _builder(name)
+    _check_fits(name, builder, shape, num_classes, kwargs)
+    return builder(shape, num_classes, **kwargs)
 
 
-def _check_fits(name: str, shape: tuple, num_classes: int, kwargs: dict) -> None:
+def _builder(name: str):
+    """A constructor(input_shape, num_classes, **kwargs) for a registered name or a package.module:callable."""
+    if not is_reference(name):
+        if name not in MODELS:
+            raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or name your "
+                                "own builder as package.module:callable")
+        return MODELS[name]
+    user = resolve(name, "model")
+    if not callable(user):
+        raise ModeconnError(f"model {name} is a {type(user).__name__}, not a callable that returns an nn.Module")
+    try:
+        params = dict(inspect.signature(user).parameters)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):  # a builtin without a signature: give it both
+        params, takes_any = {}, True
+
+    def build(shape, num_classes, **kwargs):
+        given = {k: v for k, v in (("input_shape", shape), ("num_classes", num_classes))
+                 if takes_any or k in params}
+        model = user(**given, **kwargs)
+        if not isinstance(model, nn.Module):
+            raise ModeconnError(f"model {name} returned a {type(model).__name__}, not an nn.Module")
+        return model
+    return build
+
+
+def _check_fits(name: str, builder, shape: tuple, num_classes: int, kwargs: dict) -> None:
     """Refuse a model that cannot take inputs of this shape (an image model on 1-D data, say): built
     and run once on the meta device, which costs no memory and no arithmetic. A forward that reads a value
     (an `if` on a tensor, `float(...)`, `nonzero`) cannot run there, so any failure on the meta device is
     checked again with a real forward on a batch of two zeros on the CPU: only its error is reported."""
     try:
         with torch.device("meta"):
-            out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
-    except (ValueError, RuntimeError, IndexError, NotImplementedError):
+            out = builder(shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
+    except (ValueError, RuntimeError, IndexError, NotImplementedError, AssertionError):
         # meta execution also fails on data-dependent code, for reasons other than shape; a constructor's
         # TypeError (keyword arguments it does not take) is not caught: the caller names those
         try:
             with torch.no_grad():
-                out = MODELS[name](shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="cpu"))
-        except (ValueError, RuntimeError, IndexError) as exc:
+                out = builder(shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="cpu"))
+        except (ValueError, RuntimeError, IndexError, AssertionError) as exc:
             reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
             raise ModeconnError(f"model {name!r} cannot take inputs of shape {shape} ({reason}); choose a model "
                                 "for this dataset (see `modeconn train --help`)") from None
-    if tuple(out.shape) != (2, num_classes):
-        raise ModeconnError(f"model {name!r} gives outputs of shape {tuple(out.shape)[1:]} for inputs of shape "
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape)[1:] if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModeconnError(f"model {name!r} gives outputs of shape {got} for inputs of shape "
                             f"{shape}, not {num_classes} classes; choose a model for this dataset")
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 from .errors import ModeconnError
+from .object_ref import is_reference
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,17 @@ RECIPES = {
 }
 
 
+# Your own data (--dataset package.module:callable): an MLP on the flattened inputs and Fashion-MNIST's schedule,
+# a start to override with --model, --epochs, --lr, ... once you know your data.
+YOUR_DATA = Recipe("mlp", TrainConfig(epochs=10, lr=0.05, wd=5e-4, batch_size=128),
+                   TrainConfig(epochs=10, lr=0.03, wd=5e-4, batch_size=128), FGERecipe(10, 2, 0.1, 0.0005))
+
+
 def recipe_for(dataset: str) -> Recipe:
-    """The recipe of a dataset, refusing an unknown name."""
+    """The recipe of a dataset (YOUR_DATA for a package.module:callable), refusing an unknown name."""
+    if is_reference(dataset):
+        return YOUR_DATA
     if dataset not in RECIPES:
-        raise ModeconnError(f"unknown dataset {dataset!r}: choose one of {', '.join(RECIPES)}")
+        raise ModeconnError(f"unknown dataset {dataset!r}: choose one of {', '.join(RECIPES)}, or name your own as "
+                            "package.module:callable")
     return RECIPES[dataset]

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import ModeconnError
+from .object_ref import is_reference, resolve
 
 
 class Task:
@@ -105,6 +106,40 @@ class Task:
         """Refuse (ModeconnError, one line) a dataset's targets this task cannot measure; run once when a Dataset is
         made (it reads the targets back to the host)."""
 
+    # Ensembles (FGE, SWA, curve and simplex ensembles, budget) average the members' predictions. The defaults
+    # average the model's outputs and measure the average by the task's own metrics, what regression needs;
+    # classification averages probabilities instead and adds NLL and calibration error.
+
+    @property
+    def ensemble_metrics(self) -> tuple[str, ...]:
+        """The names of an ensemble's metrics (ensemble_measure's keys). Default: the task's metrics."""
+        return tuple(self.metrics)
+
+    def prediction_shape(self, targets: torch.Tensor, num_classes: int) -> tuple[int, ...]:
+        """The shape of one example's prediction (ensemble_prediction's rows). Default: the targets' per example."""
+        return tuple(targets.shape[1:])
+
+    def ensemble_prediction(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One member's prediction for a batch, (batch, *prediction_shape), float64. Default: the outputs, one row
+        per example, in the targets' shape; raises ModeconnError (one line) for outputs that are not (override this
+        and prediction_shape for other outputs)."""
+        return _like(outputs, targets, f"{type(self).__name__}'s ensemble (by default)",
+                     "or override ensemble_prediction and prediction_shape").double()
+
+    def member_measure(self, prediction: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """One member's own metrics from its predictions of a whole split (one host read). Default: the task's
+        metrics, by `sums`."""
+        return self.reduce(*self.measure(prediction, targets))
+
+    def ensemble_terms(self, prediction: torch.Tensor) -> torch.Tensor:
+        """What the ensemble averages of a member's prediction. Default: the prediction itself."""
+        return prediction
+
+    def ensemble_measure(self, mean_terms: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """The metrics of the members' averaged terms on a whole split, keyed by ensemble_metrics. Default: the
+        task's metrics of the averaged prediction."""
+        return self.reduce(*self.measure(mean_terms, targets))
+
     def __repr__(self) -> str:
         keys = f"input_key={self.input_key!r}, target_key={self.target_key!r}" if self.input_key is not None else ""
         return f"{type(self).__name__}({keys})"
@@ -131,6 +166,30 @@ class Classification(Task):
             raise ModeconnError(f"the {split} labels run from {int(targets.min())} to {int(targets.max())}, outside "
                                 f"0..{num_classes - 1} (num_classes={num_classes})")
 
+    # an ensemble averages the members' class probabilities; a member's prediction is kept as log-probabilities,
+    # so its own NLL is exact (no log of an exponential)
+    ensemble_metrics = ("err", "nll", "ece")  # type: ignore[assignment]
+
+    def prediction_shape(self, targets, num_classes):
+        return (num_classes,)
+
+    def ensemble_prediction(self, outputs, targets):
+        return torch.log_softmax(outputs.double(), -1)
+
+    def member_measure(self, prediction, targets):
+        nll = -prediction.gather(1, targets[:, None]).mean()
+        err = (prediction.argmax(1) != targets).double().mean()
+        return {"err": float(err), "nll": float(nll)}
+
+    def ensemble_terms(self, prediction):
+        return prediction.exp()
+
+    def ensemble_measure(self, mean_terms, targets):
+        probs = mean_terms
+        nll = float(-torch.log(probs.gather(1, targets[:, None]).clamp_min(1e-300)).mean())
+        err = float((probs.argmax(1) != targets).double().mean())
+        return {"err": err, "nll": nll, "ece": expected_calibration_error(probs, targets)}
+
     def check_outputs(self, outputs, targets, num_classes):
         if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[1] != num_classes:
             got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
@@ -154,6 +213,9 @@ class Regression(Task):
     def count(self, targets):
         return torch.tensor(float(targets.numel()), dtype=torch.float64, device=targets.device)
 
+    def ensemble_prediction(self, outputs, targets):
+        return _like(outputs, targets).double()
+
     def check_targets(self, targets, num_classes, split):
         if not targets.is_floating_point():
             raise ModeconnError(f"regression needs floating-point targets, the {split} targets are "
@@ -173,6 +235,20 @@ class Regression(Task):
                                 f"gives {got}")
 
 
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (Guo et al. 2017): sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|.
+    probs (N, classes), labels (N,); a fraction in [0, 1]."""
+    conf, pred = probs.max(1)
+    correct = (pred == labels).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype, device=conf.device)
+    ece = torch.zeros((), dtype=torch.float64, device=conf.device)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.double().mean() * (correct[inside].mean() - conf[inside].double().mean()).abs()
+    return float(ece)
+
+
 def _labels(targets: torch.Tensor) -> torch.Tensor:
     """Class indices, or a one-line refusal of floating-point targets (read from the dtype: no host sync)."""
     if targets.is_floating_point() or targets.dim() != 1:
@@ -182,15 +258,15 @@ def _labels(targets: torch.Tensor) -> torch.Tensor:
     return targets
 
 
-def _like(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _like(outputs: torch.Tensor, targets: torch.Tensor, who: str = "regression", hint: str = "") -> torch.Tensor:
     """Outputs in the targets' shape: one row per example and one value per target value, else a one-line refusal
-    (never a reshape that would pair outputs with another example's targets)."""
+    naming `who` needs them (never a reshape that would pair outputs with another example's targets)."""
     if not isinstance(outputs, torch.Tensor) or outputs.dim() == 0 or outputs.shape[0] != targets.shape[0] \
             or outputs.numel() != targets.numel():
         got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-        raise ModeconnError(f"regression needs one output row per example with one value per target value (targets "
+        raise ModeconnError(f"{who} needs one output row per example with one value per target value (targets "
                             f"{tuple(targets.shape)}), the model gives {got}; give the model as many outputs as "
-                            "each example has target values (num_classes)")
+                            f"each example has target values (num_classes){' ' + hint if hint else ''}")
     return outputs.reshape(targets.shape)
 
 
@@ -221,6 +297,29 @@ def metric_label(name: str) -> str:
 
 CLASSIFICATION = Classification()
 BUILT_IN = {"classification": Classification, "regression": Regression}
+
+
+def task_from(spec) -> Task:
+    """The task a name or reference gives: "classification", "regression", or package.module:Name naming a Task
+    object or a Task class built with no arguments (imported from the Python path); a Task is returned as it is.
+    Raises ModeconnError (one line) for anything else."""
+    if isinstance(spec, Task):
+        return check_task(spec)
+    if isinstance(spec, str) and spec in BUILT_IN:
+        return BUILT_IN[spec]()
+    if not is_reference(spec):
+        raise ModeconnError(f"task {spec!r}: choose {' or '.join(BUILT_IN)}, or name your own Task as "
+                            "package.module:Name")
+    made = resolve(spec, "task")
+    if isinstance(made, type) and issubclass(made, Task):
+        try:
+            made = made()
+        except TypeError as exc:
+            raise ModeconnError(f"task {spec} cannot be built with no arguments ({exc}); name a Task object "
+                                "instead") from None
+    if not isinstance(made, Task):
+        raise ModeconnError(f"task {spec} is a {type(made).__name__}, not a modeconn.Task or a subclass of it")
+    return check_task(made)
 
 
 def check_task(task) -> Task:

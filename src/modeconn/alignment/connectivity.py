@@ -17,6 +17,7 @@ from ..evaluation.batchnorm import has_batchnorm
 from ..evaluation.pointwise import EvalSettings, task_settings
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
+from ..tasks import headline, metric_label
 from ..training.train import train_curve
 from .matching import align
 from .repair import repairable_layers, repaired_points
@@ -58,12 +59,19 @@ class PathsResult(Record):
         with cls.parsing(source):
             result = cls(**{f.name: obj[f.name] for f in fields(cls)})
             for path in result.paths():
-                result.stat(path, "test_err", "mean_barrier"), result.values(path, "test_err")[0]
+                result.stat(path, result.headline, "mean_barrier"), result.values(path, result.headline)[0]
         return result
 
+    @property
+    def headline(self) -> str:
+        """The metric the summary leads with: test_err for classification, test_loss where there is no error."""
+        return headline(next(iter(self.arrays.values()), {}))
+
     def describe(self) -> str:
-        return "\n".join(f"  {name:22} test-error barrier {self.stat(name, 'test_err', 'barrier'):.4f}, train-loss "
-                         f"barrier {self.stat(name, 'train_loss', 'barrier'):.4f}" for name in self.paths())
+        lead = self.headline
+        return "\n".join(f"  {name:22} {metric_label(lead).replace(' ', '-')} barrier "
+                         f"{self.stat(name, lead, 'barrier'):.4f}, train-loss barrier "
+                         f"{self.stat(name, 'train_loss', 'barrier'):.4f}" for name in self.paths())
 
 
 def repair_note(model: nn.Module, example_input) -> str | None:

@@ -12,7 +12,7 @@ from ..storage.runfolder import ModelSpec
 from ..training.budget import BudgetResult, budget_markdown, check_budget, compare_budgets, comparison_so_far
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
-from .common import RunFolder, training_config
+from .common import RunFolder, task_field, training_config
 from .options import REQUIRED, DataOptions, option
 from .registry import command
 
@@ -23,8 +23,11 @@ METHODS = ("fge", "espro")  # the comparison's ensemble methods: FGE always, ESP
 class BudgetOptions(DataOptions):
     out: str = option(REQUIRED, "the folder to write budget.json and budget.md in")
     epochs: int = option(REQUIRED, "B: epochs of one network's training")
-    dataset: str = option("fashion-mnist", "the dataset")
-    model: str | None = option(None, "registry name (default: the dataset's default model)")
+    dataset: str = option("fashion-mnist", "the dataset (or your own as package.module:callable)")
+    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
+                                    "dataset's own)")
+    model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "
+                                     "dataset's default model)")
     seeds: list[int] = option([0, 1, 2], "the seeds compared", nargs="+")
     cycle: int | None = option(None, "FGE cycle in epochs (default: the recipe's)")
     lr: float | None = option(None, "initial lr of normal training (default: the recipe's)")
@@ -51,6 +54,7 @@ def budget(o: BudgetOptions) -> BudgetResult:
     """
     recipe = recipe_for(o.dataset)
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
+    task = validate.task(o.task)
     cfg = training_config(recipe.train, o.epochs, o.lr, None, None, 0)
     cycle = validate.optional(validate.positive_int, "--cycle", o.cycle) or recipe.fge.cycle
     lr1 = validate.optional(validate.positive_float, "--lr1", o.lr1) or recipe.fge.lr1
@@ -67,8 +71,9 @@ def budget(o: BudgetOptions) -> BudgetResult:
     data_dir = validate.data_dir(o.data_dir)
     folder = RunFolder(o.out, None)  # a folder in use is refused as that
     dev = folder.join(o.device)
-    data = load_dataset(o.dataset, data_dir).subset(train=train_samples).to(dev)
-    settings = {"dataset": o.dataset, "model": spec.to_dict(data), "B": cfg.epochs, "cycle": cycle, "lr1": lr1,
+    data = load_dataset(o.dataset, data_dir, task).subset(train=train_samples).to(dev)
+    settings = {"dataset": o.dataset, **task_field(task), "model": spec.to_dict(data), "B": cfg.epochs, "cycle": cycle,
+                "lr1": lr1,
                 "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
     if o.method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
         settings.update(method=o.method, volume_weight=volume_weight)

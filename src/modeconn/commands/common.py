@@ -75,9 +75,16 @@ def save_network_run(folder: Path, net, optimizer, info: dict, data, speed: Spee
     return write_run(folder, info)  # last: a folder with run.json is complete
 
 
-def network_info(dataset: str, data_dir, spec: ModelSpec, data, cfg, speed: Speed) -> dict:
+def task_field(task: str | None) -> dict:
+    """run.json's `task` where one was given (`--task`); nothing for the data's own, so a classification run's
+    files are what they always were."""
+    return {} if task is None else {"task": task}
+
+
+def network_info(dataset: str, data_dir, spec: ModelSpec, data, cfg, speed: Speed, task: str | None = None) -> dict:
     """The fields every network run.json starts with."""
-    return {"kind": "network", "dataset": dataset, "data_dir": data_dir, "model": spec.to_dict(data),
+    return {"kind": "network", "dataset": dataset, **task_field(task), "data_dir": data_dir,
+            "model": spec.to_dict(data),
             "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "processes": distributed.world_size(),
             "made_with": made_with(data.train_x.device)}
 

@@ -13,9 +13,10 @@ from ..runtime import distributed
 from ..runtime.provenance import made_with
 from ..storage.files import save_tensors
 from ..storage.runfolder import CHECKPOINT, RunInfo, describe_endpoints, load_endpoints, write_run
+from ..tasks import metric_label
 from ..training.train import train_curve
 from . import validate
-from .common import RunFolder, fallback_model, training_config
+from .common import RunFolder, fallback_model, task_field, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -33,7 +34,8 @@ class ConnectOptions(TrainingOptions):
 
 
 def _summary(run: RunInfo, o: ConnectOptions) -> str:
-    return (f"{o.out}: curve midpoint test error {run.raw['midpoint_test_err']:.4f}, "
+    lead = "test_err" if "midpoint_test_err" in run.raw else "test_loss"  # no error: the loss
+    return (f"{o.out}: curve midpoint {metric_label(lead)} {run.raw['midpoint_' + lead]:.4f}, "
             f"length {run.raw['length']:.3f} ({run.raw['seconds']:.1f} s)")
 
 
@@ -50,7 +52,7 @@ def connect(o: ConnectOptions) -> RunInfo:
                           o.optimizer, o.schedule)
     data_dir = validate.data_dir(o.data_dir)
     settings = {"start": str(Path(o.start).resolve()), "end": str(Path(o.end).resolve()),
-                "dataset": sources[0].dataset, "model": sources[0].model.name,
+                "dataset": sources[0].dataset, **task_field(sources[0].task), "model": sources[0].model.name,
                 "curve": {"kind": o.curve, "bends": bends, "free_endpoints": o.free_endpoints}, "config": cfg.to_dict()}
     folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
     dev = folder.join(o.device)
@@ -61,7 +63,7 @@ def connect(o: ConnectOptions) -> RunInfo:
         began = time.time()
         history, _ = train_curve(path, ends.data, cfg, checkpoint=out / CHECKPOINT, resume=o.resume,
                                  settings=settings, progress=o.progress, desc=f"connect {out.name}", speed=o.speed)
-        info = {"kind": "curve", "dataset": ends.dataset, "data_dir": ends.data_dir,
+        info = {"kind": "curve", "dataset": ends.dataset, **task_field(sources[0].task), "data_dir": ends.data_dir,
                 "model": ends.model.to_dict(ends.data), "curve": settings["curve"], "start": str(o.start),
                 "end": str(o.end), "config": cfg.to_dict(), "seed": cfg.seed, "speed": o.speed.to_dict(),
                 "processes": distributed.world_size(), "made_with": made_with(ends.data.train_x.device),

@@ -10,6 +10,7 @@ import numpy as np
 from ..evaluation.simplex_eval import SimplexEval, measure_simplex
 from ..reporting.plots import plot_triangle
 from ..storage.runfolder import load_simplex, read_simplex_run
+from ..tasks import headline
 from . import validate
 from .common import RunFolder, eval_settings
 from .options import REQUIRED, EvalOptions, option
@@ -48,18 +49,19 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
         result = measure_simplex(shape, data, settings, samples, seed, store=out, fingerprint=fingerprint,
                                  force=o.force, progress=o.progress, speed=o.speed)
         result.run = str(o.run)
-        if shape.num_points == 3:  # a triangle: its heat map
-            plot_triangle(np.array(result.weights), np.array(result.metrics["test_err"]), _vertex_errors(info),
-                          out / "simplex_eval.png")
+        if shape.num_points == 3:  # a triangle: its heat map of the test error (the test loss without one)
+            lead = headline(result.metrics)
+            plot_triangle(np.array(result.weights), np.array(result.metrics[lead]), _vertex_values(info, lead),
+                          out / "simplex_eval.png", metric=lead)
         result.write(out)
     return result
 
 
-def _vertex_errors(info) -> list[float] | None:
-    """The vertices' test errors as the simplex run measured them (BN recomputed), where it holds them."""
+def _vertex_values(info, metric: str) -> list[float] | None:
+    """The vertices' `metric` as the simplex run measured them (BN recomputed), where it holds them."""
     metrics = info.raw.get("metrics")
     try:
-        return [float(metrics[f"vertex{k}"]["test_err"]) for k in range(3)]
+        return [float(metrics[f"vertex{k}"][metric]) for k in range(3)]
     except (KeyError, TypeError, ValueError):
         return None
 

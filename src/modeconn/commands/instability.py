@@ -19,7 +19,7 @@ from ..reporting.plots import plot_along, plot_instability
 from ..storage.runfolder import ModelSpec
 from ..training.instability import InstabilityResult, check_spawn, instability_analysis
 from . import validate
-from .common import RunFolder, eval_settings, network_info, path_points, save_network_run, training_config
+from .common import RunFolder, eval_settings, network_info, path_points, save_network_run, task_field, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -27,10 +27,13 @@ from .registry import command
 @dataclass
 class InstabilityOptions(TrainingOptions):
     out: str = option(REQUIRED, "the folder to write instability.json, .png and the copies in")
-    dataset: str = option("mnist1d", "the dataset")
+    dataset: str = option("mnist1d", "the dataset (or your own as package.module:callable)")
+    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
+                                    "dataset's own)")
     spawn: list[int] = option([0, 1, 2, 5, 10, 20], "epochs at which two copies are spawned from the parent",
                               nargs="+")
-    model: str | None = option(None, "registry name (default: the dataset's default model)")
+    model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "
+                                     "dataset's default model)")
     points: int = option(11, "points along each line between two copies")
     same_order: bool = option(False, "both copies see one data order (a check: no barrier)")
     bn_samples: int | None = option(None, "recompute BatchNorm on this many training examples")
@@ -51,26 +54,30 @@ def instability(o: InstabilityOptions) -> InstabilityResult:
     """
     recipe = recipe_for(o.dataset)
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
+    task = validate.task(o.task)
     cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed, o.optimizer, o.schedule)
     ks = check_spawn([validate.nonnegative_int("--spawn", k) for k in o.spawn], cfg.epochs,
                      path_points(o.points))
     settings_eval = eval_settings(cfg.wd, 1000, o.bn_samples, o.train_samples)
     data_dir = validate.data_dir(o.data_dir)
-    settings = {"dataset": o.dataset, "model": spec.name, "config": cfg.to_dict(), "spawn": ks, "points": o.points,
+    settings = {"dataset": o.dataset, **task_field(task), "model": spec.name, "config": cfg.to_dict(), "spawn": ks,
+                "points": o.points,
                 "same_order": o.same_order, "bn_samples": settings_eval.bn_samples,
                 "train_samples": settings_eval.train_samples}
     folder = RunFolder(o.out, "instability.json", resume=o.resume, settings=settings)
     dev = folder.join(o.device)
-    data = load_dataset(o.dataset, data_dir).to(dev)
+    data = load_dataset(o.dataset, data_dir, task).to(dev)
 
     def save_copy(copy: Path, net, optimizer, copy_cfg, k: int) -> None:  # each copy is a network run
-        save_network_run(copy, net, optimizer, {**network_info(o.dataset, data_dir, spec, data, copy_cfg, o.speed),
+        save_network_run(copy, net, optimizer, {**network_info(o.dataset, data_dir, spec, data, copy_cfg, o.speed,
+                                                                     task),
                                                 "epochs_trained": cfg.epochs, "spawned_at": k}, data, o.speed)
 
     with folder.claim() as out:
         result = instability_analysis(lambda: spec.build(data).to(dev), data, cfg, ks, o.points, settings_eval,
                                       same_order=o.same_order, store=out,
-                                      resume_settings={"dataset": o.dataset, "model": spec.name},
+                                      resume_settings={"dataset": o.dataset, **task_field(task),
+                                                       "model": spec.name},
                                       save_copy=save_copy, progress=o.progress, speed=o.speed)
         result.dataset, result.model = o.dataset, spec.name
         for k in ks:  # each line's figure beside its record

@@ -29,6 +29,7 @@ from ..storage.runfolder import (
     read_run,
     write_run,
 )
+from ..tasks import headline, metric_label
 from ..training.spro import (
     EPOCHS_PER_VERTEX,
     SPRO_LR,
@@ -40,7 +41,7 @@ from ..training.spro import (
 )
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
-from .common import RunFolder, fallback_model, training_config
+from .common import RunFolder, fallback_model, task_field, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -62,11 +63,13 @@ class SimplexOptions(TrainingOptions):
 
 
 def _cli_summary(result: RunInfo, o: SimplexOptions) -> str:
-    centre = (f"centroid test error {result.raw['centroid_test_err']:.4f}" if "centroid_test_err" in result.raw else
-              "face centres' test errors " + ", ".join(f"{e:.4f}" for e in result.raw["face_centres_test_err"]))
+    lead = headline(result.raw["metrics"]["vertex0"])  # test_err, or test_loss for a task without an error
+    word = metric_label(lead)
+    centre = (f"centroid {word} {result.raw[f'centroid_{lead}']:.4f}" if f"centroid_{lead}" in result.raw else
+              f"face centres' {word}s " + ", ".join(f"{e:.4f}" for e in result.raw[f"face_centres_{lead}"]))
     return (f"{o.out}: {result.raw['vertices']} vertices, volume {result.raw['volume']:.4g}; {centre} "
             f"(BN recomputed), vertices "
-            + ", ".join(f"{result.raw['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(result.raw['vertices']))
+            + ", ".join(f"{result.raw['metrics'][f'vertex{k}'][lead]:.4f}" for k in range(result.raw['vertices']))
             + f" ({result.raw['seconds']:.1f} s)")
 
 
@@ -97,10 +100,10 @@ def simplex(o: SimplexOptions) -> RunInfo:
         if dataset is not None or model is not None:
             raise ModeconnError("--dataset and --model describe networks given as weights files; a curve run "
                                 "records its own: leave them out")
-        dataset_name, model_name = curve_run.dataset, curve_run.model.name
+        dataset_name, model_name, task = curve_run.dataset, curve_run.model.name, curve_run.task
     else:
         sources = describe_endpoints(starts, dataset, validate.model_name(model), fallback_model(dataset))
-        dataset_name, model_name = sources[0].dataset, sources[0].model.name
+        dataset_name, model_name, task = sources[0].dataset, sources[0].model.name, sources[0].task
     connect = recipe_for(dataset_name).connect
     # Vertices that connect networks are bends of a curve at first: they train like one (the recipe's
     # connect schedule). Vertices grown around one network or a curve start near low loss: Benton's.
@@ -112,7 +115,8 @@ def simplex(o: SimplexOptions) -> RunInfo:
     data_dir = validate.data_dir(data_dir)
     settings = {"start": [str(Path(s).resolve()) for s in starts] if len(starts) > 1
                          else str(Path(starts[0]).resolve()),
-                "dataset": dataset_name, "model": model_name, "vertices": vertices, "volume_weight": volume_weight,
+                "dataset": dataset_name, **task_field(task), "model": model_name, "vertices": vertices,
+                "volume_weight": volume_weight,
                 "config": cfg.to_dict()}
     folder = RunFolder(out, "run.json", resume=resume, settings=settings)
     _check_stages(folder.out, resume, settings)
@@ -187,12 +191,14 @@ def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, se
     metrics = {}
     for name, weights in {**points, **centres}.items():
         metrics[name] = metrics_with_bn(shape.model_at(weights), data, speed=speed).to_dict()
-    headline = {f"centroid_{k}": v for k, v in metrics["centroid"].items()} if "centroid" in metrics else \
-        {"face_centres_test_err": [metrics[name]["test_err"] for name in centres]}
-    return {"kind": "simplex", "dataset": settings["dataset"], "data_dir": data_dir, "model": model.to_dict(data),
+    lead = headline(metrics["vertex0"])  # test_err, or test_loss for a task without an error
+    summary = {f"centroid_{k}": v for k, v in metrics["centroid"].items()} if "centroid" in metrics else \
+        {f"face_centres_{lead}": [metrics[name][lead] for name in centres]}
+    return {"kind": "simplex", "dataset": settings["dataset"], **task_field(settings.get("task")), "data_dir": data_dir,
+            "model": model.to_dict(data),
             "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"],
             "faces": shape.faces, "volume_weight": settings["volume_weight"], "config": cfg.to_dict(), "seed": cfg.seed,
             "speed": speed.to_dict(), "made_with": made_with(data.train_x.device), "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,
-            **headline}
+            **summary}

@@ -20,9 +20,10 @@ from ..recipes import recipe_for
 from ..runtime import distributed
 from ..storage.files import save_tensors
 from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo, write_run
+from ..tasks import headline, metric_label
 from ..training.subspace import SPREAD, subspace_metrics, train_subspace
 from . import validate
-from .common import RunFolder, network_info, save_network_run, training_config
+from .common import RunFolder, network_info, save_network_run, task_field, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 from .simplex import MAX_VERTICES
@@ -45,18 +46,22 @@ def vertex_count(shape: str) -> int:
 @dataclass
 class SubspaceOptions(TrainingOptions):
     out: str = option(REQUIRED, "the run folder to write")
-    dataset: str = option("mnist1d", "the dataset")
+    dataset: str = option("mnist1d", "the dataset (or your own as package.module:callable)")
+    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
+                                    "dataset's own)")
     shape: str = option("line", "line, curve (one bend) or simplexK (K = 3..8 vertices)")
     spread: float | None = option(None, "weight of the vertices' mean squared cosine similarity in the loss "
                                         "(default 1, Wortsman et al.'s)")
-    model: str | None = option(None, "default: the dataset's recipe")
+    model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "
+                                     "dataset's recipe)")
 
 
 def _summary(run: RunInfo, o: SubspaceOptions) -> str:
     r = run.raw
-    return (f"{o.out}: {r['subspace']['shape']} from scratch, midpoint test error {r['midpoint_test_err']:.4f} "
-            f"(BN recomputed; kept as the network run {o.out}/midpoint), vertices "
-            + ", ".join(f"{r['metrics'][f'vertex{k}']['test_err']:.4f}" for k in range(len(r['distances'])))
+    lead = headline(r["metrics"]["vertex0"])  # test_err, or test_loss for a task without an error
+    return (f"{o.out}: {r['subspace']['shape']} from scratch, midpoint {metric_label(lead)} "
+            f"{r['midpoint_' + lead]:.4f} (BN recomputed; kept as the network run {o.out}/midpoint), vertices "
+            + ", ".join(f"{r['metrics'][f'vertex{k}'][lead]:.4f}" for k in range(len(r['distances'])))
             + f" ({r['seconds']:.1f} s)")
 
 
@@ -72,12 +77,14 @@ def subspace(o: SubspaceOptions) -> RunInfo:
     shape = shape if k < 3 or shape == "curve" else f"simplex{k}"  # recorded in its normal form: simplex03 is simplex3
     spread = SPREAD if spread is None else validate.nonnegative_float("--spread", spread)
     spec = ModelSpec(validate.model_name(model) or recipe.model, {})
+    task = validate.task(o.task)
     cfg = training_config(recipe.train, epochs, lr, wd, batch_size, seed, o.optimizer, o.schedule)
     data_dir = validate.data_dir(data_dir)
-    settings = {"dataset": dataset, "model": spec.name, "shape": shape, "spread": spread, "config": cfg.to_dict()}
+    settings = {"dataset": dataset, **task_field(task), "model": spec.name, "shape": shape, "spread": spread,
+                "config": cfg.to_dict()}
     folder = RunFolder(out, "run.json", resume=resume, settings=settings)
     dev = folder.join(device)
-    data = load_dataset(dataset, data_dir).to(dev)
+    data = load_dataset(dataset, data_dir, task).to(dev)
     torch.manual_seed(cfg.seed)  # vertex 0 starts where `train --seed` starts
     vertices = [spec.build(data) for _ in range(k)]
     span = (Simplex(vertices, free=[True] * k) if shape.startswith("simplex") else Curve.through(vertices)).to(dev)
@@ -86,7 +93,7 @@ def subspace(o: SubspaceOptions) -> RunInfo:
         history, _ = train_subspace(span, data, cfg, spread, checkpoint=out_dir / CHECKPOINT, resume=resume,
                                     settings=settings, progress=progress, desc=f"subspace {out_dir.name}", speed=speed)
         seconds = round(time.time() - began, 2)
-        base = network_info(dataset, data_dir, spec, data, cfg, speed)
+        base = network_info(dataset, data_dir, spec, data, cfg, speed, task)
         info = _write(out_dir, span, {"shape": shape, "spread": spread}, base, data, history, seconds, speed)
     return info
 

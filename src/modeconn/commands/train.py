@@ -13,7 +13,7 @@ from ..recipes import recipe_for
 from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo
 from ..training.train import train_network
 from . import validate
-from .common import RunFolder, network_info, save_network_run, training_config
+from .common import RunFolder, network_info, save_network_run, task_field, training_config
 from .options import REQUIRED, TrainingOptions, option
 from .registry import command
 
@@ -21,8 +21,12 @@ from .registry import command
 @dataclass
 class TrainOptions(TrainingOptions):
     out: str = option(REQUIRED, "the run folder to write")
-    dataset: str = option("mnist1d", "mnist1d (default), fashion-mnist, fashion-mnist-32, cifar10, cifar100")
-    model: str | None = option(None, "registry name (default: the dataset's default model)")
+    dataset: str = option("mnist1d", "mnist1d (default), fashion-mnist, fashion-mnist-32, cifar10, cifar100, or "
+                                     "your own as package.module:callable")
+    model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "
+                                     "dataset's default model)")
+    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
+                                    "dataset's own, classification unless it names another)")
     keep_epochs: list[int] = option([], "also keep the state after these epochs as run folders OUT/epochN "
                                         "(e.g. FGE's start at 0.8B)", nargs="*")
     keep_every: int | None = option(None, "also keep every K-th epoch as OUT/epochN (a trajectory for "
@@ -30,8 +34,8 @@ class TrainOptions(TrainingOptions):
 
 
 def _summary(run: RunInfo, o: TrainOptions) -> str:
-    return (f"{o.out}: test error {run.raw['test_err']:.4f}, test loss {run.raw['test_loss']:.4f} "
-            f"({run.raw['seconds']:.1f} s)")
+    error = f"test error {run.raw['test_err']:.4f}, " if "test_err" in run.raw else ""  # a task without one
+    return f"{o.out}: {error}test loss {run.raw['test_loss']:.4f} ({run.raw['seconds']:.1f} s)"
 
 
 @command("train", TrainOptions, help="train one endpoint network", summary=_summary)
@@ -44,6 +48,7 @@ def train(o: TrainOptions) -> RunInfo:
     """
     recipe = recipe_for(o.dataset)
     spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
+    task = validate.task(o.task)
     cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed, o.optimizer, o.schedule)
     keep = {validate.positive_int("--keep-epochs", k) for k in o.keep_epochs}
     if keep and max(keep) > cfg.epochs:
@@ -51,14 +56,15 @@ def train(o: TrainOptions) -> RunInfo:
     every = validate.optional(validate.positive_int, "--keep-every", o.keep_every)
     kept = sorted(keep | (set(range(every, cfg.epochs, every)) if every else set()))
     data_dir = validate.data_dir(o.data_dir)
-    settings = {"dataset": o.dataset, "model": spec.name, "config": cfg.to_dict(), "keep_epochs": kept}
+    settings = {"dataset": o.dataset, **task_field(task), "model": spec.name, "config": cfg.to_dict(),
+                "keep_epochs": kept}
     folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
     out = folder.out
     dev = folder.join(o.device)
-    data = load_dataset(o.dataset, data_dir).to(dev)
+    data = load_dataset(o.dataset, data_dir, task).to(dev)
     torch.manual_seed(cfg.seed)
     net = spec.build(data).to(dev)
-    base = network_info(o.dataset, data_dir, spec, data, cfg, o.speed)
+    base = network_info(o.dataset, data_dir, spec, data, cfg, o.speed, task)
 
     def save(folder: Path, optimizer, extra: dict) -> RunInfo:
         return save_network_run(folder, net, optimizer, {**base, **extra}, data, o.speed)

@@ -13,7 +13,9 @@ import torch
 
 from ..errors import ModeconnError
 from ..models import MODELS
+from ..object_ref import is_reference, resolve
 from ..runtime import distributed
+from ..tasks import task_from
 
 
 def _number(option: str, value, kind):
@@ -69,10 +71,25 @@ def optional(check, option: str, value):
     return None if value is None else check(option, value)
 
 
+def task(spec: str | None) -> str | None:
+    """A task's name (classification, regression) or a Task's package.module:Name, importable now (None: the
+    data's own)."""
+    if spec is not None:
+        try:
+            task_from(spec)
+        except ModeconnError as exc:
+            raise ModeconnError(f"--task: {exc}") from None
+    return spec
+
+
 def model_name(name: str | None) -> str | None:
-    """A registered model name (None: the dataset's default)."""
-    if name is not None and name not in MODELS:
-        raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    """A registered model name, or a builder's package.module:callable, importable now (None: the dataset's
+    default)."""
+    if name is not None and is_reference(name):
+        resolve(name, "--model")
+    elif name is not None and name not in MODELS:
+        raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or name your own "
+                            "builder as package.module:callable")
     return name
 
 

@@ -1,7 +1,11 @@
 """Datasets as tensors in memory, by name; nothing is downloaded."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..errors import ModeconnError, param
+from ..object_ref import is_reference, resolve
+from ..tasks import CLASSIFICATION, check_task, task_from
 from .datasets import Batches, Dataset, from_torch, tensors_from
 from .fashion import FASHION_MNIST_DIR, load_fashion_mnist, load_fashion_mnist_32
 from .mnist1d import load_mnist1d
@@ -21,14 +25,60 @@ LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fas
 GENERATED = {"mnist1d"}  # made in memory: a --data-dir means nothing for these
 
 
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | None = None, task: str | None = None) -> Dataset:
     """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files),
-    'cifar10'/'cifar100'."""
+    'cifar10'/'cifar100', or your own, named `package.module:callable` (see `user_dataset`).
+
+    task: None (the data's own: classification, or what your callable names), "classification", "regression", or
+    a Task's package.module:Name (`tasks.task_from`). Raises ModeconnError (one line) for an unknown name, a
+    data folder a generated dataset does not read, or data the task cannot read.
+    """
+    if is_reference(name):
+        return user_dataset(name, data_dir, task)
     if name not in LOADERS:
-        raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
+        raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}, or name your own as "
+                            "package.module:callable")
     if data_dir is not None and name in GENERATED:
         raise ModeconnError(f"{name} is generated in memory and reads no files: leave out {param('data_dir')}")
-    return LOADERS[name](data_dir)
+    data = LOADERS[name](data_dir)
+    return data if task is None else data.with_task(task_from(task))
+
+
+def user_dataset(reference: str, data_dir: str | None = None, task: str | None = None) -> Dataset:
+    """The dataset your callable (package.module:callable, imported from the Python path) returns, held in memory.
+
+    The callable is called with `data_dir=` where its signature takes it (and a data folder is refused where it
+    does not), and returns a `Dataset`, a pair `(train, test)`, or a mapping with `train`, `test` and optionally
+    `task` (a Task) and `num_classes`; train and test are anything `from_torch` reads (torch datasets,
+    DataLoaders, iterables of batches). `task` (a name or reference, `tasks.task_from`) overrides the data's own.
+    """
+    import inspect
+
+    source = resolve(reference, "--dataset")
+    if not callable(source):
+        raise ModeconnError(f"--dataset {reference} is a {type(source).__name__}, not a callable that returns data")
+    try:
+        takes_dir = "data_dir" in inspect.signature(source).parameters
+    except (TypeError, ValueError):
+        takes_dir = False
+    if data_dir is not None and not takes_dir:
+        raise ModeconnError(f"--dataset {reference} takes no data_dir argument: leave out {param('data_dir')}")
+    made = source(data_dir=data_dir) if takes_dir else source()
+    given = task_from(task) if task is not None else None
+    if isinstance(made, Dataset):
+        return made if given is None else made.with_task(given)
+    if isinstance(made, Mapping) and {"train", "test"} <= set(made):
+        extra = set(made) - {"train", "test", "task", "num_classes"}
+        if extra:
+            raise ModeconnError(f"--dataset {reference} returned a mapping with {', '.join(map(str, extra))}: it may "
+                                "hold train, test, task and num_classes")
+        own = made.get("task")
+        return from_torch(reference, made["train"], made["test"], made.get("num_classes"),
+                          task=given or (check_task(own) if own is not None else CLASSIFICATION))
+    if isinstance(made, (tuple, list)) and len(made) == 2:
+        return from_torch(reference, made[0], made[1], task=given or CLASSIFICATION)
+    raise ModeconnError(f"--dataset {reference} returned a {type(made).__name__}: return a Dataset, a pair "
+                        "(train, test), or a mapping with train and test")
 
 
 __all__ = ["Batches", "Dataset", "FASHION_MNIST_DIR", "GENERATED", "LOADERS", "from_torch", "load_dataset",

@@ -1,7 +1,8 @@
-"""Ensembles as a running sum of member probabilities, streamed batch by batch; calibration error."""
+"""Ensembles as a running sum of the members' predictions (class probabilities, regression outputs), streamed
+member by member."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,101 +13,86 @@ from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
-from ..tasks import CLASSIFICATION, Task, check_task
+from ..tasks import CLASSIFICATION, Task, check_task, metric_label
 from .batchnorm import recompute_bn
-from .evaluate import Metrics
+from .evaluate import NamedMetrics
 
 
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
-    conf, pred = probs.max(1)
-    correct = (pred == labels).double()
-    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype, device=conf.device)
-    ece = torch.zeros((), dtype=torch.float64, device=conf.device)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            ece += inside.double().mean() * (correct[inside].mean() - conf[inside].double().mean()).abs()
-    return float(ece)
-
-
-def check_ensemble_task(task: Task) -> None:
-    """Refuse (ModeconnError, one line) a task other than classification: ensembles average class probabilities."""
-    check_task(task)
-    if task.name != CLASSIFICATION.name:
-        raise ModeconnError(f"ensembles (FGE, SWA, curve and simplex ensembles, budget) measure classification "
-                            f"so far, not {task.name}; measure the members one by one with evaluate")
-
-
-@dataclass(frozen=True)
-class EnsembleMetrics:
-    """The averaged members' test error, NLL and 15-bin expected calibration error."""
-
-    err: float
-    nll: float
-    ece: float
+class EnsembleMetrics(NamedMetrics):
+    """An ensemble's metrics by name, in the task's order (`Task.ensemble_metrics`): classification's are test
+    error (`err`, a fraction), NLL (`nll`, nats) and 15-bin expected calibration error (`ece`); regression's the
+    averaged prediction's MSE (`loss`) and MAE (`mae`). Read as a mapping or by attribute (`m.err`)."""
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return dict(self._values)
 
 
 class RunningEnsemble:
-    """Averages members' softmax probabilities on a fixed set of batches, keeping only their sum.
+    """Averages members' predictions on a fixed set of batches, keeping only their running sum: for
+    classification the softmax probabilities, for regression the outputs (the task's `ensemble_terms`).
 
-    Memory is one (N, classes) tensor whatever the number of members; no model copies are kept. Ensembles
-    measure classification so far: another task is refused (ModeconnError, one line).
+    Memory is one (N, *prediction) float64 tensor whatever the number of members; no model copies are kept.
+    Raises ModeconnError (one line) for an object that is not a Task, or batches the task cannot read.
     """
 
     def __init__(self, batches, num_classes: int, speed: Speed = EAGER, task: Task = CLASSIFICATION):
-        check_ensemble_task(task)
+        self.task = check_task(task)
         self.batches, self.speed = [task.split(item) for item in batches], speed
-        self.labels = torch.cat([y for _, y in self.batches])  # on the data's device, in batch order
-        self.prob_sum = torch.zeros(len(self.labels), num_classes, dtype=torch.float64, device=self.labels.device)
+        if not self.batches:
+            raise ModeconnError("an ensemble needs at least one batch to measure on; the test split is empty")
+        self.targets = torch.cat([y for _, y in self.batches])  # on the data's device, in batch order
+        shape = tuple(task.prediction_shape(self.targets, num_classes))
+        # kept as `prob_sum` in checkpoints, the name FGE's resumable checkpoints have always used
+        self.total = torch.zeros(len(self.targets), *shape, dtype=torch.float64, device=self.targets.device)
         self.members = 0
 
     @torch.no_grad()
-    def log_probs(self, model: nn.Module) -> torch.Tensor:
-        """One member's log-probabilities on every example, (N, classes) in float64 (eval mode)."""
+    def predict(self, model: nn.Module) -> torch.Tensor:
+        """One member's predictions on every example, (N, *prediction) in float64 (eval mode): classification's
+        log-probabilities, regression's outputs."""
         was_training = model.training
         model.eval()
-        with self.speed.autocast(self.prob_sum.device):
-            out = torch.cat([torch.log_softmax(model(self.speed.input(x)).double(), 1) for x, _ in self.batches])
+        with self.speed.autocast(self.total.device):
+            out = torch.cat([self.task.ensemble_prediction(model(self.speed.input(x)), y) for x, y in self.batches])
         model.train(was_training)
         return out
 
     @torch.no_grad()
-    def add_log_probs(self, logp: torch.Tensor) -> Metrics:
-        """Add one member from its log-probabilities; return that member's own metrics (loss = NLL)."""
-        self.prob_sum += logp.exp()
+    def add_prediction(self, prediction: torch.Tensor) -> dict[str, float]:
+        """Add one member from its predictions; return that member's own metrics (classification: err, nll)."""
+        self.total += self.task.ensemble_terms(prediction)
         self.members += 1
-        nll = -logp.gather(1, self.labels[:, None]).mean()
-        err = (logp.argmax(1) != self.labels).double().mean()
-        return Metrics(loss=float(nll), err=float(err))
+        return self.task.member_measure(prediction, self.targets)
 
-    def add(self, model: nn.Module) -> Metrics:
+    def add(self, model: nn.Module) -> dict[str, float]:
         """Add one member (evaluated in eval mode); return that member's own metrics."""
-        return self.add_log_probs(self.log_probs(model))
+        return self.add_prediction(self.predict(model))
 
     def metrics(self) -> EnsembleMetrics:
-        """Error, NLL and 15-bin ECE of the average of the members so far."""
-        probs = self.prob_sum / self.members
-        nll = float(-torch.log(probs.gather(1, self.labels[:, None]).clamp_min(1e-300)).mean())
-        err = float((probs.argmax(1) != self.labels).double().mean())
-        return EnsembleMetrics(err=err, nll=nll, ece=expected_calibration_error(probs, self.labels))
+        """The task's ensemble metrics of the average of the members so far."""
+        return EnsembleMetrics(**self.task.ensemble_measure(self.total / self.members, self.targets))
 
     def state(self) -> dict[str, torch.Tensor]:
         """Tensors that restore this ensemble (for resumable runs)."""
-        return {"prob_sum": self.prob_sum, "members": torch.tensor(self.members, device="cpu")}
+        return {"prob_sum": self.total, "members": torch.tensor(self.members, device="cpu")}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.prob_sum.copy_(state["prob_sum"])
+        self.total.copy_(state["prob_sum"])
         self.members = int(state["members"])
 
 
-def member_record(own: Metrics, ensemble: EnsembleMetrics) -> dict[str, float]:
-    """One member's row in ensemble.json and fge.json: its own metrics and the ensemble's so far."""
-    return {"test_err": own.err, "test_nll": own.loss, "ensemble_test_err": ensemble.err,
-            "ensemble_test_nll": ensemble.nll, "ensemble_test_ece": ensemble.ece}
+def ensemble_summary(metrics) -> str:
+    """An ensemble's metrics in words: "test error 0.0812, NLL 0.2710, ECE 0.0153" for classification, "test loss
+    0.0341, test MAE 0.1290" for regression."""
+    if set(metrics) == {"err", "nll", "ece"}:  # classification's, worded as they always were
+        return f"test error {metrics['err']:.4f}, NLL {metrics['nll']:.4f}, ECE {metrics['ece']:.4f}"
+    return ", ".join(f"{metric_label('test_' + k)} {v:.4f}" for k, v in metrics.items())
+
+
+def member_record(own: dict[str, float], ensemble: EnsembleMetrics) -> dict[str, float]:
+    """One member's row in ensemble.json and fge.json: its own metrics (test_<metric>) and the ensemble's so far
+    (ensemble_test_<metric>); classification's are test_err, test_nll, ensemble_test_err, _nll and _ece."""
+    return {**{f"test_{k}": v for k, v in own.items()}, **{f"ensemble_test_{k}": v for k, v in ensemble.items()}}
 
 
 @dataclass
@@ -135,16 +121,18 @@ class SpanEnsemble(Record):
     @classmethod
     def from_json(cls, obj, source: str) -> SpanEnsemble:
         with cls.parsing(source):
-            metrics = EnsembleMetrics(**{k: float(obj["ensemble"][k]) for k in ("err", "nll", "ece")})
+            values = obj["ensemble"]
+            if not isinstance(values, dict) or not values:
+                raise TypeError("ensemble is not an object of metrics")
+            metrics = EnsembleMetrics(**{str(k): float(v) for k, v in values.items()})
             members = obj["members"]
             if not isinstance(members, list):
                 raise TypeError("members is not a list")
             return cls(members, metrics, **{k: obj.get(k) for k in ("curve", "simplex", "seed", "out")})
 
     def describe(self) -> str:
-        e = self.ensemble
-        return (f"{'curve' if self.curve else 'simplex' if self.simplex else 'span'} ensemble of {len(self.members)}: "
-                f"test error {e.err:.4f}, NLL {e.nll:.4f}, ECE {e.ece:.4f}")
+        where = "curve" if self.curve else "simplex" if self.simplex else "span"
+        return f"{where} ensemble of {len(self.members)}: {ensemble_summary(self.ensemble)}"
 
 
 def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 1000, progress: bool = True,
@@ -163,14 +151,14 @@ def span_ensemble(model_at, where: list, label: str, data, batch_size: int = 100
     bar = tqdm(total=len(where), desc="ensemble", disable=not progress, leave=False)
     for start in range(0, len(where), width):
         block = where[start:start + width]
-        logps = torch.zeros(len(block), *ens.prob_sum.shape, dtype=torch.float64, device=ens.prob_sum.device)
+        predictions = torch.zeros(len(block), *ens.total.shape, dtype=torch.float64, device=ens.total.device)
         for i in distributed.my_indices(len(block)):
             member = model_at(block[i])
             recompute_bn(member, bn_batches, speed, data.task)
-            logps[i] = ens.log_probs(member)
-        logps = distributed.combine_rows(logps)
-        for w, logp in zip(block, logps):
-            own = ens.add_log_probs(logp)
+            predictions[i] = ens.predict(member)
+        predictions = distributed.combine_rows(predictions)
+        for w, prediction in zip(block, predictions):
+            own = ens.add_prediction(prediction)
             records.append({label: w, **member_record(own, ens.metrics())})
         bar.update(len(block))
     bar.close()

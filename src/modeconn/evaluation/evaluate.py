@@ -13,18 +13,12 @@ from ..tasks import CLASSIFICATION, Task, check_task
 from .batchnorm import recompute_bn
 
 
-class Metrics(Mapping):
-    """The task's metrics on one set of examples, by name, in the task's order; `loss` is always first.
-
-    Read as a mapping (`m["err"]`) or by attribute (`m.loss`, `m.err` for classification, `m.mae` for regression):
-    classification's are mean cross-entropy (`loss`, nats) and error as a fraction (`err`).
-    """
+class NamedMetrics(Mapping):
+    """Read-only metric values by name, in order; read as a mapping (`m["err"]`) or by attribute (`m.err`)."""
 
     _values: dict[str, float]
 
     def __init__(self, **values: float):
-        if "loss" not in values:
-            raise ModeconnError(f"metrics need a loss, got {', '.join(values) or 'none'}")
         object.__setattr__(self, "_values", dict(values))
 
     def __getitem__(self, name: str) -> float:
@@ -40,19 +34,32 @@ class Metrics(Mapping):
         values = self.__dict__.get("_values", {})
         if name in values:
             return values[name]
-        raise AttributeError(f"no metric {name!r} (this task's: {', '.join(values)})")
+        raise AttributeError(f"no metric {name!r} (these: {', '.join(values)})")
 
     def __setattr__(self, name, value):
-        raise AttributeError("Metrics are read-only")
+        raise AttributeError(f"{type(self).__name__} are read-only")
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Metrics) and self._values == other._values
+        return type(other) is type(self) and self._values == other._values
 
     def __hash__(self) -> int:
         return hash(tuple(self._values.items()))
 
     def __repr__(self) -> str:
-        return f"Metrics({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+
+class Metrics(NamedMetrics):
+    """The task's metrics on one set of examples, by name, in the task's order; `loss` is always first.
+
+    Read as a mapping (`m["err"]`) or by attribute (`m.loss`, `m.err` for classification, `m.mae` for regression):
+    classification's are mean cross-entropy (`loss`, nats) and error as a fraction (`err`).
+    """
+
+    def __init__(self, **values: float):
+        if "loss" not in values:
+            raise ModeconnError(f"metrics need a loss, got {', '.join(values) or 'none'}")
+        super().__init__(**values)
 
 
 @dataclass(frozen=True)

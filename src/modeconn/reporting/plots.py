@@ -13,6 +13,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from ..storage.files import atomic_write
+from ..tasks import headline, metric_label
 
 if TYPE_CHECKING:  # for annotations only: plotting needs no training code at run time
     from ..training.fge import FGEResult
@@ -32,6 +33,16 @@ def _subplots(*grid: int, **figure_options):
     return fig, fig.subplots(*grid)
 
 
+def _panels(names) -> list[tuple[str, str, float]]:
+    """(metric, axis label, scale) of the two panels a result is drawn in: the train loss, and the test metric its
+    summary leads with (`headline`): the error in percent for classification, the test loss otherwise."""
+    names = list(names)
+    lead = headline(names)
+    if lead == "test_err":  # classification, drawn as it always was
+        return [("train_loss", "train loss (cross-entropy)", 1), ("test_err", "test error (%)", 100)]
+    return [("train_loss", "train loss", 1), (lead, metric_label(lead), 1)]
+
+
 def save_figure(fig: Figure, path) -> None:
     """Write a figure as PNG atomically."""
     buf = io.BytesIO()
@@ -43,10 +54,10 @@ def plot_along(result, path, title: str = "") -> None:
     """Train loss and test error along t (a PathEval or PathsResult), every path on the same axes, endpoints marked."""
     t = np.asarray(result.t)
     fig, axes = _subplots(1, 2, figsize=(11, 4))
-    panels = [("train_loss", "train loss (cross-entropy)", False), ("test_err", "test error (%)", True)]
-    for ax, (metric, label, percent) in zip(axes, panels):
+    panels = _panels(result.summary[result.paths()[0]])  # a path's summary is keyed by its metrics
+    for ax, (metric, label, scale) in zip(axes, panels):
         for k, name in enumerate(result.paths()):
-            scale, style = 100 if percent else 1, _style(name, k)
+            style = _style(name, k)
             v = np.asarray(result.values(name, metric)) * scale
             b = result.stat(name, metric, "barrier") * scale
             ax.plot(t, v, **{**style, "label": f"{style['label']} (barrier {b:.3g})"})
@@ -70,7 +81,7 @@ def plot_plane(result, path) -> None:
     """Contours of train loss and test error over a measured plane (a PlaneResult), points and curve drawn on."""
     xs, ys = result.xs, result.ys
     fig, axes = _subplots(1, 2, figsize=(14, 5), layout="constrained")
-    panels = [("train_loss", "train loss (cross-entropy)", 1), ("test_err", "test error (%)", 100)]
+    panels = _panels(result.metrics)
     for ax, (metric, label, scale) in zip(axes, panels):
         z = result.metrics[metric].T * scale  # metric[i, j] is at (xs[i], ys[j]); contourf wants rows = y
         z = np.maximum(z, 1e-4)
@@ -97,7 +108,7 @@ def plot_plane(result, path) -> None:
 def plot_landscape(result, path) -> None:
     """A landscape slice (a LandscapeResult): loss and error along one direction, or contours over two with the
     plane's colour scales, the centre and any projected trajectory drawn on."""
-    panels = [("train_loss", "train loss (cross-entropy)", 1), ("test_err", "test error (%)", 100)]
+    panels = _panels(result.metrics)
     pca = result.summary.get("directions") == "pca"
     labels = ("first principal direction", "second principal direction") if pca else \
         ("random direction 1 (filter-normalised)", "random direction 2 (filter-normalised)")
@@ -169,11 +180,15 @@ def plot_instability(result: dict, path) -> None:
     rows = result["per_spawn"]
     k = [r["spawn"] for r in rows]
     fig, axes = _subplots(1, 2, figsize=(11, 4), layout="constrained")
-    axes[0].plot(k, [100 * r["test_err_barrier"] for r in rows], "o-", color="C0", lw=2)
-    axes[0].axhline(100 * result["stable_below"], color="k", ls=":", label=f"{100 * result['stable_below']:.0f}% "
-                    "(stable below, Frankle et al.)")
-    axes[0].set_ylabel("test-error barrier (%)")
-    axes[0].legend()
+    if all("test_err_barrier" in r for r in rows):  # classification, drawn as it always was
+        axes[0].plot(k, [100 * r["test_err_barrier"] for r in rows], "o-", color="C0", lw=2)
+        axes[0].axhline(100 * result["stable_below"], color="k", ls=":", label=f"{100 * result['stable_below']:.0f}% "
+                        "(stable below, Frankle et al.)")
+        axes[0].set_ylabel("test-error barrier (%)")
+        axes[0].legend()
+    else:  # no error: the test loss's barrier (stable below a fraction of the copies' mean test loss)
+        axes[0].plot(k, [r["test_loss_barrier"] for r in rows], "o-", color="C0", lw=2)
+        axes[0].set_ylabel("test-loss barrier")
     axes[1].plot(k, [r["train_loss_barrier"] for r in rows], "o-", color="C3", lw=2)
     axes[1].set_ylabel("train-loss barrier")
     for ax in axes:
@@ -186,12 +201,18 @@ def plot_instability(result: dict, path) -> None:
 
 
 def plot_fge(result: FGEResult, path) -> None:
-    """Ensemble vs single-snapshot test error and NLL (an FGEResult) against snapshots taken and epochs spent."""
+    """Ensemble vs single-snapshot test error and NLL (an FGEResult; the task's first two ensemble metrics for
+    another task) against snapshots taken and epochs spent."""
     recs = result.snapshots
     k = [r["snapshot"] for r in recs]
     fig, axes = _subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for ax, (own, ens, label, scale) in zip(axes, [("test_err", "ensemble_test_err", "test error (%)", 100),
-                                                   ("test_nll", "ensemble_test_nll", "test NLL", 1)]):
+    if "ensemble_test_err" in recs[0]:  # classification, drawn as it always was
+        panels = [("test_err", "ensemble_test_err", "test error (%)", 100), ("test_nll", "ensemble_test_nll",
+                                                                           "test NLL", 1)]
+    else:  # the first two metrics a snapshot and the ensemble share (regression: loss and MAE)
+        shared = [k.removeprefix("ensemble_") for k in recs[0] if k.startswith("ensemble_test_")]
+        panels = [(k, "ensemble_" + k, metric_label(k), 1) for k in shared if k in recs[0]][:2]
+    for ax, (own, ens, label, scale) in zip(axes, panels):
         ax.plot(k, [r[own] * scale for r in recs], "o--", color="C7", label="single snapshot")
         ax.plot(k, [r[ens] * scale for r in recs], "o-", color="C0", lw=2, label="FGE ensemble so far")
         if result.swa:
@@ -208,26 +229,31 @@ def plot_fge(result: FGEResult, path) -> None:
     save_figure(fig, path)
 
 
-def plot_triangle(weights: np.ndarray, test_err: np.ndarray, corners: list[float] | None, path,
-                  title: str = "") -> None:
-    """Test error over a 2-simplex: a heat map interpolated between the measured points (dots), the
-    vertices marked (with their own errors in the interpolation when given)."""
+def plot_triangle(weights: np.ndarray, values: np.ndarray, corners: list[float] | None, path, title: str = "",
+                  metric: str = "test_err") -> None:
+    """A test metric over a 2-simplex (the error, in percent, for classification; `metric` names it): a heat map
+    interpolated between the measured points (dots), the vertices marked (with their own values in the
+    interpolation when given)."""
     import matplotlib.tri as mtri
 
+    scale, unit = (100, "%") if metric == "test_err" else (1, "")
     corner_xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
     xy = weights @ corner_xy  # barycentric weights -> the plane of an equilateral triangle
-    values = np.asarray(test_err, dtype=float)
+    values = np.asarray(values, dtype=float)
     if corners is not None:
         xy, values = np.vstack([xy, corner_xy]), np.concatenate([values, corners])
     fig, ax = _subplots(1, 1, figsize=(5.6, 4.8))
-    shown = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), 100 * values, shading="gouraud", cmap="viridis")
-    fig.colorbar(shown, ax=ax, label="test error (%)")
+    shown = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), scale * values, shading="gouraud", cmap="viridis")
+    fig.colorbar(shown, ax=ax, label=metric_label(metric) + (f" ({unit})" if unit else ""))
     ax.plot(*(weights @ corner_xy).T, ".", color="white", ms=3, alpha=0.7)
     ax.plot(*np.vstack([corner_xy, corner_xy[:1]]).T, color="k", lw=1)
     for k, (x, y) in enumerate(corner_xy):
-        label = f"vertex {k}" + (f"\n{100 * corners[k]:.1f}%" if corners is not None else "")
+        label = f"vertex {k}"
+        if corners is not None:
+            label += f"\n{scale * corners[k]:.1f}%" if unit else f"\n{corners[k]:.3g}"
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 8 if k == 2 else -22), ha="center")
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title or "test error over the simplex (BN recomputed at each point)", fontsize=10, pad=30)
+    ax.set_title(title or f"{metric_label(metric)} over the simplex (BN recomputed at each point)", fontsize=10,
+                 pad=30)
     save_figure(fig, path)

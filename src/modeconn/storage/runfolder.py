@@ -74,6 +74,12 @@ class RunInfo:
     curve: CurveSpec | None
     raw: dict
 
+    @property
+    def task(self) -> str | None:
+        """The task the run was trained for as given (`--task`: a name or package.module:Name), None for its data's
+        own (classification unless the data names another)."""
+        return self.raw.get("task")
+
     HEADLINE = ("midpoint_test_err", "midpoint_test_loss", "centroid_test_err", "test_err", "test_loss")
 
     def metrics(self) -> dict[str, float]:
@@ -160,6 +166,9 @@ def _parse_run(raw, path: Path) -> RunInfo:
     data_dir = raw.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ModeconnError(f"{path}: field 'data_dir' must be a string or null, got {type(data_dir).__name__}")
+    if raw.get("task") is not None and not isinstance(raw["task"], str):
+        raise ModeconnError(f"{path}: field 'task' must be a task's name or package.module:Name, got "
+                            f"{type(raw['task']).__name__}")
     curve = None
     if kind == "curve":
         c = _field(raw, "curve", dict, path)
@@ -185,6 +194,11 @@ class NetworkSource:
     def wd(self) -> float:
         """The weight decay it was trained with (0 when unknown: train_objective is then plain loss)."""
         return self.info.wd if self.info else 0.0
+
+    @property
+    def task(self) -> str | None:
+        """The task its run.json names (None: its data's own)."""
+        return self.info.task if self.info else None
 
 
 def describe_network(path, dataset: str | None = None, model: str | None = None,
@@ -266,6 +280,9 @@ def describe_endpoints(paths, dataset: str | None = None, model: str | None = No
         if other.dataset != first.dataset:
             raise ModeconnError(f"{first.given} was trained on {first.dataset} but {other.given} on {other.dataset}; "
                                 f"pass networks of one dataset (or {param('dataset')} to choose one)")
+        if other.task != first.task:
+            raise ModeconnError(f"{first.given} was trained for task {first.task or 'of its data'} but {other.given} "
+                                f"for {other.task or 'that of its data'}; pass networks of one task")
         if other.model.name != first.model.name:
             raise ModeconnError(f"{first.given} is a {first.model.name} but {other.given} a {other.model.name}: they "
                                 "have different architectures; use networks built by the same model")
@@ -276,7 +293,7 @@ def load_endpoints(sources: list[NetworkSource], data_dir: str | None = None, de
     """Load described networks and their dataset once; refuses different architectures by parameter name."""
     first = sources[0]
     data_dir = data_dir or (first.info.data_dir if first.info else None)
-    data = load_dataset(first.dataset, data_dir).to(device)
+    data = load_dataset(first.dataset, data_dir, first.task).to(device)
     nets = [load_network(s, data, device) for s in sources]
     for s, net in zip(sources[1:], nets[1:]):
         check_same_architecture(nets[0].state_dict(), net.state_dict(), what=(first.given, s.given))
@@ -314,7 +331,7 @@ def read_curve_run(run_dir) -> RunInfo:
 
 def _data_and_template(info: RunInfo, data_dir: str | None, device) -> tuple[Dataset, nn.Module]:
     """A run's dataset (on `device`) and a freshly built network of its model, to load weights into."""
-    data = load_dataset(info.dataset, data_dir or info.data_dir).to(device)
+    data = load_dataset(info.dataset, data_dir or info.data_dir, info.task).to(device)
     return data, info.model.build(data)
 
 

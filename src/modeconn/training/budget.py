@@ -22,10 +22,11 @@ from ..config import TrainConfig
 from ..data.datasets import Dataset
 from ..errors import ModeconnError, param
 from ..evaluation.batchnorm import recompute_bn
-from ..evaluation.ensemble import RunningEnsemble, check_ensemble_task, simplex_ensemble
+from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import optimizer_tensors
 from ..storage.record import Record
+from ..tasks import check_task, metric_label
 from .fge import FGEConfig, fast_geometric_ensemble
 from .schedule import check_cycle
 from .spro import SPRO_LR, first_stage, grow_simplex
@@ -80,8 +81,8 @@ def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, l
         taken = [r for r in result.snapshots if r["epoch"] <= spent]
         if taken:
             last = taken[-1]
-            rows[label] = {"err": last["ensemble_test_err"], "nll": last["ensemble_test_nll"],
-                           "ece": last["ensemble_test_ece"], "snapshots": len(taken)}
+            rows[label] = {**{k: last[f"ensemble_test_{k}"] for k in data.task.ensemble_metrics},
+                           "snapshots": len(taken)}
     if espro:
         rows["espro@2B"] = _espro(net, data, train_cfg, volume_weight, seed, progress, speed)
     return rows
@@ -104,7 +105,7 @@ def compare_budgets(make_model, data: Dataset, train_cfg: TrainConfig, cycle: in
     if not seeds or len(set(seeds)) != len(seeds):
         raise ModeconnError(f"{param('seeds')} must list distinct seeds, got {seeds}")
     check_budget(train_cfg.epochs, cycle)
-    check_ensemble_task(data.task)
+    check_task(data.task)
     if store is not None and Path(store).exists() and not Path(store).is_dir():
         raise ModeconnError(f"{store} is a file: {param('store', 'out')} must be a folder (or one to create)")
     # what a stored comparison must have been made with: the comparison's own settings, and the caller's
@@ -187,29 +188,46 @@ class BudgetResult(Record):
     def describe(self) -> str:
         if self.table is None:
             return f"budget comparison: {len(self.per_seed)} seed(s) finished"
-        return "budget comparison, test error over seeds: " + ", ".join(
-            f"{method} {100 * r['err']['mean']:.2f}%" for method, r in self.table.items())
+        if all("err" in r for r in self.table.values()):
+            return "budget comparison, test error over seeds: " + ", ".join(
+                f"{method} {100 * r['err']['mean']:.2f}%" for method, r in self.table.items())
+        first = next(k for k in next(iter(self.table.values())) if k not in ("snapshots", "samples"))
+        return f"budget comparison, {metric_label('test_' + first)} over seeds: " + ", ".join(
+            f"{method} {r[first]['mean']:.4f}" for method, r in self.table.items())
 
 
 def summarize_budget(per_seed: list[dict]) -> dict:
-    """Mean and standard deviation over seeds of each method's error and NLL."""
+    """Mean and standard deviation over seeds of each method's ensemble metrics: error and NLL for
+    classification (its calibration error stays in the per-seed rows), every ensemble metric for other tasks."""
     table = {}
     for method in per_seed[0]:
         vals = [s[method] for s in per_seed if method in s]
         table[method] = {k: {"mean": float(np.mean([v[k] for v in vals])), "std": float(np.std([v[k] for v in vals]))}
-                         for k in ("err", "nll")}
+                         for k in _summarized(vals[0])}
         table[method]["snapshots"] = vals[0].get("snapshots")
         table[method]["samples"] = vals[0].get("samples")
     return table
 
 
+def _summarized(row: dict) -> list[str]:
+    """The metrics of one method's row that the table summarises (not its snapshots, samples or volume)."""
+    if "err" in row and "nll" in row:  # classification: error and NLL, as the paper's Table 2
+        return ["err", "nll"]
+    return [k for k in row if k not in ("snapshots", "samples", "volume")]
+
+
 def budget_markdown(table: dict, title: str) -> str:
-    """The table as Markdown: test error (%) and NLL, mean ± std over seeds."""
-    lines = [f"### {title}", "", "| method | budget | test error (%) | test NLL |", "|---|---|---|---|"]
+    """The table as Markdown: test error (%) and NLL for classification, every ensemble metric otherwise, mean ±
+    std over seeds."""
+    metrics = [k for k in next(iter(table.values())) if k not in ("snapshots", "samples")] if table else []
+    heads = ["test error (%)" if k == "err" else "test NLL" if k == "nll" else metric_label("test_" + k)
+             for k in metrics]
+    lines = [f"### {title}", "", f"| method | budget | {' | '.join(heads)} |", "|---|---|" + "---|" * len(heads)]
     for method, r in table.items():
         name, budget = method.split("@")
         extra = (f" ({r['snapshots']} snapshots)" if r.get("snapshots")
                  else f" ({r['samples']} points of a 2-vertex simplex)" if r.get("samples") else "")
-        lines.append(f"| {name}{extra} | {budget} | {100 * r['err']['mean']:.2f} ± {100 * r['err']['std']:.2f} | "
-                     f"{r['nll']['mean']:.4f} ± {r['nll']['std']:.4f} |")
+        cells = [f"{100 * r[k]['mean']:.2f} ± {100 * r[k]['std']:.2f}" if k == "err"
+                 else f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in metrics]
+        lines.append(f"| {name}{extra} | {budget} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"

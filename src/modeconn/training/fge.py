@@ -24,6 +24,7 @@ from ..evaluation.evaluate import evaluate
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import save_tensors
 from ..storage.record import Record
+from ..tasks import metric_label
 from .schedule import check_cycle, fge_lr
 from .train import Checkpointing, Hooks, fit
 
@@ -92,8 +93,14 @@ class FGEResult(Record):
         if not self.snapshots:
             return "FGE: no snapshots"
         last = self.snapshots[-1]
-        return (f"FGE: {len(self.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
-                f"NLL {last['ensemble_test_nll']:.4f} (start network: {self.start_test_err}, {self.start_test_loss})")
+        if "ensemble_test_err" in last:  # classification, worded as it always was
+            return (f"FGE: {len(self.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
+                    f"NLL {last['ensemble_test_nll']:.4f} (start network: {self.start_test_err}, "
+                    f"{self.start_test_loss})")
+        ensemble = {k.removeprefix("ensemble_"): v for k, v in last.items() if k.startswith("ensemble_")}
+        return (f"FGE: {len(self.snapshots)} snapshots; ensemble "
+                + ", ".join(f"{metric_label(k)} {v:.4f}" for k, v in ensemble.items())
+                + f" (start network: test loss {self.start_test_loss})")
 
 
 class _FGEState:
@@ -155,6 +162,8 @@ def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, opt
         swa_model = state.swa.module
         recompute_bn(swa_model, bn_batches, speed, data.task)
         own = evaluate(swa_model, data.test_batches(cfg.eval_batch), speed, data.task)
-        result.swa = {"test_err": own.err, "test_nll": own.loss, "snapshots_averaged": len(state.records)}
+        # classification's mean cross-entropy is the NLL its snapshots are recorded by
+        named = {"err": own.err, "nll": own.loss} if data.task.name == "classification" else dict(own)
+        result.swa = {**{f"test_{k}": v for k, v in named.items()}, "snapshots_averaged": len(state.records)}
         result.swa_state = swa_model.state_dict()
     return result

@@ -23,6 +23,7 @@ from ..storage.checkpoint import Checkpoint, check_settings, load_checkpoint, op
 from ..storage.files import load_state_into, load_tensors, make_dir, remove_file, save_tensors
 from ..storage.record import Record
 from ..storage.runfolder import CHECKPOINT
+from ..tasks import metric_label
 from .train import train_network
 
 STABLE = 0.02  # Frankle et al.: a test-error barrier under 2% counts as linearly connected
@@ -33,7 +34,9 @@ COPY_SEED = 1000  # copy i trains with seed + COPY_SEED * (i + 1): its own data 
 class InstabilityResult(Record):
     """What instability.json holds: per spawn epoch (`per_spawn`, ascending) the test-error and train-loss
     barriers (against the chord and the endpoints' mean), the copies' test errors and whether the line counts as
-    stable (test-error barrier below `stable_below`); `first_stable_spawn` is the first such epoch, or None.
+    stable (test-error barrier below `stable_below`); `first_stable_spawn` is the first such epoch, or None. For a
+    task without an error (regression) the test loss takes the error's place (`test_loss_barrier`, ...), and
+    stable means a test-loss barrier below `stable_below` times the copies' mean test loss.
     `config` is the parent's training config, `settings` the lines' evaluation settings."""
 
     dataset: str
@@ -66,14 +69,22 @@ class InstabilityResult(Record):
             result = cls(obj["dataset"], obj["model"], obj["config"], obj["spawn"], obj["points"], obj["same_order"],
                          obj["per_spawn"], obj["settings"], obj["stable_below"])
             for row in result.per_spawn:
-                row["spawn"], row["test_err_barrier"], row["train_loss_barrier"], row["stable"]
+                row["spawn"], row[f"{result.headline}_barrier"], row["train_loss_barrier"], row["stable"]
             if not isinstance(result.config.get("epochs"), int):
                 raise ValueError("config.epochs")
         return result
 
+    @property
+    def headline(self) -> str:
+        """The metric whose barrier decides stability: test_err for classification, test_loss for a task without
+        an error (stable below 2% of the copies' mean test loss)."""
+        return "test_loss" if any("test_loss_barrier" in r for r in self.per_spawn) else "test_err"
+
     def describe(self) -> str:
-        rows = [f"  spawn {r['spawn']:>3}: test-error barrier {r['test_err_barrier']:.4f}, train-loss barrier "
-                f"{r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}" for r in self.per_spawn]
+        lead = self.headline
+        rows = [f"  spawn {r['spawn']:>3}: {metric_label(lead).replace(' ', '-')} barrier {r[lead + '_barrier']:.4f}, "
+                f"train-loss barrier {r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}"
+                for r in self.per_spawn]
         return "\n".join(rows + [f"first stable spawn epoch: {self.first_stable_spawn}"])
 
 
@@ -218,9 +229,12 @@ def _measure(root: Path, k: int, make_model, data: Dataset, points: int, setting
         result.start, result.end = str(copy_folder(root, k, 0)), str(copy_folder(root, k, 1))
         if keep:
             result.write(folder)
-    test_err = np.asarray(result.values("line", "test_err"))
-    barrier = result.stat("line", "test_err", "barrier")
-    return {"spawn": k, "test_err_barrier": barrier, "train_loss_barrier": result.stat("line", "train_loss", "barrier"),
-            "test_err_mean_barrier": result.stat("line", "test_err", "mean_barrier"),
+    lead = result.headline  # test_err for classification, test_loss for a task without an error
+    values = np.asarray(result.values("line", lead))
+    barrier = result.stat("line", lead, "barrier")
+    # Frankle et al.'s criterion is 2% of test error; without an error, 2% of the copies' mean test loss
+    threshold = STABLE if lead == "test_err" else STABLE * float(values[[0, -1]].mean())
+    return {"spawn": k, f"{lead}_barrier": barrier, "train_loss_barrier": result.stat("line", "train_loss", "barrier"),
+            f"{lead}_mean_barrier": result.stat("line", lead, "mean_barrier"),
             "train_loss_mean_barrier": result.stat("line", "train_loss", "mean_barrier"),
-            "copies_test_err": [float(test_err[0]), float(test_err[-1])], "stable": barrier < STABLE}
+            f"copies_{lead}": [float(values[0]), float(values[-1])], "stable": bool(barrier < threshold)}
