@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from modeconn.cli import main
-from modeconn.commands import connect, ensemble, eval_line, fge, train
+from modeconn.commands import connect, ensemble, eval_curve, eval_line, fge, report, train
 
 QUICK = dict(device="cpu", progress=False)
 
@@ -98,6 +98,9 @@ def test_your_model_data_and_task_train_connect_and_are_measured_by_every_comman
     assert set(members.ensemble) == {"loss", "mae"}
     snapshots = fge(a, lab / "fge", epochs=2, cycle=2, **QUICK)
     assert "ensemble_test_mae" in snapshots.snapshots[-1] and "test_mae" in snapshots.swa
+    eval_curve(ab, points=5, **QUICK)
+    page = report(lab).read_text()  # the report leads with the test loss where a task has no error
+    assert "test error" not in page and "the test loss climbs to" in page and "ensemble test MAE" in page
 
 
 def test_data_that_names_its_own_task_needs_no_task_option_and_a_task_class_is_built(lab):

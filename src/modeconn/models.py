@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .errors import ModeconnError
+from .errors import ModeconnError, param
 from .object_ref import is_reference, resolve
 
 MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
@@ -43,7 +43,7 @@ def _builder(name: str):
             raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or name your "
                                 "own builder as package.module:callable")
         return MODELS[name]
-    user = resolve(name, "model")
+    user = resolve(name, param("model"))
     if not callable(user):
         raise ModeconnError(f"model {name} is a {type(user).__name__}, not a callable that returns an nn.Module")
     try:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
-from .errors import ModeconnError
+from .errors import ModeconnError, param
 from .object_ref import is_reference, resolve
 
 
@@ -299,26 +299,26 @@ CLASSIFICATION = Classification()
 BUILT_IN = {"classification": Classification, "regression": Regression}
 
 
-def task_from(spec) -> Task:
+def task_from(spec, option: str = param("task")) -> Task:
     """The task a name or reference gives: "classification", "regression", or package.module:Name naming a Task
     object or a Task class built with no arguments (imported from the Python path); a Task is returned as it is.
-    Raises ModeconnError (one line) for anything else."""
+    Raises ModeconnError (one line, naming `option`) for anything else."""
     if isinstance(spec, Task):
         return check_task(spec)
     if isinstance(spec, str) and spec in BUILT_IN:
         return BUILT_IN[spec]()
     if not is_reference(spec):
-        raise ModeconnError(f"task {spec!r}: choose {' or '.join(BUILT_IN)}, or name your own Task as "
+        raise ModeconnError(f"{option} {spec!r}: choose {' or '.join(BUILT_IN)}, or name your own Task as "
                             "package.module:Name")
-    made = resolve(spec, "task")
+    made = resolve(spec, option)
     if isinstance(made, type) and issubclass(made, Task):
         try:
             made = made()
         except TypeError as exc:
-            raise ModeconnError(f"task {spec} cannot be built with no arguments ({exc}); name a Task object "
+            raise ModeconnError(f"{option} {spec} cannot be built with no arguments ({exc}); name a Task object "
                                 "instead") from None
     if not isinstance(made, Task):
-        raise ModeconnError(f"task {spec} is a {type(made).__name__}, not a modeconn.Task or a subclass of it")
+        raise ModeconnError(f"{option} {spec} is a {type(made).__name__}, not a modeconn.Task or a subclass of it")
     return check_task(made)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModeconnError
+from ..errors import ModeconnError, param
 from ..models import MODELS
 from ..object_ref import is_reference, resolve
 from ..runtime import distributed
@@ -75,10 +75,7 @@ def task(spec: str | None) -> str | None:
     """A task's name (classification, regression) or a Task's package.module:Name, importable now (None: the
     data's own)."""
     if spec is not None:
-        try:
-            task_from(spec)
-        except ModeconnError as exc:
-            raise ModeconnError(f"--task: {exc}") from None
+        task_from(spec, param("task"))
     return spec
 
 
@@ -86,7 +83,7 @@ def model_name(name: str | None) -> str | None:
     """A registered model name, or a builder's package.module:callable, importable now (None: the dataset's
     default)."""
     if name is not None and is_reference(name):
-        resolve(name, "--model")
+        resolve(name, param("model"))
     elif name is not None and name not in MODELS:
         raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or name your own "
                             "builder as package.module:callable")

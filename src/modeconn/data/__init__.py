@@ -54,15 +54,16 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
     """
     import inspect
 
-    source = resolve(reference, "--dataset")
+    source = resolve(reference, param("dataset"))
     if not callable(source):
-        raise ModeconnError(f"--dataset {reference} is a {type(source).__name__}, not a callable that returns data")
+        raise ModeconnError(f"{param('dataset')} {reference} is a {type(source).__name__}, not a callable that "
+                            "returns data")
     try:
         takes_dir = "data_dir" in inspect.signature(source).parameters
     except (TypeError, ValueError):
         takes_dir = False
     if data_dir is not None and not takes_dir:
-        raise ModeconnError(f"--dataset {reference} takes no data_dir argument: leave out {param('data_dir')}")
+        raise ModeconnError(f"{param('dataset')} {reference} takes no data_dir argument: leave out {param('data_dir')}")
     made = source(data_dir=data_dir) if takes_dir else source()
     given = task_from(task) if task is not None else None
     if isinstance(made, Dataset):
@@ -70,14 +71,15 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
     if isinstance(made, Mapping) and {"train", "test"} <= set(made):
         extra = set(made) - {"train", "test", "task", "num_classes"}
         if extra:
-            raise ModeconnError(f"--dataset {reference} returned a mapping with {', '.join(map(str, extra))}: it may "
+            raise ModeconnError(f"{param('dataset')} {reference} returned a mapping with "
+                                f"{', '.join(map(str, extra))}: it may "
                                 "hold train, test, task and num_classes")
         own = made.get("task")
         return from_torch(reference, made["train"], made["test"], made.get("num_classes"),
                           task=given or (check_task(own) if own is not None else CLASSIFICATION))
     if isinstance(made, (tuple, list)) and len(made) == 2:
         return from_torch(reference, made[0], made[1], task=given or CLASSIFICATION)
-    raise ModeconnError(f"--dataset {reference} returned a {type(made).__name__}: return a Dataset, a pair "
+    raise ModeconnError(f"{param('dataset')} {reference} returned a {type(made).__name__}: return a Dataset, a pair "
                         "(train, test), or a mapping with train and test")
 
 

@@ -14,6 +14,7 @@ from ..evaluation.simplex_eval import SimplexEval
 from ..records import find_records
 from ..storage.files import atomic_write
 from ..storage.runfolder import read_run
+from ..tasks import headline, metric_label
 from ..training.fge import FGEResult
 from ..training.instability import InstabilityResult
 
@@ -32,6 +33,11 @@ def _img(path: Path, alt: str) -> str:
 
 def _pct(x) -> str:
     return f"{100 * x:.2f}%"
+
+
+def _show(metric: str, x) -> str:
+    """A metric's value as the report writes it: an error in percent, anything else to 4 significant digits."""
+    return _pct(x) if metric.endswith("err") else f"{x:.4g}"
 
 
 def _optional(x) -> str:
@@ -79,20 +85,30 @@ def _runs(root: Path, kind: str, cells) -> list[list]:
 
 
 def _networks(root: Path) -> str:
-    rows = _runs(root, "network", lambda i: [html.escape(i["model"]["name"]), i["seed"], _pct(i["train_err"]),
-                                             _pct(i["test_err"]), f"{i['test_loss']:.4f}"])
-    if not rows:
+    found = _found(root, "network")
+    if not found:
         return ""
-    return ("<h2>The trained networks (endpoints)</h2><p>Each network was trained independently from its own random "
-            "initialisation. Their errors are the reference every curve and ensemble below is compared with.</p>"
-            + _table(["run", "model", "seed", "train error", "test error", "test loss"], rows))
+    intro = ("<h2>The trained networks (endpoints)</h2><p>Each network was trained independently from its own random "
+             "initialisation. Their errors are the reference every curve and ensemble below is compared with.</p>")
+    if all("test_err" in info.raw for _, info in found):  # classification
+        rows = _runs(root, "network", lambda i: [html.escape(i["model"]["name"]), i["seed"], _pct(i["train_err"]),
+                                                 _pct(i["test_err"]), f"{i['test_loss']:.4f}"])
+        return intro + _table(["run", "model", "seed", "train error", "test error", "test loss"], rows)
+    rows = _runs(root, "network", lambda i: [  # a task without an error (or a mixed folder): losses, then the rest
+        html.escape(i["model"]["name"]), i["seed"], f"{i['train_loss']:.4g}", f"{i['test_loss']:.4g}",
+        ", ".join(f"{metric_label(k)} {_show(k, v)}" for k, v in i.items()
+                  if k.startswith("test_") and k != "test_loss" and isinstance(v, float))])
+    return intro + _table(["run", "model", "seed", "train loss", "test loss", "other test metrics"], rows)
 
 
 def _simplexes(root: Path) -> str:
-    rows = _runs(root, "simplex", lambda i: [
-        _made_by(i), i["vertices"], f"{i['volume']:.4g}",
-        _pct(i["centroid_test_err"]) if "centroid_test_err" in i else ", ".join(map(_pct, i["face_centres_test_err"])),
-        ", ".join(_pct(i["metrics"][f"vertex{k}"]["test_err"]) for k in range(i["vertices"]))])
+    def cells(i: dict) -> list:
+        lead = headline(i["metrics"]["vertex0"])  # test_err, or test_loss for a task without an error
+        centre = (_show(lead, i[f"centroid_{lead}"]) if f"centroid_{lead}" in i
+                  else ", ".join(_show(lead, v) for v in i[f"face_centres_{lead}"]))
+        return [_made_by(i), i["vertices"], f"{i['volume']:.4g}", centre,
+                ", ".join(_show(lead, i["metrics"][f"vertex{k}"][lead]) for k in range(i["vertices"]))]
+    rows = _runs(root, "simplex", cells)
     if not rows:
         return ""
     return ("<h2>Simplexes</h2><p>A simplex grown around a network (SPRO) has the trained network as vertex 0; each "
@@ -100,8 +116,8 @@ def _simplexes(root: Path) -> str:
             "(Benton et al., 2021). A simplex from scratch trained every vertex from its own initialisation on such "
             "points, its vertices kept apart (Wortsman et al., 2021). Errors with BatchNorm recomputed at each "
             "point.</p>"
-            + _table(["run", "made by", "vertices", "volume", "centroid test error (a complex: each face's centre)",
-                      "vertex test errors"], rows)
+            + _table(["run", "made by", "vertices", "volume", "centroid test error or loss (a complex: each face's "
+                      "centre)", "vertex test errors or losses"], rows)
             + "".join(_sampled(f, r, root) for f, r in _found(root, "simplex_eval")))
 
 
@@ -117,12 +133,13 @@ def _made_by(info: dict) -> str:
 def _sampled(f: Path, r: SimplexEval, root: Path) -> str:
     """What eval-simplex measured at points drawn from a simplex, with the triangle's heat map."""
     with _reading(f):
-        t = r.summary["test_err"]
-        text = (f"<p>{_rel(f.parent, root)}: over points drawn uniformly from the simplex the test error has mean "
-                f"<b>{_pct(t['mean'])}</b>, 5-95% range {_pct(t['q05'])} to {_pct(t['q95'])}, max {_pct(t['max'])} "
-                f"(<code>{_rel(f, root)}</code>).</p>")
+        lead = headline(r.summary)
+        t = r.summary[lead]
+        text = (f"<p>{_rel(f.parent, root)}: over points drawn uniformly from the simplex the {metric_label(lead)} "
+                f"has mean <b>{_show(lead, t['mean'])}</b>, 5-95% range {_show(lead, t['q05'])} to "
+                f"{_show(lead, t['q95'])}, max {_show(lead, t['max'])} (<code>{_rel(f, root)}</code>).</p>")
     png = f.with_suffix(".png")
-    return text + (_img(png, f"test error over {f.parent.name}") if png.exists() else "")
+    return text + (_img(png, f"{metric_label(lead)} over {f.parent.name}") if png.exists() else "")
 
 
 def _along(root: Path) -> str:
@@ -136,15 +153,19 @@ def _along(root: Path) -> str:
 
 
 def _along_text(r: PathEval, f: Path, root: Path) -> str:
-    text = (f"<p>Along the <b>straight line</b> between the two networks the test error climbs to "
-            f"<b>{_pct(r.stat('line', 'test_err', 'max'))}</b> (barrier {_pct(r.stat('line', 'test_err', 'barrier'))} "
+    lead = r.headline  # test_err, or test_loss for a task without an error
+
+    def at(path: str, what: str) -> str:
+        return _show(lead, r.stat(path, lead, what))
+    text = (f"<p>Along the <b>straight line</b> between the two networks the {metric_label(lead)} climbs to "
+            f"<b>{at('line', 'max')}</b> (barrier {at('line', 'barrier')} "
             f"above the chord between the endpoints) and the train loss to {r.stat('line', 'train_loss', 'max'):.3g}.")
     run = read_run(f.parent) if r.curve is not None and (f.parent / "run.json").exists() else None
     if run is not None and "subspace" in run.raw:  # trained from scratch: its ends were never separate minima
         shape = html.escape(str(run.raw["subspace"].get("shape")))
         return (f"<p>A <b>{shape}</b> of networks trained from scratch as one subspace (Wortsman et al., 2021): its "
-                f"test error never exceeds <b>{_pct(r.stat('curve', 'test_err', 'max'))}</b> (mean over arc length "
-                f"{_pct(r.stat('curve', 'test_err', 'arc_mean'))}); its midpoint is kept as the network run "
+                f"{metric_label(lead)} never exceeds <b>{at('curve', 'max')}</b> (mean over arc length "
+                f"{at('curve', 'arc_mean')}); its midpoint is kept as the network run "
                 f"<code>{_rel(f.parent / 'midpoint', root)}</code>.</p>" + _along_note(r, f, root))
     if r.curve is not None:
         # run.curve is None where the run.json beside a curve_eval.json is not a curve run's: the
@@ -152,9 +173,8 @@ def _along_text(r: PathEval, f: Path, root: Path) -> str:
         kind = run.curve.kind if run is not None else "curve"  # type: ignore[union-attr]
         lengths = r.summary["length"]
         text += (f" Along the trained <b>{html.escape(kind)} curve</b> it never exceeds "
-                 f"<b>{_pct(r.stat('curve', 'test_err', 'max'))}</b> (barrier "
-                 f"{_pct(r.stat('curve', 'test_err', 'barrier'))}; mean over arc length "
-                 f"{_pct(r.stat('curve', 'test_err', 'arc_mean'))}). The two minima are connected by a path of low "
+                 f"<b>{at('curve', 'max')}</b> (barrier {at('curve', 'barrier')}; mean over arc length "
+                 f"{at('curve', 'arc_mean')}). The two minima are connected by a path of low "
                  f"loss: this is mode connectivity. The curve is {lengths['curve'] / lengths['line']:.2f}× as "
                  f"long as the line.")
     return text + "</p>" + _along_note(r, f, root)
@@ -180,8 +200,9 @@ def _connectivity(root: Path) -> str:
     parts = []
     for f, r in _found(root, "paths"):
         with _reading(f):
-            rows = [[html.escape(PATH_NAMES.get(n, n)), _pct(r.stat(n, "test_err", "max")),
-                     _pct(r.stat(n, "test_err", "barrier")), _pct(r.stat(n, "test_err", "mean_barrier")),
+            lead, word = r.headline, metric_label(r.headline)
+            rows = [[html.escape(PATH_NAMES.get(n, n)), _show(lead, r.stat(n, lead, "max")),
+                     _show(lead, r.stat(n, lead, "barrier")), _show(lead, r.stat(n, lead, "mean_barrier")),
                      f"{r.stat(n, 'train_loss', 'barrier'):.3g}", f"{r.summary['length'][n]:.3g}"] for n in r.paths()]
             text = ("<p>Hidden units can be relabelled without changing what a network computes. After b's units "
                     "are matched to a's (by their weights, or by their activations on training data), the "
@@ -189,8 +210,8 @@ def _connectivity(root: Path) -> str:
                     "symmetry. REPAIR restores the unit statistics that interpolation collapses "
                     f"({html.escape(str(r.settings['repair']))}). Barriers are measured against the chord "
                     "between the endpoints (Frankle et al.) and against the endpoints' mean (Git Re-Basin).</p>"
-                    + _table(["path", "max test error", "test-error barrier (chord)", "test-error barrier (mean)",
-                              "train-loss barrier", "length"], rows)
+                    + _table(["path", f"max {word}", f"{word.replace(' ', '-')} barrier (chord)",
+                              f"{word.replace(' ', '-')} barrier (mean)", "train-loss barrier", "length"], rows)
                     + f"<p class=note>Source: <code>{_rel(f, root)}</code>.</p>")
         png = f.with_suffix(".png")
         parts.append(f"<h3>{_rel(f.parent, root)}</h3>{text}" + (_img(png, "plain and aligned paths") if png.exists()
@@ -202,13 +223,13 @@ def _planes(root: Path) -> str:
     parts = []
     for f, r in _found(root, "plane"):
         with _reading(f):
-            parts.append(_plane_text(r.summary, f, root))
+            parts.append(_plane_text(r.summary, f, root, headline(r.metrics)))
     return "<h2>Loss surface in a plane</h2>" + "".join(parts) if parts else ""
 
 
-def _plane_text(s: dict, f: Path, root: Path) -> str:
+def _plane_text(s: dict, f: Path, root: Path, lead: str = "test_err") -> str:
     g = s["settings"]["grid"]
-    text = (f"<p>Train loss and test error over a {g}×{g} grid in the plane through three weight vectors "
+    text = (f"<p>Train loss and {metric_label(lead)} over a {g}×{g} grid in the plane through three weight vectors "
             f"(white circles). The dashed line is the straight segment between the first two; ")
     if "curve_max_distance_relative" in s:
         text += (f"the solid curve is the trained curve projected onto the plane (it leaves the plane by at most "
@@ -244,7 +265,7 @@ def _landscape_text(r: LandscapeResult) -> str:
             f"{100 * sum(s['explained_variance']):.1f}% of its variance)" if s["directions"] == "pca" else
             f"{s['dims']} filter-normalised random direction(s) (Li et al. 2018, seed {s['settings']['seed']})")
     lo, hi = s["train_loss_range"]
-    text = (f"<p>Train loss and test error around {where}, along {kind}, on a "
+    text = (f"<p>Train loss and {metric_label(headline(r.metrics))} around {where}, along {kind}, on a "
             f"{'×'.join([str(s['settings']['grid'])] * s['dims'])} grid"
             + ("" if s.get("batchnorm") == "none" else "; BatchNorm statistics recomputed at every point")
             + f". The train loss ranges from {lo:.3g} to {hi:.3g}.</p>")
@@ -266,14 +287,18 @@ def _curvature_text(r: CurvatureResult) -> str:
 
 def _instability_text(r: InstabilityResult) -> str:
     """The barrier table of one instability analysis."""
-    rows = [[x["spawn"], _pct(x["test_err_barrier"]), f"{x['train_loss_barrier']:.4f}", "yes" if x["stable"] else "no"]
-            for x in r.per_spawn]
+    lead = r.headline  # test_err, or test_loss for a task without an error
+    word = metric_label(lead).replace(" ", "-")
+    rows = [[x["spawn"], _show(lead, x[f"{lead}_barrier"]), f"{x['train_loss_barrier']:.4f}",
+             "yes" if x["stable"] else "no"] for x in r.per_spawn]
     first = r.first_stable_spawn
+    rule = (f"test-error barrier under {_pct(r.stable_below)}, Frankle et al. 2020" if lead == "test_err" else
+            f"test-loss barrier under {_pct(r.stable_below)} of the copies' mean test loss")
     text = (f"<p>One {html.escape(r.model)} trained on {html.escape(r.dataset)}; at each spawn epoch two "
             f"copies continued to epoch {r.config['epochs']} with their own data orders. Copies are "
-            f"linearly connected (test-error barrier under {_pct(r.stable_below)}, Frankle et al. 2020) "
+            f"linearly connected ({rule}) "
             + (f"from epoch <b>{first}</b> on." if first is not None else "at none of the spawn epochs.")
-            + "</p>" + _table(["spawn epoch", "test-error barrier", "train-loss barrier", "stable"], rows))
+            + "</p>" + _table(["spawn epoch", f"{word} barrier", "train-loss barrier", "stable"], rows))
     return text
 
 
@@ -291,6 +316,8 @@ def _fge(root: Path) -> str:
 
 
 def _fge_text(r: FGEResult, f: Path) -> str:
+    if r.snapshots and "ensemble_test_err" not in r.snapshots[0]:
+        return _fge_text_of_any_task(r, f)
     rows = [[x["snapshot"], x["epoch"], f"{x['lr']:.2g}", _pct(x["test_err"]), f"{x['test_nll']:.4f}",
              _pct(x["ensemble_test_err"]), f"{x['ensemble_test_nll']:.4f}", f"{x['ensemble_test_ece']:.4f}"]
             for x in r.snapshots]
@@ -321,6 +348,26 @@ def _fge_text(r: FGEResult, f: Path) -> str:
                     "ensemble ECE"], rows)
     png = f.with_suffix(".png")
     return f"{text}{table}" + (_img(png, "FGE") if png.exists() else "")
+
+
+def _fge_text_of_any_task(r: FGEResult, f: Path) -> str:
+    """FGE of a task without an error: each snapshot's and the ensemble's metrics, as its records name them."""
+    own = [k for k in r.snapshots[0] if k.startswith("test_")]
+    ensemble = [k for k in r.snapshots[0] if k.startswith("ensemble_test_")]
+    rows = [[x["snapshot"], x["epoch"], f"{x['lr']:.2g}", *(f"{x[k]:.4g}" for k in own + ensemble)]
+            for x in r.snapshots]
+    last = r.snapshots[-1]
+    text = (f"<p>Starting from <code>{html.escape(str(r.start))}</code>, FGE ran SGD with a cyclic learning rate "
+            f"between {r.config['lr1']} and {r.config['lr2']} for {r.config['epochs']} epochs and kept a snapshot at "
+            f"each cycle's low point. Averaging the {len(r.snapshots)} snapshots' predictions gives "
+            + ", ".join(f"{metric_label(k.removeprefix('ensemble_'))} <b>{last[k]:.4g}</b>" for k in ensemble) + ".")
+    if r.swa:
+        text += " Averaging their weights instead (SWA) gives " + ", ".join(
+            f"{metric_label(k)} {v:.4g}" for k, v in r.swa.items() if k.startswith("test_")) + "."
+    table = _table(["snapshot", "epoch", "lr", *(f"its {metric_label(k)}" for k in own),
+                    *(f"ensemble {metric_label(k.removeprefix('ensemble_'))}" for k in ensemble)], rows)
+    png = f.with_suffix(".png")
+    return f"{text}</p>{table}" + (_img(png, "FGE") if png.exists() else "")
 
 
 def render_report(root) -> Path:
