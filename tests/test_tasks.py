@@ -290,7 +290,7 @@ def test_regression_outputs_that_do_not_pair_with_the_targets_are_refused_not_re
 
 def test_classification_refuses_float_targets_and_points_to_regression():
     _one_line(lambda: evaluate(nn.Linear(8, 3), [(torch.randn(5, 8), torch.randn(5))]),
-              "classification needs class indices .* got float32 targets .* use mc.regression")
+              "classification needs class indices .* got float32 targets .* regression task \\(mc.regression")
 
 
 @pytest.mark.parametrize("bad", ["regression", mc.Regression, None])
@@ -323,6 +323,8 @@ class _IntCount(Huber):
     (type("Twice", (Huber,), {"metrics": ("loss", "loss")})(), "distinct names"),
     (type("Prefixed", (Huber,), {"metrics": ("loss", "test_err")})(), "none starting train_, test_"),
     (type("Text", (Huber,), {"metrics": "loss"})(), "must be a tuple of distinct names"),
+    (type("Nameless", (mc.Task,), {"metrics": ("loss",), "loss": Huber.loss, "sums": Huber.sums})(),
+     "Nameless must define name"),
 ])
 def test_a_malformed_task_is_refused_when_it_is_given(task, message):
     _one_line(lambda: evaluate(nn.Linear(8, 1), [(torch.randn(4, 8), torch.randn(4))], task=task), message)

@@ -2,6 +2,7 @@
 package.module:name references, imported from the Python path; runs record them, and every command that reads a
 run builds the same model, data and task again."""
 import json
+import sys
 import textwrap
 
 import pytest
@@ -41,6 +42,22 @@ def with_task():
 
 def junk():
     return 42
+
+
+def raises():
+    raise OSError("the files are not there")
+
+
+def empty_test():
+    return {"train": _toy(64, 0), "test": [], "task": "regression"}
+
+
+def named_task():
+    return {"train": _toy(512, 0), "test": _toy(256, 1), "task": "regression"}
+
+
+def builder_raises(input_shape, num_classes):
+    raise ValueError("boom inside the builder")
 
 
 def small(input_shape, num_classes, width=32):
@@ -114,6 +131,17 @@ def test_data_that_names_its_own_task_needs_no_task_option_and_a_task_class_is_b
     assert line.settings["task"] == "huber"
 
 
+def test_a_data_mapping_may_name_its_task_and_a_reference_read_from_a_run_names_the_run(lab, capsys, monkeypatch):
+    train(lab / "a", "yourlab:named_task", model="yourlab:small", epochs=1, **QUICK)
+    assert "test_mae" in json.loads((lab / "a" / "run.json").read_text())
+    (lab / "code" / "yourlab.py").unlink()  # the module moved away: the run cannot find its data again
+    monkeypatch.delitem(sys.modules, "yourlab")  # as a new process would find it
+    code = main(["eval-line", str(lab / "a"), str(lab / "a"), "--out", str(lab / "line"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "run.json's dataset yourlab:named_task" in err, err
+    assert "keep its module where it was" in err and not (lab / "line").exists()
+
+
 def test_a_builder_gets_only_the_arguments_its_signature_takes(lab):
     train(lab / "n", "yourlab:pairs", model="yourlab:takes_nothing", task="regression", epochs=1, **QUICK)
     assert json.loads((lab / "n" / "run.json").read_text())["model"]["name"] == "yourlab:takes_nothing"
@@ -129,6 +157,10 @@ def test_a_builder_gets_only_the_arguments_its_signature_takes(lab):
     (["--dataset", "yourlab:junk"], "returned a int: return a Dataset"),
     (["--dataset", "yourlab:pairs", "--data-dir", "."], "takes no data_dir argument"),
     (["--dataset", "yourlab:pairs", "--model", "yourlab:small"], "classification needs class indices"),
+    (["--dataset", "yourlab:raises"], "yourlab:raises: calling it failed: OSError: the files are not there"),
+    (["--dataset", "yourlab:empty_test"], "the test split holds no examples"),
+    (["--model", "yourlab:builder_raises"], "building it failed: ValueError: boom inside the builder"),
+    (["--model", "yourlab:Huber.loss"], "building it failed: TypeError"),
 ])
 def test_bad_references_are_refused_in_one_line_and_nothing_is_written(lab, capsys, args, message):
     base = {"--dataset": "yourlab:pairs", "--model": "yourlab:small", "--task": "regression"}

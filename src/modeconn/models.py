@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .errors import ModeconnError, param
-from .object_ref import is_reference, resolve
+from .object_ref import is_reference, one_line, resolve
 
 MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
 
@@ -55,11 +55,18 @@ def _builder(name: str):
     def build(shape, num_classes, **kwargs):
         given = {k: v for k, v in (("input_shape", shape), ("num_classes", num_classes))
                  if takes_any or k in params}
-        model = user(**given, **kwargs)
+        try:
+            model = user(**given, **kwargs)
+        except Exception as exc:  # the user's code failed: say how, in one line, not as a shape problem
+            raise BuildFailed(f"model {name}: building it failed: {one_line(exc)}") from None
         if not isinstance(model, nn.Module):
             raise ModeconnError(f"model {name} returned a {type(model).__name__}, not an nn.Module")
         return model
     return build
+
+
+class BuildFailed(ModeconnError):
+    """A user's builder raised while it was called (not a model unfit for the data)."""
 
 
 def _check_fits(name: str, builder, shape: tuple, num_classes: int, kwargs: dict) -> None:
@@ -70,7 +77,7 @@ def _check_fits(name: str, builder, shape: tuple, num_classes: int, kwargs: dict
     try:
         with torch.device("meta"):
             out = builder(shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
-    except (ValueError, RuntimeError, IndexError, NotImplementedError, AssertionError):
+    except (ValueError, RuntimeError, IndexError, NotImplementedError, AssertionError, BuildFailed):
         # meta execution also fails on data-dependent code, for reasons other than shape; a constructor's
         # TypeError (keyword arguments it does not take) is not caught: the caller names those
         try:
@@ -83,7 +90,8 @@ def _check_fits(name: str, builder, shape: tuple, num_classes: int, kwargs: dict
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape)[1:] if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModeconnError(f"model {name!r} gives outputs of shape {got} for inputs of shape "
-                            f"{shape}, not {num_classes} classes; choose a model for this dataset")
+                            f"{shape}, not ({num_classes},) (num_classes: classes, or target values per example); "
+                            "choose a model for this dataset")
 
 
 @register("mlp")

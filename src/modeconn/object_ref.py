@@ -14,6 +14,12 @@ from .errors import ModeconnError
 _REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception raised in a user's code as one line: its type and the first line of its message."""
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return type(exc).__name__ + (f": {first}" if first else "")
+
+
 def is_reference(text) -> bool:
     """Whether `text` has the form package.module:attribute (a colon names something to import)."""
     return isinstance(text, str) and ":" in text
@@ -37,9 +43,7 @@ def resolve(reference: str, option: str):
         raise ModeconnError(f"{option} {reference}: cannot import {module_name} ({exc}); install it or put its "
                             "folder on PYTHONPATH") from None
     except Exception as exc:  # the user's module failed while importing: say how, in one line
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise ModeconnError(f"{option} {reference}: importing {module_name} failed: {type(exc).__name__}"
-                            f"{': ' + first if first else ''}") from None
+        raise ModeconnError(f"{option} {reference}: importing {module_name} failed: {one_line(exc)}") from None
     for part in attribute.split("."):
         if not hasattr(obj, part):
             raise ModeconnError(f"{option} {reference}: {module_name} has no {attribute!r}")

@@ -254,7 +254,8 @@ def _labels(targets: torch.Tensor) -> torch.Tensor:
     if targets.is_floating_point() or targets.dim() != 1:
         raise ModeconnError(f"classification needs class indices of shape (batch,) (integers), got "
                             f"{str(targets.dtype).removeprefix('torch.')} targets of shape {tuple(targets.shape)}; for "
-                            "continuous targets use mc.regression()")
+                            "continuous targets use the regression task (mc.regression(); --task regression where the "
+                            "networks are trained)")
     return targets
 
 
@@ -334,6 +335,9 @@ def check_task(task) -> Task:
             or any(m.startswith(("train_", "test_", "ensemble_")) for m in metrics):
         raise ModeconnError(f"{name}.metrics must be a tuple of distinct names starting with 'loss' (identifiers, "
                             f"none starting train_, test_ or ensemble_: files prefix them), got {metrics!r}")
+    if not any("name" in vars(c) for c in type(task).__mro__ if c is not Task) or not isinstance(task.name, str) \
+            or not task.name:
+        raise ModeconnError(f"{name} must define name, a non-empty string (result settings record it)")
     missing = [m for m in ("loss", "sums") if getattr(type(task), m) is getattr(Task, m)]
     if missing:
         raise ModeconnError(f"{name} must define {' and '.join(missing)} (see modeconn.Task)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..errors import ModeconnError, param
-from ..object_ref import is_reference, resolve
-from ..tasks import CLASSIFICATION, check_task, task_from
+from ..object_ref import is_reference, one_line, resolve
+from ..tasks import CLASSIFICATION, task_from
 from .datasets import Batches, Dataset, from_torch, tensors_from
 from .fashion import FASHION_MNIST_DIR, load_fashion_mnist, load_fashion_mnist_32
 from .mnist1d import load_mnist1d
@@ -25,61 +25,78 @@ LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fas
 GENERATED = {"mnist1d"}  # made in memory: a --data-dir means nothing for these
 
 
-def load_dataset(name: str, data_dir: str | None = None, task: str | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | None = None, task: str | None = None, recorded_in=None) -> Dataset:
     """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files),
     'cifar10'/'cifar100', or your own, named `package.module:callable` (see `user_dataset`).
 
     task: None (the data's own: classification, or what your callable names), "classification", "regression", or
-    a Task's package.module:Name (`tasks.task_from`). Raises ModeconnError (one line) for an unknown name, a
-    data folder a generated dataset does not read, or data the task cannot read.
+    a Task's package.module:Name (`tasks.task_from`). recorded_in: the run.json that names `name` and `task`, for
+    the errors (a command that reads a run has no --dataset of its own). Raises ModeconnError (one line) for an
+    unknown name, a data folder a generated dataset does not read, or data the task cannot read.
     """
     if is_reference(name):
-        return user_dataset(name, data_dir, task)
+        return user_dataset(name, data_dir, task, recorded_in)
     if name not in LOADERS:
         raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}, or name your own as "
                             "package.module:callable")
     if data_dir is not None and name in GENERATED:
         raise ModeconnError(f"{name} is generated in memory and reads no files: leave out {param('data_dir')}")
     data = LOADERS[name](data_dir)
-    return data if task is None else data.with_task(task_from(task))
+    return data if task is None else data.with_task(task_from(task, _named("task", recorded_in)))
 
 
-def user_dataset(reference: str, data_dir: str | None = None, task: str | None = None) -> Dataset:
+def _named(field: str, recorded_in) -> str:
+    """How an error names a dataset or task: the option, or the run.json field it was read from."""
+    return param(field) if recorded_in is None else f"{recorded_in}'s {field}"
+
+
+def user_dataset(reference: str, data_dir: str | None = None, task: str | None = None,
+                 recorded_in=None) -> Dataset:
     """The dataset your callable (package.module:callable, imported from the Python path) returns, held in memory.
 
     The callable is called with `data_dir=` where its signature takes it (and a data folder is refused where it
     does not), and returns a `Dataset`, a pair `(train, test)`, or a mapping with `train`, `test` and optionally
-    `task` (a Task) and `num_classes`; train and test are anything `from_torch` reads (torch datasets,
-    DataLoaders, iterables of batches). `task` (a name or reference, `tasks.task_from`) overrides the data's own.
+    `task` (a Task, or "classification"/"regression") and `num_classes`; train and test are anything `from_torch`
+    reads (torch datasets, DataLoaders, iterables of batches). `task` (a name or reference, `tasks.task_from`)
+    overrides the data's own. Raises ModeconnError (one line) where the callable cannot be imported, raises, or
+    returns something else; a reference read from a run says which run.json names it (`recorded_in`).
     """
     import inspect
 
-    source = resolve(reference, param("dataset"))
+    label = _named("dataset", recorded_in)
+    keep = (" (a run calls the data it was made with again: keep its module where it was, on the Python path)"
+            if recorded_in is not None else "")
+    try:
+        source = resolve(reference, label)
+    except ModeconnError as exc:
+        raise ModeconnError(f"{exc}{keep}") from None
     if not callable(source):
-        raise ModeconnError(f"{param('dataset')} {reference} is a {type(source).__name__}, not a callable that "
-                            "returns data")
+        raise ModeconnError(f"{label} {reference} is a {type(source).__name__}, not a callable that returns data")
     try:
         takes_dir = "data_dir" in inspect.signature(source).parameters
     except (TypeError, ValueError):
         takes_dir = False
     if data_dir is not None and not takes_dir:
-        raise ModeconnError(f"{param('dataset')} {reference} takes no data_dir argument: leave out {param('data_dir')}")
-    made = source(data_dir=data_dir) if takes_dir else source()
-    given = task_from(task) if task is not None else None
+        raise ModeconnError(f"{label} {reference} takes no data_dir argument: leave out {param('data_dir')}")
+    try:
+        made = source(data_dir=data_dir) if takes_dir else source()
+    except Exception as exc:  # the user's code failed: say how, in one line
+        raise ModeconnError(f"{label} {reference}: calling it failed: {one_line(exc)}{keep}") from None
+    given = task_from(task, _named("task", recorded_in)) if task is not None else None
     if isinstance(made, Dataset):
         return made if given is None else made.with_task(given)
     if isinstance(made, Mapping) and {"train", "test"} <= set(made):
         extra = set(made) - {"train", "test", "task", "num_classes"}
         if extra:
-            raise ModeconnError(f"{param('dataset')} {reference} returned a mapping with "
-                                f"{', '.join(map(str, extra))}: it may "
-                                "hold train, test, task and num_classes")
+            raise ModeconnError(f"{label} {reference} returned a mapping with {', '.join(map(str, extra))}: it "
+                                "may hold train, test, task and num_classes")
         own = made.get("task")
-        return from_torch(reference, made["train"], made["test"], made.get("num_classes"),
-                          task=given or (check_task(own) if own is not None else CLASSIFICATION))
+        if given is None and own is not None:
+            given = task_from(own, f"the task entry of what {reference} returned")
+        return from_torch(reference, made["train"], made["test"], made.get("num_classes"), task=given or CLASSIFICATION)
     if isinstance(made, (tuple, list)) and len(made) == 2:
         return from_torch(reference, made[0], made[1], task=given or CLASSIFICATION)
-    raise ModeconnError(f"{param('dataset')} {reference} returned a {type(made).__name__}: return a Dataset, a pair "
+    raise ModeconnError(f"{label} {reference} returned a {type(made).__name__}: return a Dataset, a pair "
                         "(train, test), or a mapping with train and test")
 
 

@@ -35,6 +35,8 @@ class Dataset:
             if len(x) != len(y):
                 raise ModeconnError(f"the {split} split has {len(x)} inputs and {len(y)} targets; give one target "
                                     "per input")
+            if len(x) == 0:
+                raise ModeconnError(f"the {split} split holds no examples; give it at least one")
             if x.device.type == "meta":  # shapes only: nothing to read
                 continue
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
@@ -132,7 +134,7 @@ class Batches:
                 yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
-def tensors_from(dataset, task: Task = CLASSIFICATION) -> tuple[torch.Tensor, torch.Tensor]:
+def tensors_from(dataset, task: Task = CLASSIFICATION, what: str = "the dataset") -> tuple[torch.Tensor, torch.Tensor]:
     """Stack any map-style torch dataset, DataLoader or iterable of batches into (inputs, targets) tensors, each
     item read by `task.split`. Integer targets become int64 (class indices), floating ones float32 (regression).
     Raises ModeconnError for items the task cannot read (a dataset of single tensors) or an empty dataset."""
@@ -142,7 +144,7 @@ def tensors_from(dataset, task: Task = CLASSIFICATION) -> tuple[torch.Tensor, to
         xs.append(torch.as_tensor(x))
         ys.append(torch.as_tensor(y))
     if not xs:
-        raise ModeconnError("the dataset holds no examples")
+        raise ModeconnError(f"{what} holds no examples; give it at least one")
     if isinstance(dataset, torch.utils.data.DataLoader):
         batched = dataset.batch_sampler is not None  # batch_size=None yields single examples
     elif isinstance(dataset, torch.utils.data.Dataset):
@@ -160,8 +162,8 @@ def from_torch(name: str, train, test, num_classes: int | None = None, task: Tas
     num_classes: the model's output width; by default the largest class index + 1 for integer targets, the
     number of target values per example for floating-point ones. Raises ModeconnError as `tensors_from`.
     """
-    tx, ty = tensors_from(train, task)
-    vx, vy = tensors_from(test, task)
+    tx, ty = tensors_from(train, task, "the training split")
+    vx, vy = tensors_from(test, task, "the test split")
     if num_classes is None:
         num_classes = (int(ty[0].numel()) if ty.is_floating_point() else int(max(ty.max(), vy.max())) + 1)
     return Dataset(name, tx, ty, vx, vy, num_classes, task=task)

@@ -281,19 +281,25 @@ def describe_endpoints(paths, dataset: str | None = None, model: str | None = No
             raise ModeconnError(f"{first.given} was trained on {first.dataset} but {other.given} on {other.dataset}; "
                                 f"pass networks of one dataset (or {param('dataset')} to choose one)")
         if other.task != first.task:
-            raise ModeconnError(f"{first.given} was trained for task {first.task or 'of its data'} but {other.given} "
-                                f"for {other.task or 'that of its data'}; pass networks of one task")
+            raise ModeconnError(f"{first.given} was trained for {first.task or 'the task of its data'} but "
+                                f"{other.given} for {other.task or 'the task of its data'}; pass networks of one task")
         if other.model.name != first.model.name:
             raise ModeconnError(f"{first.given} is a {first.model.name} but {other.given} a {other.model.name}: they "
                                 "have different architectures; use networks built by the same model")
     return sources
 
 
+def _record_of(source: NetworkSource):
+    """The run.json a network's dataset and task were read from (None: given as options, or no run.json)."""
+    recorded = source.info is not None and source.info.dataset == source.dataset
+    return source.info.path if recorded and source.info is not None else None
+
+
 def load_endpoints(sources: list[NetworkSource], data_dir: str | None = None, device="cpu") -> Endpoints:
     """Load described networks and their dataset once; refuses different architectures by parameter name."""
     first = sources[0]
     data_dir = data_dir or (first.info.data_dir if first.info else None)
-    data = load_dataset(first.dataset, data_dir, first.task).to(device)
+    data = load_dataset(first.dataset, data_dir, first.task, _record_of(first)).to(device)
     nets = [load_network(s, data, device) for s in sources]
     for s, net in zip(sources[1:], nets[1:]):
         check_same_architecture(nets[0].state_dict(), net.state_dict(), what=(first.given, s.given))
@@ -331,7 +337,7 @@ def read_curve_run(run_dir) -> RunInfo:
 
 def _data_and_template(info: RunInfo, data_dir: str | None, device) -> tuple[Dataset, nn.Module]:
     """A run's dataset (on `device`) and a freshly built network of its model, to load weights into."""
-    data = load_dataset(info.dataset, data_dir or info.data_dir, info.task).to(device)
+    data = load_dataset(info.dataset, data_dir or info.data_dir, info.task, info.path).to(device)
     return data, info.model.build(data)
 
 

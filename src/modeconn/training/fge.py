@@ -98,9 +98,9 @@ class FGEResult(Record):
                     f"NLL {last['ensemble_test_nll']:.4f} (start network: {self.start_test_err}, "
                     f"{self.start_test_loss})")
         ensemble = {k.removeprefix("ensemble_"): v for k, v in last.items() if k.startswith("ensemble_")}
-        return (f"FGE: {len(self.snapshots)} snapshots; ensemble "
-                + ", ".join(f"{metric_label(k)} {v:.4f}" for k, v in ensemble.items())
-                + f" (start network: test loss {self.start_test_loss})")
+        start = f" (start network: test loss {self.start_test_loss:.4f})" if self.start_test_loss is not None else ""
+        return (f"FGE: {len(self.snapshots)} snapshot{'s' if len(self.snapshots) > 1 else ''}; ensemble "
+                + ", ".join(f"{metric_label(k)} {v:.4f}" for k, v in ensemble.items()) + start)
 
 
 class _FGEState:
