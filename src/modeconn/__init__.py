@@ -11,7 +11,7 @@ from .config import TrainConfig
 from .core.curve import Curve
 from .core.flat import parameters_vector
 from .core.simplex import Simplex
-from .data import Dataset, load_dataset
+from .data import Dataset, StreamedData, load_dataset
 from .errors import ModeconnError
 from .evaluation.along import eval_path
 from .evaluation.batchnorm import recompute_bn
@@ -33,11 +33,11 @@ from .training.subspace import subspace_metrics, train_subspace
 from .training.train import train_curve, train_network, train_simplex
 from .version import __version__
 
-__all__ = ["Classification", "Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Regression", "Simplex",
-           "Task", "TrainConfig", "__version__", "align", "classification", "compare_budgets", "compare_paths",
-           "create_model", "curvature_at", "curve_ensemble", "eval_path", "evaluate", "fast_geometric_ensemble",
-           "find_records", "first_stage", "grow_simplex", "instability_analysis", "load_dataset", "measure_curvature",
-           "measure_plane", "measure_simplex", "measure_slice", "metrics_with_bn", "parameters_vector",
-           "permutation_spec", "permute", "plane_grid", "read_record", "recompute_bn", "regression", "repair",
-           "simplex_ensemble", "slice_directions", "subspace_metrics", "train_curve", "train_network", "train_simplex",
-           "train_subspace"]
+__all__ = ["Classification", "Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Regression",
+           "Simplex", "StreamedData", "Task", "TrainConfig", "__version__", "align", "classification",
+           "compare_budgets", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path",
+           "evaluate", "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex",
+           "instability_analysis", "load_dataset", "measure_curvature", "measure_plane", "measure_simplex",
+           "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
+           "read_record", "recompute_bn", "regression", "repair", "simplex_ensemble", "slice_directions",
+           "subspace_metrics", "train_curve", "train_network", "train_simplex", "train_subspace"]

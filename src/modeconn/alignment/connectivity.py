@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..core.curve import Curve
-from ..data import Dataset
+from ..data import DataSource
 from ..errors import ModeconnError
 from ..evaluation.along import chord_lengths, line_between, metrics_along, summarize
 from ..evaluation.batchnorm import has_batchnorm
@@ -85,12 +85,12 @@ def repair_note(model: nn.Module, example_input) -> str | None:
     return None
 
 
-def compare_paths(a: nn.Module, b: nn.Module, data: Dataset, settings: EvalSettings, points: int = 61,
+def compare_paths(a: nn.Module, b: nn.Module, data: DataSource, settings: EvalSettings, points: int = 61,
                   curve: str | None = None, curve_config: TrainConfig | None = None, progress: bool = True,
                   speed: Speed = EAGER) -> PathsResult:
     """Align b to a both ways and measure the plain, weight-matched, activation-matched and REPAIRed lines
     (and, with `curve`, a curve to b and one to the weight-matched b, trained with `curve_config`)."""
-    example = data.train_x[:2]
+    example = data.example_input()
     batches = settings.bn_batches(data)
     b_weights, info_w = align(a, b, "weights", example_input=example)
     b_activations, info_a = align(a, b, "activations", batches=batches, example_input=example, task=data.task)

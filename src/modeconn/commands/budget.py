@@ -74,7 +74,7 @@ def budget(o: BudgetOptions) -> BudgetResult:
     data = load_dataset(o.dataset, data_dir, task).subset(train=train_samples).to(dev)
     settings = {"dataset": o.dataset, **task_field(task), "model": spec.to_dict(data), "B": cfg.epochs, "cycle": cycle,
                 "lr1": lr1,
-                "lr2": lr2, "train": cfg.to_dict(), "train_samples": len(data.train_x)}
+                "lr2": lr2, "train": cfg.to_dict(), "train_samples": data.train_size}
     if o.method == "espro":  # older comparisons (FGE only) keep their settings, so they still continue
         settings.update(method=o.method, volume_weight=volume_weight)
     comparison_so_far(folder.out, settings)  # at the door, and again under the lock

@@ -86,7 +86,7 @@ def network_info(dataset: str, data_dir, spec: ModelSpec, data, cfg, speed: Spee
     return {"kind": "network", "dataset": dataset, **task_field(task), "data_dir": data_dir,
             "model": spec.to_dict(data),
             "config": cfg.to_dict(), "seed": cfg.seed, "speed": speed.to_dict(), "processes": distributed.world_size(),
-            "made_with": made_with(data.train_x.device)}
+            "made_with": made_with(data.device)}
 
 
 class RunFolder:

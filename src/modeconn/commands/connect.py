@@ -66,7 +66,7 @@ def connect(o: ConnectOptions) -> RunInfo:
         info = {"kind": "curve", "dataset": ends.dataset, **task_field(sources[0].task), "data_dir": ends.data_dir,
                 "model": ends.model.to_dict(ends.data), "curve": settings["curve"], "start": str(o.start),
                 "end": str(o.end), "config": cfg.to_dict(), "seed": cfg.seed, "speed": o.speed.to_dict(),
-                "processes": distributed.world_size(), "made_with": made_with(ends.data.train_x.device),
+                "processes": distributed.world_size(), "made_with": made_with(ends.data.device),
                 "epoch_train_loss": history, "seconds": round(time.time() - began, 2), "length": path.length(),
                 **{f"midpoint_{k}": v
                    for k, v in metrics_with_bn(path.model_at(0.5), ends.data, speed=o.speed).to_dict().items()}}

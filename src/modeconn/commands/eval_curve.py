@@ -38,7 +38,7 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
     curve, info, data = load_curve(o.run, dev, data_dir)
     assert info.curve is not None, "read_run gives every curve run its CurveSpec"
     if o.repair:
-        repairable_layers(curve.model_at(0.0), data.train_x[:2])
+        repairable_layers(curve.model_at(0.0), data.example_input())
     with folder.claim() as out:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
                            o.speed, repaired_points(settings.bn_batches(data), data.task) if o.repair else None)

@@ -45,7 +45,7 @@ def eval_line(o: EvalLineOptions) -> PathEval:
     dev = folder.join(o.device)
     ends = load_endpoints(sources, data_dir, dev)
     if o.repair:
-        repairable_layers(ends.nets[0], ends.data.train_x[:2])
+        repairable_layers(ends.nets[0], ends.data.example_input())
     start_net, end_net = ends.nets  # the two networks described above
     with folder.claim() as out:
         result = eval_path(None, start_net, end_net, ends.data, points, settings, o.progress, o.speed,

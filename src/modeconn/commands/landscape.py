@@ -10,7 +10,7 @@ from torch import nn
 
 from ..core.directions import pca_directions
 from ..core.flat import check_same_architecture, parameters_vector
-from ..data import Dataset
+from ..data import DataSource
 from ..errors import ModeconnError
 from ..evaluation.landscape import LandscapeResult, measure_slice, slice_directions
 from ..reporting.plots import plot_landscape
@@ -37,7 +37,7 @@ class Centre:
     """The network a command measures around: a trained network, or a curve's point phi(t)."""
 
     model: nn.Module
-    data: Dataset
+    data: DataSource
     wd: float
     source: dict
 

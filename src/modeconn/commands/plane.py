@@ -95,7 +95,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
         sources = [str(p) for p in o.points]
         anchor_nets = ends.nets
     if o.repair:
-        repairable_layers(template, data.train_x[:2])
+        repairable_layers(template, data.example_input())
     plane = plane_grid(*anchors, grid=grid, margin=margin)
     fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples,
                                     plane.basis, o.repair)

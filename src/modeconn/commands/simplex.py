@@ -198,7 +198,7 @@ def _summary(shape: Simplex, model, data, data_dir, settings, cfg, histories, se
             "model": model.to_dict(data),
             "start": settings["start"], "vertices": shape.num_points, "free_vertices": settings["vertices"],
             "faces": shape.faces, "volume_weight": settings["volume_weight"], "config": cfg.to_dict(), "seed": cfg.seed,
-            "speed": speed.to_dict(), "made_with": made_with(data.train_x.device), "stage_train_loss": histories,
+            "speed": speed.to_dict(), "made_with": made_with(data.device), "stage_train_loss": histories,
             "seconds": round(seconds, 2), "volume": float(shape.volume().detach()),
             "distances": shape.distances().tolist(), "metrics": metrics,
             **summary}

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from ..errors import ModeconnError, param
 from ..object_ref import is_reference, one_line, resolve
 from ..tasks import CLASSIFICATION, task_from
-from .datasets import Batches, Dataset, from_torch, tensors_from
+from .datasets import Batches, Dataset, DataSource, from_torch, tensors_from
 from .fashion import FASHION_MNIST_DIR, load_fashion_mnist, load_fashion_mnist_32
 from .mnist1d import load_mnist1d
+from .stream import StreamedData
 
 
 def _cifar(name):
@@ -25,7 +26,7 @@ LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fas
 GENERATED = {"mnist1d"}  # made in memory: a --data-dir means nothing for these
 
 
-def load_dataset(name: str, data_dir: str | None = None, task: str | None = None, recorded_in=None) -> Dataset:
+def load_dataset(name: str, data_dir: str | None = None, task: str | None = None, recorded_in=None) -> DataSource:
     """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files),
     'cifar10'/'cifar100', or your own, named `package.module:callable` (see `user_dataset`).
 
@@ -51,13 +52,14 @@ def _named(field: str, recorded_in) -> str:
 
 
 def user_dataset(reference: str, data_dir: str | None = None, task: str | None = None,
-                 recorded_in=None) -> Dataset:
-    """The dataset your callable (package.module:callable, imported from the Python path) returns, held in memory.
+                 recorded_in=None) -> DataSource:
+    """The data your callable (package.module:callable, imported from the Python path) returns.
 
     The callable is called with `data_dir=` where its signature takes it (and a data folder is refused where it
     does not), and returns a `Dataset`, a pair `(train, test)`, or a mapping with `train`, `test` and optionally
-    `task` (a Task, or "classification"/"regression") and `num_classes`; train and test are anything `from_torch`
-    reads (torch datasets, DataLoaders, iterables of batches). `task` (a name or reference, `tasks.task_from`)
+    `task` (a Task, or "classification"/"regression") and `num_classes`. A Dataset is used as it is, in memory;
+    train and test otherwise are DataLoaders, torch datasets or re-iterables of batches, read batch by batch
+    and never held in memory (`StreamedData`). `task` (a name or reference, `tasks.task_from`)
     overrides the data's own. Raises ModeconnError (one line) where the callable cannot be imported, raises, or
     returns something else; a reference read from a run says which run.json names it (`recorded_in`).
     """
@@ -83,7 +85,7 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
     except Exception as exc:  # the user's code failed: say how, in one line
         raise ModeconnError(f"{label} {reference}: calling it failed: {one_line(exc)}{keep}") from None
     given = task_from(task, _named("task", recorded_in)) if task is not None else None
-    if isinstance(made, Dataset):
+    if isinstance(made, (Dataset, StreamedData)):
         return made if given is None else made.with_task(given)
     if isinstance(made, Mapping) and {"train", "test"} <= set(made):
         extra = set(made) - {"train", "test", "task", "num_classes"}
@@ -93,12 +95,14 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
         own = made.get("task")
         if given is None and own is not None:
             given = task_from(own, f"the task entry of what {reference} returned")
-        return from_torch(reference, made["train"], made["test"], made.get("num_classes"), task=given or CLASSIFICATION)
+        return StreamedData(reference, made["train"], made["test"], made.get("num_classes"),
+                            task=given or CLASSIFICATION)
     if isinstance(made, (tuple, list)) and len(made) == 2:
-        return from_torch(reference, made[0], made[1], task=given or CLASSIFICATION)
+        return StreamedData(reference, made[0], made[1], task=given or CLASSIFICATION)
     raise ModeconnError(f"{label} {reference} returned a {type(made).__name__}: return a Dataset, a pair "
                         "(train, test), or a mapping with train and test")
 
 
-__all__ = ["Batches", "Dataset", "FASHION_MNIST_DIR", "GENERATED", "LOADERS", "from_torch", "load_dataset",
+__all__ = ["Batches", "DataSource", "Dataset", "StreamedData", "FASHION_MNIST_DIR", "GENERATED", "LOADERS",
+           "from_torch", "load_dataset",
            "load_fashion_mnist", "load_fashion_mnist_32", "load_mnist1d", "tensors_from"]

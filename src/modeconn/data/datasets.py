@@ -8,6 +8,7 @@ import torch
 
 from ..errors import ModeconnError
 from ..tasks import CLASSIFICATION, Task, check_task
+from .stream import StreamedData
 
 
 @dataclass
@@ -47,6 +48,20 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors are (and so every batch)."""
+        return self.train_x.device
+
+    @property
+    def train_size(self) -> int:
+        """The number of training examples."""
+        return len(self.train_x)
+
+    def example_input(self, n: int = 2) -> torch.Tensor:
+        """The first `n` training inputs (for shape checks and tracing)."""
+        return self.train_x[:n]
+
     def to(self, device) -> Dataset:
         """The same dataset with every tensor on `device`."""
         return self._derived(train_x=self.train_x.to(device), train_y=self.train_y.to(device),
@@ -84,6 +99,11 @@ class Dataset:
     def test_batches(self, batch_size: int = 1000):
         """Batches of the test split, in order."""
         return Batches(self.test_x, self.test_y, batch_size, shuffle=False)
+
+
+# What every analysis takes: data in memory, or read batch by batch from DataLoaders (modeconn.data.stream); both
+# answer train_batches, bn_batches, test_batches, input_shape, num_classes, task, device, example_input.
+DataSource = Dataset | StreamedData
 
 
 class Batches:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..core.curve import Curve
 from ..core.flat import parameters_vector
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.record import Record
@@ -173,7 +173,7 @@ def chord_lengths(path: Curve, ts) -> list[float]:
 
 
 @torch.no_grad()
-def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progress: bool = True,
+def metrics_along(path: Curve, ts, data: DataSource, settings: EvalSettings, progress: bool = True,
                   desc: str = "eval", speed: Speed = EAGER, point_model=None) -> dict[str, list[float]]:
     """Metrics at each t of `path` (BN recomputed per point); under torchrun each rank takes whole points.
 
@@ -191,7 +191,7 @@ def metrics_along(path: Curve, ts, data: Dataset, settings: EvalSettings, progre
         bar = tqdm(indices, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
         return [at(float(ts[i])) for i in bar]
 
-    rows = measure_shared(len(ts), measure, data.test_x.device, evaluator.metrics)
+    rows = measure_shared(len(ts), measure, data.device, evaluator.metrics)
     return {m: rows[:, j].tolist() for j, m in enumerate(evaluator.metrics)}
 
 
@@ -200,7 +200,7 @@ def line_between(start: nn.Module, end: nn.Module) -> Curve:
     return Curve(start, end, kind="polychain", bends=0)
 
 
-def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: Dataset, points: int = 61,
+def eval_path(curve: Curve | None, start: nn.Module, end: nn.Module, data: DataSource, points: int = 61,
               settings: EvalSettings | None = None, progress: bool = True, speed: Speed = EAGER,
               corrected=None) -> PathEval:
     """Metrics along the curve (if given) and the line between `start` and `end`, with summaries.

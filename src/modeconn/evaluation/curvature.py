@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..core.curve import Curve
 from ..core.flat import parameter_space, parameters_vector
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -274,7 +274,7 @@ def _a_measurement(row: np.ndarray, top: int) -> bool:
                 and converged in (0.0, 1.0) and steps == int(steps) and steps >= 1)
 
 
-def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset,
+def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: DataSource,
                       settings: EvalSettings | None = None, *, top: int = 3, trace: bool = False, probes: int = 100,
                       steps: int = 100, seed: int = 0, store: Path | None = None, fingerprint: str = "",
                       force: bool = False, progress: bool = True, speed: Speed = EAGER) -> CurvatureResult:
@@ -320,7 +320,7 @@ def measure_curvature(paths: dict[str, nn.Module], t: list[float], data: Dataset
             return curvature_at(model, train_batches, bn_batches, top, trace, probes, steps, seed, speed=speed,
                                 task=data.task)
 
-        for i, r in zip(block, measure_curvature_shared(len(block), measure, top, data.train_x.device)):
+        for i, r in zip(block, measure_curvature_shared(len(block), measure, top, data.device)):
             values["row"][i] = _row(r, top)
             done[i] = True
         partial.save(done, values)

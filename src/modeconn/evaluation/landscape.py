@@ -10,7 +10,7 @@ from torch import nn
 
 from ..core.directions import random_directions
 from ..core.flat import parameter_space, parameters_vector
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
@@ -121,7 +121,7 @@ def slice_directions(model: nn.Module, dims: int = 2, seed: int = 0, bn_directio
     return random_directions(parameter_space(model), parameters_vector(model), dims, seed, bn_directions)
 
 
-def measure_slice(model: nn.Module, data: Dataset, directions: torch.Tensor, half_widths, grid: int = 21,
+def measure_slice(model: nn.Module, data: DataSource, directions: torch.Tensor, half_widths, grid: int = 21,
                   settings: EvalSettings | None = None, *, chunk: int = 1, store: Path | None = None,
                   fingerprint: str = "", force: bool = False, progress: bool = True, speed: Speed = EAGER,
                   record: dict | None = None, record_settings: dict | None = None,

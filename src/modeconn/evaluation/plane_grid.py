@@ -13,7 +13,7 @@ from torch import nn
 
 from ..core.curve import Curve
 from ..core.plane import PlaneBasis, grid_axes, plane_basis
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
 from ..storage.files import load_npz, read_json, save_npz, write_json
@@ -136,7 +136,7 @@ def plane_grid(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor, grid: int =
     return PlaneGrid(basis, anchors_xy, xs, ys, grid, margin)
 
 
-def measure_plane(plane: PlaneGrid, template: nn.Module, data: Dataset, settings: EvalSettings | None = None, *,
+def measure_plane(plane: PlaneGrid, template: nn.Module, data: DataSource, settings: EvalSettings | None = None, *,
                   curve: Curve | None = None, points_at=None, chunk: int = 1, store: Path | None = None,
                   fingerprint: str = "", force: bool = False, progress: bool = True, speed: Speed = EAGER,
                   repair: bool = False, record: dict | None = None) -> PlaneResult:

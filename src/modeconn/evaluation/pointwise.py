@@ -13,7 +13,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from ..core.flat import load_parameters_vector, parameter_space
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -84,10 +84,10 @@ class EvalSettings:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ModeconnError(f"{param('seed')} must be an integer, got {self.seed!r}")
 
-    def bn_batches(self, data: Dataset):
+    def bn_batches(self, data: DataSource):
         return data.bn_batches(self.batch_size, seed=self.seed, limit=self.bn_samples)
 
-    def train_batches(self, data: Dataset):
+    def train_batches(self, data: DataSource):
         return data.train_batches(self.batch_size, shuffle=False, seed=self.seed + 1, limit=self.train_samples)
 
 
@@ -99,7 +99,7 @@ class PointEvaluator:
     batched too), which pays for small networks where one point cannot fill the machine.
     """
 
-    def __init__(self, template: nn.Module, data: Dataset, settings: EvalSettings, chunk: int = 1,
+    def __init__(self, template: nn.Module, data: DataSource, settings: EvalSettings, chunk: int = 1,
                  speed: Speed = EAGER):
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ModeconnError(f"{param('chunk')} must be a positive integer (points measured at once), got {chunk!r}")
@@ -205,7 +205,7 @@ def measure_points(coords: np.ndarray, points_at, evaluator: PointEvaluator, sto
     for start in range(0, len(todo), step):
         idx = todo[start:start + step]
         rows = measure_shared(len(idx), lambda local, idx=idx: evaluator.many(points_at(coords[idx[local]])),
-                              evaluator.data.test_x.device, evaluator.metrics)
+                              evaluator.data.device, evaluator.metrics)
         for j, m in enumerate(evaluator.metrics):
             values[m][idx] = rows[:, j]
         done[idx] = True

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..core.simplex import Simplex
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..runtime.speed import EAGER, Speed
 from ..storage.partial import fingerprint_of
@@ -70,7 +70,7 @@ class SimplexEval(Record):
                 f"max {t['max']:.4f}")
 
 
-def measure_simplex(simplex: Simplex, data: Dataset, settings: EvalSettings | None = None, samples: int = 50,
+def measure_simplex(simplex: Simplex, data: DataSource, settings: EvalSettings | None = None, samples: int = 50,
                     seed: int = 0, *, store: Path | None = None, fingerprint: str = "", force: bool = False,
                     progress: bool = True, speed: Speed = EAGER) -> SimplexEval:
     """Metrics (BN recomputed per point) at `samples` points drawn uniformly (Dirichlet(1), from `seed`, on the

@@ -17,7 +17,7 @@ from ..core.curve import Curve
 from ..core.families import FAMILIES
 from ..core.flat import check_same_architecture
 from ..core.simplex import Simplex
-from ..data import Dataset, load_dataset
+from ..data import DataSource, load_dataset
 from ..errors import ModeconnError, param
 from ..models import create_model
 from ..runtime import distributed
@@ -36,7 +36,7 @@ class ModelSpec:
     name: str
     kwargs: dict
 
-    def build(self, data: Dataset) -> nn.Module:
+    def build(self, data: DataSource) -> nn.Module:
         """The model for this dataset's input shape and classes."""
         try:
             return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
@@ -44,7 +44,7 @@ class ModelSpec:
             raise ModeconnError(f"model {self.name!r} cannot be built with kwargs {self.kwargs} ({exc}); "
                                 "fix model.kwargs in run.json or rerun the command that wrote it") from None
 
-    def to_dict(self, data: Dataset) -> dict:
+    def to_dict(self, data: DataSource) -> dict:
         """run.json's `model`: name, kwargs, input_shape, num_classes."""
         return {"name": self.name, "kwargs": self.kwargs, "input_shape": list(data.input_shape),
                 "num_classes": data.num_classes}
@@ -239,7 +239,7 @@ def describe_network(path, dataset: str | None = None, model: str | None = None,
     return NetworkSource(str(path), weights, ds, spec, info)
 
 
-def load_network(source, data: Dataset, device="cpu", model: str | None = None) -> nn.Module:
+def load_network(source, data: DataSource, device="cpu", model: str | None = None) -> nn.Module:
     """Build a network (a NetworkSource, or a run folder or weights file of `data`) and load its weights safely.
 
     `model` names the architecture of a weights file without run.json (a registry name); a run folder's
@@ -258,7 +258,7 @@ class Endpoints:
 
     nets: list[nn.Module]
     sources: list[NetworkSource]
-    data: Dataset
+    data: DataSource
     data_dir: str | None
 
     @property
@@ -335,13 +335,13 @@ def read_curve_run(run_dir) -> RunInfo:
     return info
 
 
-def _data_and_template(info: RunInfo, data_dir: str | None, device) -> tuple[Dataset, nn.Module]:
+def _data_and_template(info: RunInfo, data_dir: str | None, device) -> tuple[DataSource, nn.Module]:
     """A run's dataset (on `device`) and a freshly built network of its model, to load weights into."""
     data = load_dataset(info.dataset, data_dir or info.data_dir, info.task, info.path).to(device)
     return data, info.model.build(data)
 
 
-def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curve, RunInfo, Dataset]:
+def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curve, RunInfo, DataSource]:
     """Load a curve run folder: the Curve, its run.json and its dataset (on `device`)."""
     info = read_curve_run(run_dir)
     data, template = _data_and_template(info, data_dir, device)
@@ -366,7 +366,7 @@ def read_simplex_run(run_dir) -> RunInfo:
     return info
 
 
-def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Simplex, RunInfo, Dataset]:
+def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Simplex, RunInfo, DataSource]:
     """Load a simplex run folder: the Simplex, its run.json and its dataset (on `device`)."""
     info = read_simplex_run(run_dir)
     data, template = _data_and_template(info, data_dir, device)

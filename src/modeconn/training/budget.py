@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..evaluation.batchnorm import recompute_bn
 from ..evaluation.ensemble import RunningEnsemble, simplex_ensemble
@@ -35,7 +35,7 @@ from .train import SPRO_VOLUME_WEIGHT, train_network
 ESPRO_SAMPLES = 10  # points drawn from the simplex for its ensemble
 
 
-def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> dict:
+def _members_metrics(models, data: DataSource, speed: Speed, batch: int = 1000) -> dict:
     ens = RunningEnsemble(data.test_batches(batch), data.num_classes, speed, data.task)
     for m in models:
         m = copy.deepcopy(m)
@@ -44,7 +44,7 @@ def _members_metrics(models, data: Dataset, speed: Speed, batch: int = 1000) -> 
     return ens.metrics().to_dict()
 
 
-def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
+def budget_seed(make_model, data: DataSource, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
                 seed: int, progress: bool = True, two_budgets: bool = True, speed: Speed = EAGER,
                 espro: bool = False, volume_weight: float = SPRO_VOLUME_WEIGHT) -> dict:
     """Test error and NLL of the four methods for one seed (only the 1B pair without `two_budgets`),
@@ -88,7 +88,7 @@ def budget_seed(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, l
     return rows
 
 
-def compare_budgets(make_model, data: Dataset, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
+def compare_budgets(make_model, data: DataSource, train_cfg: TrainConfig, cycle: int, lr1: float, lr2: float,
                     seeds: list[int], *, espro: bool = False, volume_weight: float = SPRO_VOLUME_WEIGHT,
                     settings: dict | None = None, store: Path | None = None, progress: bool = True,
                     speed: Speed = EAGER) -> BudgetResult:
@@ -151,7 +151,7 @@ def comparison_so_far(store: Path | None, settings: dict) -> BudgetResult:
     return state
 
 
-def _espro(net, data: Dataset, train_cfg: TrainConfig, volume_weight: float, seed: int, progress: bool,
+def _espro(net, data: DataSource, train_cfg: TrainConfig, volume_weight: float, seed: int, progress: bool,
            speed: Speed) -> dict:
     """A 2-vertex SPRO simplex around `net` in B epochs, ensembled over ESPRO_SAMPLES uniform points."""
     cfg = replace(train_cfg, epochs=max(1, train_cfg.epochs // 2), lr=SPRO_LR, seed=seed + 3000)

@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ..config import TrainConfig
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError
 from ..evaluation.batchnorm import recompute_bn
 from ..evaluation.ensemble import RunningEnsemble, member_record
@@ -106,7 +106,7 @@ class FGEResult(Record):
 class _FGEState:
     """What FGE accumulates: the running ensemble, the SWA average, one record per snapshot."""
 
-    def __init__(self, model: nn.Module, data: Dataset, cfg: FGEConfig, speed: Speed):
+    def __init__(self, model: nn.Module, data: DataSource, cfg: FGEConfig, speed: Speed):
         self.ensemble = RunningEnsemble(data.test_batches(cfg.eval_batch), data.num_classes, speed, data.task)
         self.swa = AveragedModel(model)
         self.records: list[dict] = []
@@ -122,7 +122,7 @@ class _FGEState:
         self.records = json.loads(meta.get("records", "[]"))
 
 
-def fast_geometric_ensemble(model: nn.Module, data: Dataset, cfg: FGEConfig, optimizer_state: dict | None = None,
+def fast_geometric_ensemble(model: nn.Module, data: DataSource, cfg: FGEConfig, optimizer_state: dict | None = None,
                             snapshot_dir: Path | None = None, checkpoint: Path | None = None, resume: bool = False,
                             settings: dict | None = None, progress: bool = True, speed: Speed = EAGER) -> FGEResult:
     """Run FGE from a trained `model` (changed in place): per-snapshot records and the SWA model's metrics."""

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..evaluation.along import LineEval, PathEval, eval_path
 from ..evaluation.pointwise import EvalSettings
@@ -102,7 +102,7 @@ def _save_weights(folder: Path, net: nn.Module, optimizer, cfg: TrainConfig, k: 
     save_tensors(folder / "model.safetensors", net.state_dict())
 
 
-def instability_analysis(make_model: Callable[[], nn.Module], data: Dataset, cfg: TrainConfig, spawn: list[int],
+def instability_analysis(make_model: Callable[[], nn.Module], data: DataSource, cfg: TrainConfig, spawn: list[int],
                          points: int = 11, settings: EvalSettings | None = None, *, same_order: bool = False,
                          store: Path | None = None, resume_settings: dict | None = None,
                          save_copy: Callable[[Path, nn.Module, object, TrainConfig, int], None] = _save_weights,
@@ -168,7 +168,7 @@ def _check_store(store: Path, ks: list[int], checks: dict) -> None:
             check_settings(path, checks)
 
 
-def _train_parent(root: Path, make_model, data: Dataset, cfg: TrainConfig, ks: list[int], settings: dict,
+def _train_parent(root: Path, make_model, data: DataSource, cfg: TrainConfig, ks: list[int], settings: dict,
                   progress: bool, speed: Speed) -> None:
     """Train the shared prefix once (resumable), keeping weights and momentum at each spawn epoch."""
     torch.manual_seed(cfg.seed)
@@ -193,7 +193,7 @@ def _train_parent(root: Path, make_model, data: Dataset, cfg: TrainConfig, ks: l
     distributed.barrier()
 
 
-def _train_copy(root: Path, k: int, i: int, make_model, data: Dataset, cfg: TrainConfig, settings: dict,
+def _train_copy(root: Path, k: int, i: int, make_model, data: DataSource, cfg: TrainConfig, settings: dict,
                 same_order: bool, save_copy, progress: bool, speed: Speed) -> None:
     """Copy i spawned at epoch k, trained to the end of the schedule with its own data order (resumable: a copy
     is done once its weights are saved and its checkpoint removed)."""
@@ -213,7 +213,7 @@ def _train_copy(root: Path, k: int, i: int, make_model, data: Dataset, cfg: Trai
     remove_file(folder / CHECKPOINT)
 
 
-def _measure(root: Path, k: int, make_model, data: Dataset, points: int, settings: EvalSettings, keep: bool,
+def _measure(root: Path, k: int, make_model, data: DataSource, points: int, settings: EvalSettings, keep: bool,
              progress: bool, speed: Speed) -> dict:
     """The line between the two copies spawned at k (kept as kK/line_eval.json for a resume) and its barriers."""
     folder = root / f"k{k}"

@@ -10,7 +10,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError
 from ..runtime.speed import EAGER, Speed
 from .schedule import cosine_lr
@@ -19,7 +19,7 @@ from .train import SPRO_VOLUME_WEIGHT, train_simplex
 EPOCHS_PER_VERTEX, SPRO_LR = 10, 0.01  # Benton et al.'s defaults for each new vertex (cosine schedule)
 
 
-def train_vertex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT, *,
+def train_vertex(simplex: Simplex, data: DataSource, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT, *,
                  checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
                  progress: bool = True, desc: str = "vertex", speed: Speed = EAGER):
     """One SPRO stage (Benton et al. 2021): the free vertex trained with the others fixed, cosine schedule
@@ -55,7 +55,7 @@ def curve_complex(curve: Curve) -> Simplex:
         return Simplex([curve.control_model(k) for k in range(3)], faces=[[0, 1], [1, 2]])
 
 
-def grow_simplex(start: Simplex, data: Dataset, cfg: TrainConfig, vertices: int,
+def grow_simplex(start: Simplex, data: DataSource, cfg: TrainConfig, vertices: int,
                  volume_weight: float = SPRO_VOLUME_WEIGHT, stage=None, *, progress: bool = True,
                  speed: Speed = EAGER) -> Simplex:
     """Train `start`'s free vertex (stage 1), then add and train `vertices - 1` more, one at a time:

@@ -15,7 +15,7 @@ from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError
 from ..evaluation.batchnorm import recompute_bn
 from ..evaluation.evaluate import metrics_with_bn, split_metrics
@@ -76,7 +76,7 @@ def squared_cosine(span: WeightSpan, ranges: list[tuple[int, int]]) -> torch.Ten
     return (cos2.sum() - cos2.diagonal().sum()) / (k * (k - 1))
 
 
-def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, spread: float = SPREAD, *,
+def train_subspace(span: Curve | Simplex, data: DataSource, cfg: TrainConfig, spread: float = SPREAD, *,
                    checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
                    progress: bool = True, desc: str = "subspace", speed: Speed = EAGER):
     """Train every vertex of a line, curve (a `Curve.through` networks) or simplex (all vertices free)
@@ -97,7 +97,7 @@ def train_subspace(span: Curve | Simplex, data: Dataset, cfg: TrainConfig, sprea
                checkpointing=Checkpointing(checkpoint, resume, settings), hooks=Hooks(progress, desc), speed=speed)
 
 
-def subspace_metrics(span: Curve | Simplex, data: Dataset, speed: Speed = EAGER) -> tuple[nn.Module, dict]:
+def subspace_metrics(span: Curve | Simplex, data: DataSource, speed: Speed = EAGER) -> tuple[nn.Module, dict]:
     """What a trained subspace (Wortsman et al. 2021) is measured by: its midpoint (t = 0.5 of a line or curve,
     the centroid of a simplex) as a network with BatchNorm recomputed, and {"metrics": each vertex's and the
     midpoint's train/test metrics of the data's task (BN recomputed; "vertex0", ..., "midpoint"), "squared_cosine": the

@@ -16,7 +16,7 @@ from ..config import TrainConfig
 from ..core.curve import Curve
 from ..core.simplex import Simplex
 from ..core.span import WeightSpan
-from ..data.datasets import Dataset
+from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
@@ -65,7 +65,7 @@ def make_optimizer(cfg: TrainConfig, params, weight_decay: float = 0.0) -> torch
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
 
 
-def fit(module: nn.Module, params, step_loss, data: Dataset, cfg: TrainConfig, *, lr_at=None,
+def fit(module: nn.Module, params, step_loss, data: DataSource, cfg: TrainConfig, *, lr_at=None,
         weight_decay: float = 0.0, optimizer_state: dict | None = None, stop_epoch: int | None = None,
         checkpointing: Checkpointing = Checkpointing(), hooks: Hooks = Hooks(), speed: Speed = EAGER):
     """The one training loop: `step_loss(forward, x, y, t_generator)` returns the minibatch loss to minimise, with
@@ -222,7 +222,7 @@ def _data_parallel(module: nn.Module):
     return ddp(module, device_ids=[device.index] if device.type == "cuda" else None, **sync_option)
 
 
-def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, *, checkpoint: Path | None = None,
+def train_network(model: nn.Module, data: DataSource, cfg: TrainConfig, *, checkpoint: Path | None = None,
                   resume: bool = False, settings: dict | None = None, progress: bool = True, desc: str = "train",
                   on_epoch_end=None, stop_epoch: int | None = None, speed: Speed = EAGER):
     """Train an ordinary network on its data's task loss (`data.task`; cross-entropy by default) with the optimizer,
@@ -241,7 +241,7 @@ def train_network(model: nn.Module, data: Dataset, cfg: TrainConfig, *, checkpoi
                speed=speed)
 
 
-def train_curve(curve: Curve, data: Dataset, cfg: TrainConfig, *, checkpoint: Path | None = None,
+def train_curve(curve: Curve, data: DataSource, cfg: TrainConfig, *, checkpoint: Path | None = None,
                 resume: bool = False, settings: dict | None = None, progress: bool = True, desc: str = "connect",
                 speed: Speed = EAGER):
     """Fit a curve (Garipov et al. 2018): each minibatch draws one t ~ U(0, 1) and steps on
@@ -261,7 +261,7 @@ VOLUME_FLOOR = 1e-4  # Benton et al.: log(volume + 1e-4), finite for a vertex st
 SPRO_VOLUME_WEIGHT = 1e-8  # Benton et al.'s code: max(1e-10 / log(initial volume), 1e-8), i.e. 1e-8
 
 
-def train_simplex(simplex: Simplex, data: Dataset, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT, *,
+def train_simplex(simplex: Simplex, data: DataSource, cfg: TrainConfig, volume_weight: float = SPRO_VOLUME_WEIGHT, *,
                   lr_at=None, checkpoint: Path | None = None, resume: bool = False, settings: dict | None = None,
                   progress: bool = True, desc: str = "simplex", speed: Speed = EAGER):
     """Fit a simplex's free vertices (SPRO, Benton et al. 2021): each minibatch draws one point
