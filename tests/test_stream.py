@@ -186,7 +186,7 @@ QUICK = dict(model="yourfolder:net", epochs=3, batch_size=16, device="cpu", prog
 def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(image_files):
     """Class-sorted files read by a DataLoader worker: training learns, and the BN-recomputed metrics along the line
     between two networks equal those of the same examples held in memory (eval-line's --dataset override)."""
-    from modeconn.commands import eval_line, train
+    from modeconn.commands import connect, eval_curve, eval_line, train
 
     files = str(image_files / "files")
     runs = {}
@@ -200,6 +200,18 @@ def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(
                        progress=False, dataset="yourfolder:in_memory", data_dir=files)
     for key in streamed.line:
         close(streamed.line[key], memory.line[key])
+    with pytest.raises(ModeconnError, match=r"gives inputs of shape \(40,\) and 10 classes .* made for \(1, 8, 8\) "
+                                            r"and 3: pass data with the same inputs and targets") as refused:
+        eval_line(runs[0], runs[1], image_files / "line-other", points=3, device="cpu", progress=False,
+                  dataset="mnist1d")
+    assert "\n" not in str(refused.value) and not (image_files / "line-other").exists()
+    connect(runs[0], runs[1], image_files / "curve", epochs=2, batch_size=16, device="cpu", progress=False)
+    streamed = eval_curve(image_files / "curve", points=3, out=image_files / "curve-eval", batch_size=7,
+                          device="cpu", progress=False)
+    memory = eval_curve(image_files / "curve", points=3, out=image_files / "curve-eval-memory", batch_size=7,
+                        device="cpu", progress=False, dataset="yourfolder:in_memory", data_dir=files)
+    for key in streamed.curve:
+        close(streamed.curve[key], memory.curve[key])
 
 
 def test_resume_from_a_dataloader_with_worker_randomness_is_bit_exact(image_files, kill_after_checkpoints):

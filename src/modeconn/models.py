@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 from typing import Literal
@@ -24,24 +25,35 @@ def register(name: str, **fixed):
 
 
 def create_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module:
-    """Build a model for inputs of `input_shape` (no batch dim) and `num_classes` outputs: a registered name, or
-    your own builder named `package.module:callable` (imported from the Python path), which gets, of
+    """Build a model for inputs of `input_shape` (no batch dim) and `num_classes` outputs: a registered name;
+    `torchvision:NAME` or `timm:NAME` (the library's architecture, randomly initialised: nothing is downloaded);
+    or your own builder named `package.module:callable` (imported from the Python path), which gets, of
     `input_shape` (a tuple) and `num_classes`, those its signature takes, and `kwargs`.
 
-    Raises ModeconnError (one line) for an unknown name, a builder that cannot be imported or returns no
-    nn.Module, or a model whose outputs for one example are not (num_classes,)."""
+    Raises ModeconnError (one line) for an unknown name, a library that is not installed, a builder that cannot be
+    imported or returns no nn.Module, or a model whose outputs for one example are not (num_classes,)."""
     shape = tuple(input_shape)
     builder = _builder(name)
     _check_fits(name, builder, shape, num_classes, kwargs)
     return builder(shape, num_classes, **kwargs)
 
 
+def check_model_name(name: str) -> None:
+    """Refuse (ModeconnError, one line) a model name nothing can build: not registered, a library model of a library
+    that is not installed or has no such architecture, a reference that cannot be imported. Builds nothing."""
+    _builder(name)
+
+
 def _builder(name: str):
-    """A constructor(input_shape, num_classes, **kwargs) for a registered name or a package.module:callable."""
+    """A constructor(input_shape, num_classes, **kwargs) for a registered name, a library's model or a
+    package.module:callable."""
+    library = name.split(":", 1)[0] if isinstance(name, str) and ":" in name else None
+    if library in LIBRARIES:
+        return _library_builder(library, name.split(":", 1)[1])
     if not is_reference(name):
         if name not in MODELS:
-            raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or name your "
-                                "own builder as package.module:callable")
+            raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, torchvision:NAME "
+                                "or timm:NAME, or name your own builder as package.module:callable")
         return MODELS[name]
     user = resolve(name, param("model"))
     if not callable(user):
@@ -63,6 +75,57 @@ def _builder(name: str):
             raise ModeconnError(f"model {name} returned a {type(model).__name__}, not an nn.Module")
         return model
     return build
+
+
+# Models by name from torchvision and timm (the `vision` extra). Only the architecture is built, with random
+# weights: pretrained weights are never requested, so nothing is downloaded; a run's weights come from training.
+LIBRARIES = {"torchvision": "torchvision", "timm": "timm"}
+VISION_EXTRA = "pip install 'modeconn[vision]' (torchvision and timm)"
+
+
+def _library_builder(library: str, arch: str):
+    try:
+        module = importlib.import_module(library)
+    except ImportError as exc:
+        raise ModeconnError(f"--model {library}:{arch} needs {library}, which cannot be imported ({one_line(exc)}): "
+                            f"{VISION_EXTRA}") from None
+    if library == "torchvision":
+        importlib.import_module("torchvision.models")  # the submodule holds the architectures
+        known = set(module.models.list_models())
+    else:
+        known = set(module.list_models())
+    if arch not in known:
+        raise ModeconnError(f"{library} has no model {arch!r}: see {library}"
+                            f"{'.models' if library == 'torchvision' else ''}.list_models() for the names")
+
+    def build(shape, num_classes, **kwargs):
+        channels = shape[0] if len(shape) == 3 else None
+        if library == "timm":  # timm builds the stem for any number of input channels
+            return module.create_model(arch, pretrained=False, num_classes=num_classes,
+                                       **({"in_chans": channels} if channels is not None else {}), **kwargs)
+        model = module.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+        return GrayToRGB(model) if channels == 1 else model
+    return build
+
+
+class GrayToRGB(nn.Module):
+    """A torchvision model made for RGB images, fed gray ones by repeating the channel three times, as
+    torchvision's `transforms.Grayscale(num_output_channels=3)` does. run.json's model records it (`input_note`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.repeat(1, 3, 1, 1))
+
+
+def input_note(name: str, input_shape) -> str | None:
+    """How a model's inputs are adapted before it sees them, for the run's record (None: they are not)."""
+    shape = tuple(input_shape)
+    if isinstance(name, str) and name.startswith("torchvision:") and len(shape) == 3 and shape[0] == 1:
+        return "gray images repeated to 3 channels, as torchvision's Grayscale(num_output_channels=3)"
+    return None
 
 
 class BuildFailed(ModeconnError):

@@ -57,7 +57,7 @@ def align(o: AlignOptions) -> AlignInfo:
     assert end_info is not None, "describe_endpoints without a --dataset refuses a network without run.json"
     with folder.claim() as out:
         aligned, info = align_networks(start_net, end_net, method=o.method, batches=batches,
-                                       example_input=data.example_input(), seed=seed)
+                                       example_input=data.example_input(), seed=seed, task=data.task)
         kept = {k: v for k, v in end_info.raw.items() if k not in ("epochs_trained", "full_run")}
         run = {**kept, "aligned_to": str(o.start), "aligned_from": str(o.end), "align": info.to_dict(),
                **split_metrics(aligned, data, speed=o.speed).to_dict()}

@@ -17,6 +17,7 @@ class EvalCurveOptions(EvalOptions):
     run: str = option(REQUIRED, "a curve run folder (from connect)", positional=True)
     points: int = option(61, "evenly spaced t in [0, 1] (paper: 61)")
     out: str | None = option(None, "the folder to write in (default: the run folder)")
+    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
     repair: bool = option(False, REPAIR_HELP)
 
 
@@ -35,7 +36,7 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
     data_dir = validate.data_dir(o.data_dir)
     folder = RunFolder(o.out if o.out is not None else o.run, "curve_eval.json", force=o.force)
     dev = folder.join(o.device)
-    curve, info, data = load_curve(o.run, dev, data_dir)
+    curve, info, data = load_curve(o.run, dev, data_dir, o.dataset)
     assert info.curve is not None, "read_run gives every curve run its CurveSpec"
     if o.repair:
         repairable_layers(curve.model_at(0.0), data.example_input())
@@ -43,5 +44,5 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
                            o.speed, repaired_points(settings.bn_batches(data), data.task) if o.repair else None)
         result.run = str(o.run)
-        write_path_eval(out, result, f"{info.curve.kind} curve vs line, {info.dataset}")
+        write_path_eval(out, result, f"{info.curve.kind} curve vs line, {o.dataset or info.dataset}")
     return result

@@ -23,6 +23,7 @@ class EvalSimplexOptions(EvalOptions):
     samples: int = option(50, "points drawn uniformly (Dirichlet(1)) from the simplex")
     seed: int = option(0, "seed of the draws")
     out: str | None = option(None, "the folder to write in (default: the run folder)")
+    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
 
 
 def _summary(result: SimplexEval, o: EvalSimplexOptions) -> str:
@@ -41,9 +42,10 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
     data_dir = validate.data_dir(o.data_dir)
     folder = RunFolder(o.out if o.out is not None else o.run, "simplex_eval.json", force=o.force)
     dev = folder.join(o.device)
-    shape, info, data = load_simplex(o.run, dev, data_dir)
+    shape, info, data = load_simplex(o.run, dev, data_dir, o.dataset)
     fingerprint = json.dumps({"run": str(Path(o.run).resolve()), "samples": samples, "seed": seed,
-                              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples},
+                              "bn_samples": settings.bn_samples, "train_samples": settings.train_samples,
+                              **({"dataset": o.dataset} if o.dataset is not None else {})},
                              sort_keys=True)
     with folder.claim() as out:  # measure_simplex refuses a partial store of other settings before it writes
         result = measure_simplex(shape, data, settings, samples, seed, store=out, fingerprint=fingerprint,

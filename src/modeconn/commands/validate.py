@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModeconnError, param
-from ..models import MODELS
-from ..object_ref import is_reference, resolve
+from ..models import check_model_name
 from ..runtime import distributed
 from ..tasks import task_from
 
@@ -80,13 +79,10 @@ def task(spec: str | None) -> str | None:
 
 
 def model_name(name: str | None) -> str | None:
-    """A registered model name, or a builder's package.module:callable, importable now (None: the dataset's
-    default)."""
-    if name is not None and is_reference(name):
-        resolve(name, param("model"))
-    elif name is not None and name not in MODELS:
-        raise ModeconnError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or name your own "
-                            "builder as package.module:callable")
+    """A registered model name, torchvision:NAME or timm:NAME of an installed library, or a builder's
+    package.module:callable, importable now (None: the dataset's default)."""
+    if name is not None:
+        check_model_name(name)
     return name
 
 

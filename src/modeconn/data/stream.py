@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, Sampler
+from torch.utils.data import DataLoader, IterableDataset, Sampler, default_collate
 
 from ..errors import ModeconnError
 from ..tasks import CLASSIFICATION, Task, check_task
@@ -65,6 +65,41 @@ def _loader_settings(source) -> dict[str, Any]:
     if source.num_workers > 0:
         keep["prefetch_factor"] = source.prefetch_factor
     return keep
+
+
+class _TensorBatches(torch.utils.data.Dataset):
+    """A TensorDataset read a batch at a time: one gather per tensor, as data in memory is read, where the
+    DataLoader would otherwise index and collate example by example (the cost that dominates small networks).
+    The batches are those default_collate gives: a list [x, y, ...] of the same values."""
+
+    def __init__(self, dataset: torch.utils.data.TensorDataset):
+        self.tensors = dataset.tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, i):
+        return [t[i] for t in self.tensors]
+
+    def __getitems__(self, indices: list[int]):  # what the DataLoader's fetcher asks for a whole batch
+        first = indices[0]
+        if indices[-1] - first == len(indices) - 1 and indices == list(range(first, first + len(indices))):
+            return [t[first:first + len(indices)] for t in self.tensors]  # in order: a view, no copy
+        index = torch.as_tensor(indices)
+        return [t[index] for t in self.tensors]
+
+
+def _gathered(batch):
+    """The collate function of `_TensorBatches`: its batch is already gathered."""
+    return batch
+
+
+def _batch_readable(dataset, settings: dict[str, Any]):
+    """(dataset, settings) with a TensorDataset read by `_TensorBatches` where its collation is the default."""
+    if type(dataset) is torch.utils.data.TensorDataset and settings.get("collate_fn", default_collate) is \
+            default_collate:
+        return _TensorBatches(dataset), {**settings, "collate_fn": _gathered}
+    return dataset, settings
 
 
 class _Order(Sampler):
@@ -271,8 +306,8 @@ class StreamedData:
             return StreamBatches(source, self.device, limit)
         n = len(dataset) if limit is None else min(len(dataset), limit)
         sampler = _Order(n, shuffle, seed, order)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(),
-                            **_loader_settings(source))
+        dataset, settings = _batch_readable(dataset, _loader_settings(source))
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(), **settings)
         return StreamBatches(loader, self.device, sampler=sampler)
 
     def train_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, limit: int | None = None):

@@ -19,7 +19,7 @@ from ..core.flat import check_same_architecture
 from ..core.simplex import Simplex
 from ..data import DataSource, load_dataset
 from ..errors import ModeconnError, param
-from ..models import create_model
+from ..models import create_model, input_note
 from ..runtime import distributed
 from .checkpoint import check_settings
 from .files import load_state_into, load_tensors, make_dir, read_json, write_json
@@ -35,9 +35,18 @@ class ModelSpec:
 
     name: str
     kwargs: dict
+    input_shape: tuple[int, ...] | None = None  # what the run's network was built for, where run.json says
+    num_classes: int | None = None
 
     def build(self, data: DataSource) -> nn.Module:
-        """The model for this dataset's input shape and classes."""
+        """The model for this dataset's input shape and classes. Raises ModeconnError where the run recorded
+        other ones: data given in place of the run's (`--dataset`) must hold the same inputs and targets."""
+        recorded = (self.input_shape, self.num_classes)
+        if self.input_shape is not None and recorded != (tuple(data.input_shape), data.num_classes):
+            raise ModeconnError(
+                f"{data.name} gives inputs of shape {tuple(data.input_shape)} and {data.num_classes} classes (output "
+                f"width), but the network was made for {self.input_shape} and {self.num_classes}: pass data with "
+                f"the same inputs and targets as the run's")
         try:
             return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
         except TypeError as exc:  # constructor arguments from a run.json that this model does not take
@@ -45,9 +54,11 @@ class ModelSpec:
                                 "fix model.kwargs in run.json or rerun the command that wrote it") from None
 
     def to_dict(self, data: DataSource) -> dict:
-        """run.json's `model`: name, kwargs, input_shape, num_classes."""
+        """run.json's `model`: name, kwargs, input_shape, num_classes, and `input` where the inputs are adapted
+        before the model sees them (gray images for an RGB torchvision model)."""
+        note = input_note(self.name, data.input_shape)
         return {"name": self.name, "kwargs": self.kwargs, "input_shape": list(data.input_shape),
-                "num_classes": data.num_classes}
+                "num_classes": data.num_classes, **({"input": note} if note else {})}
 
 
 @dataclass(frozen=True)
@@ -154,8 +165,12 @@ def _parse_run(raw, path: Path) -> RunInfo:
         raise ModeconnError(f"{path}: field 'kind' must be 'network', 'curve' or 'simplex', got {kind!r}")
     dataset = _field(raw, "dataset", str, path)
     model = _field(raw, "model", dict, path)
+    shape = _field(model, "input_shape", list, path, "model.", optional=True)
+    classes = _field(model, "num_classes", int, path, "model.", optional=True)
     spec = ModelSpec(_field(model, "name", str, path, "model."),
-                     _field(model, "kwargs", dict, path, "model.", optional=True) or {})
+                     _field(model, "kwargs", dict, path, "model.", optional=True) or {},
+                     tuple(shape) if shape is not None and all(isinstance(d, int) for d in shape) else None,
+                     classes if shape is not None else None)
     config = _field(raw, "config", dict, path)
     wd = _field(config, "wd", float, path, "config.")
     for key, types in (("seed", int), ("epochs_trained", int), ("made_with", dict), ("test_err", float),
@@ -298,8 +313,9 @@ def _record_of(source: NetworkSource):
 def load_endpoints(sources: list[NetworkSource], data_dir: str | None = None, device="cpu") -> Endpoints:
     """Load described networks and their dataset once; refuses different architectures by parameter name."""
     first = sources[0]
-    data_dir = data_dir or (first.info.data_dir if first.info else None)
-    data = load_dataset(first.dataset, data_dir, first.task, _record_of(first)).to(device)
+    recorded = _record_of(first)  # the run's own dataset: its recorded folder applies (not to another dataset)
+    data_dir = data_dir or (first.info.data_dir if first.info is not None and recorded is not None else None)
+    data = load_dataset(first.dataset, data_dir, first.task, recorded).to(device)
     nets = [load_network(s, data, device) for s in sources]
     for s, net in zip(sources[1:], nets[1:]):
         check_same_architecture(nets[0].state_dict(), net.state_dict(), what=(first.given, s.given))
@@ -335,16 +351,22 @@ def read_curve_run(run_dir) -> RunInfo:
     return info
 
 
-def _data_and_template(info: RunInfo, data_dir: str | None, device) -> tuple[DataSource, nn.Module]:
-    """A run's dataset (on `device`) and a freshly built network of its model, to load weights into."""
-    data = load_dataset(info.dataset, data_dir or info.data_dir, info.task, info.path).to(device)
+def _data_and_template(info: RunInfo, data_dir: str | None, device, dataset: str | None = None
+                       ) -> tuple[DataSource, nn.Module]:
+    """A run's dataset, or `dataset` in its place (the same inputs and targets read another way, or a shifted test
+    set), on `device`, and a freshly built network of its model, to load weights into."""
+    if dataset is not None:
+        data = load_dataset(dataset, data_dir, info.task).to(device)
+    else:
+        data = load_dataset(info.dataset, data_dir or info.data_dir, info.task, info.path).to(device)
     return data, info.model.build(data)
 
 
-def load_curve(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Curve, RunInfo, DataSource]:
-    """Load a curve run folder: the Curve, its run.json and its dataset (on `device`)."""
+def load_curve(run_dir, device="cpu", data_dir: str | None = None, dataset: str | None = None
+               ) -> tuple[Curve, RunInfo, DataSource]:
+    """Load a curve run folder: the Curve, its run.json and its dataset, or `dataset` in its place (on `device`)."""
     info = read_curve_run(run_dir)
-    data, template = _data_and_template(info, data_dir, device)
+    data, template = _data_and_template(info, data_dir, device, dataset)
     c = info.curve
     assert c is not None  # read_curve_run refuses any run but a curve run, and read_run fills curve for those
     curve = Curve(template, template, kind=c.kind, bends=c.bends, free_endpoints=c.free_endpoints)
@@ -366,10 +388,12 @@ def read_simplex_run(run_dir) -> RunInfo:
     return info
 
 
-def load_simplex(run_dir, device="cpu", data_dir: str | None = None) -> tuple[Simplex, RunInfo, DataSource]:
-    """Load a simplex run folder: the Simplex, its run.json and its dataset (on `device`)."""
+def load_simplex(run_dir, device="cpu", data_dir: str | None = None, dataset: str | None = None
+                 ) -> tuple[Simplex, RunInfo, DataSource]:
+    """Load a simplex run folder: the Simplex, its run.json and its dataset, or `dataset` in its place (on
+    `device`)."""
     info = read_simplex_run(run_dir)
-    data, template = _data_and_template(info, data_dir, device)
+    data, template = _data_and_template(info, data_dir, device, dataset)
     file = Path(run_dir) / "simplex.safetensors"
     state = load_tensors(file)
     fixed = state.get("fixed_mask")
