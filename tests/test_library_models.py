@@ -22,8 +22,8 @@ import modeconn as mc
 
 
 def fashion32():
-    """Fashion-MNIST padded to 32x32, with its augmentation: 256 training and 200 test images."""
-    return mc.load_dataset("fashion-mnist-32").subset(train=256, test=200)
+    """Fashion-MNIST padded to 32x32, with its augmentation: 1024 training and 500 test images."""
+    return mc.load_dataset("fashion-mnist-32").subset(train=1024, test=500)
 '''
 
 QUICK = dict(device="cpu", progress=False)
@@ -63,11 +63,12 @@ def test_a_library_model_through_every_command(small_fashion, name):
     runs = []
     for seed in (0, 1):
         runs.append(root / f"net{seed}")
-        made = train(runs[-1], dataset="smalldata:fashion32", model=name, epochs=3, batch_size=64, lr=0.05,
+        made = train(runs[-1], dataset="smalldata:fashion32", model=name, epochs=5, batch_size=64, lr=0.05,
                      seed=seed, **QUICK)
         assert made.raw["model"]["name"] == name
-        # 256 images, 3 epochs: well above chance (90% error); measured 2026-12-07 below 70% for both models
-        assert made.raw["test_err"] < 0.8
+        # 1024 images, 5 epochs; chance is 90% error. Measured 2026-12-07 (torch 2.14.1, 2 threads), seeds 0 and 1:
+        # torchvision 33.2% and 32.8%, timm 27.6% and 27.8%
+        assert made.raw["test_err"] < 0.5
     recorded = json.loads((runs[0] / "run.json").read_text())["model"]
     assert ("input" in recorded) == name.startswith("torchvision:")  # the gray-to-RGB repeat is on record
     connect(runs[0], runs[1], root / "curve", epochs=1, batch_size=64, **QUICK)
@@ -81,15 +82,18 @@ def test_a_library_model_through_every_command(small_fashion, name):
 
 
 def test_library_model_names_are_refused_in_one_line(monkeypatch, capsys, tmp_path):
-    refusals = [("torchvision:no_such_net", "torchvision has no model 'no_such_net'"),
-                ("timm:no_such_net", "timm has no model 'no_such_net'")]
-    if importlib.util.find_spec("torchvision") is None:
-        refusals = [("torchvision:resnet18", "needs torchvision")]
-    monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed
-    refusals.append(("timm:resnet18", r"needs timm, which cannot be imported .*pip install 'modeconn\[vision\]'"))
-    for name, message in refusals:
+    def refused(name, message):
         with pytest.raises(ModeconnError, match=message):
             mc.create_model(name, (1, 32, 32), 10)
         assert main(["train", "--model", name, "--out", str(tmp_path / "never")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and not (tmp_path / "never").exists(), err
+
+    if importlib.util.find_spec("torchvision") is None:
+        refused("torchvision:resnet18", "needs torchvision")
+    else:
+        refused("torchvision:no_such_net", "torchvision has no model 'no_such_net'")
+    if importlib.util.find_spec("timm") is not None:
+        refused("timm:no_such_net", "timm has no model 'no_such_net'")
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed
+    refused("timm:resnet18", r"needs timm, which cannot be imported .*pip install 'modeconn\[vision\]'")

@@ -89,7 +89,10 @@ class PlaneResult(Record):
 def project_curve(basis: PlaneBasis, curve) -> tuple[dict[str, np.ndarray], dict]:
     """The curve's points and bends in plane coordinates, and how far each lies from the plane."""
     ts = np.linspace(0, 1, CURVE_POINTS)
-    xy, dist = basis.project(torch.stack([curve.weights(float(t)).detach() for t in ts]))
+    # one point at a time: the CURVE_POINTS weight vectors stacked in float64 would need ~1 GB per million
+    # parameters (5.4 GB for a ResNet-18)
+    projected = [basis.project(curve.weights(float(t)).detach()[None]) for t in ts]
+    xy, dist = np.concatenate([p[0] for p in projected]), np.concatenate([p[1] for p in projected])
     bends_xy, bends_dist = basis.project(curve.control_points().detach()[1:-1])
     arrays = {"curve_t": ts, "curve_xy": xy, "bends_xy": bends_xy}
     summary = {"curve_distance_to_plane": dist.tolist(), "curve_max_distance_to_plane": float(dist.max()),
