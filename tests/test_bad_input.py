@@ -4,6 +4,7 @@ Each case runs the real CLI entry point in this process (fast: the data is gener
 compares a listing of every file under the inputs and the output location before and after.
 """
 import gzip
+import importlib.util
 import json
 import os
 import shutil
@@ -43,6 +44,41 @@ def _variant(src, dst, edit=None, weights=None, file="model.safetensors"):
     if weights is not None:
         save_tensors(dst / file, weights(load_tensors(dst / file)))
     return dst
+
+
+BADLAB = """
+import torch
+from torch.utils.data import IterableDataset, TensorDataset
+
+x, y = torch.randn(8, 40), torch.randint(0, 10, (8,))
+
+
+def wide():
+    \"\"\"Inputs of 12 values, where the networks take 40.\"\"\"
+    return {"train": TensorDataset(torch.randn(8, 12), y), "test": TensorDataset(torch.randn(8, 12), y),
+            "num_classes": 10}
+
+
+def iterator():
+    return iter([(x, y)]), [(x, y)]
+
+
+def no_classes():
+    return TensorDataset(x, y), TensorDataset(x, y)
+
+
+def bare():
+    return TensorDataset(x), TensorDataset(x)
+
+
+class Unsized(IterableDataset):
+    def __iter__(self):
+        yield x, y
+
+
+def unsized():
+    return {"train": Unsized(), "test": [(x, y)], "num_classes": 10}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +143,9 @@ def bad(mnist1d_runs, tmp_path_factory):
     save_tensors(root / "stage_other" / "stage1.safetensors", {"x": torch.zeros(1)},
                  metadata={"history": "[]", "settings": json.dumps({"seed": 99})})
     p.update(ckpt_other=root / "ckpt_other", ckpt_corrupt=root / "ckpt_corrupt", stage_other=root / "stage_other")
+    (root / "lab").mkdir()  # data a user's module returns, on the Python path for the module's tests
+    (root / "lab" / "badlab.py").write_text(BADLAB)
+    sys.path.insert(0, str(root / "lab"))
     _idx_folder(root / "fashion_count", bytes([1, 2]))
     _idx_folder(root / "fashion_range", bytes([1, 2, 12]))
     p["fashion_count"], p["fashion_range"] = root / "fashion_count", root / "fashion_range"
@@ -114,11 +153,21 @@ def bad(mnist1d_runs, tmp_path_factory):
 
 
 NO_GPU = not torch.cuda.is_available()
+needs_vision = pytest.mark.skipif(importlib.util.find_spec("torchvision") is None
+                                  or importlib.util.find_spec("timm") is None,
+                                  reason="torchvision and timm are not installed (make test installs them)")
 # (command line with {placeholders}, a fragment the one-line message must hold). {out} is a fresh
 # path that must still not exist afterwards.
 CASES = [
     # train
     ("train --out {out} --epochs 0", "--epochs must be a positive integer"),
+    pytest.param("train --out {out} --model torchvision:no_such_net", "torchvision has no model 'no_such_net'",
+                 marks=needs_vision),
+    pytest.param("train --out {out} --model timm:no_such_net", "timm has no model 'no_such_net'", marks=needs_vision),
+    ("train --out {out} --dataset badlab:iterator", "an iterator, which can be read only once"),
+    ("train --out {out} --dataset badlab:no_classes", "give num_classes for streamed classification data"),
+    ("train --out {out} --dataset badlab:bare", "a batch must be a tuple or list (inputs, targets, ...) or a dict"),
+    ("train --out {out} --dataset badlab:unsized", "a data source without len() cannot be trained on"),
     ("train --out {out} --epochs -1", "--epochs must be a positive integer"),
     ("train --out {out} --epochs x", "invalid int value"),
     ("train --out {out} --lr 0", "--lr must be a positive number"),
@@ -180,6 +229,8 @@ CASES = [
     ("connect --start {a} --end {b} --out {a}", "already holds a finished run"),
     # eval-curve
     ("eval-curve {ab} --out {out} --points 1", "--points must be an integer >= 2"),
+    ("eval-curve {ab} --out {out} --dataset badlab:wide", "but the network was made for (40,) and 10"),
+    ("eval-curve {ab} --out {out} --dataset no-such-data", "unknown dataset 'no-such-data'"),
     ("eval-curve {ab} --out {out} --points 0", "--points must be an integer >= 2"),
     ("eval-curve {ab} --out {out} --bn-samples -5", "--bn-samples must be a positive integer"),
     ("eval-curve {ab} --out {out} --bn-samples 0", "--bn-samples must be a positive integer"),
@@ -195,6 +246,8 @@ CASES = [
     ("eval-curve {ab} --out {out} --device tpu9", "--device must be"),
     # eval-line
     ("eval-line {a} {fashion_b} --out {out}", "was trained on mnist1d but"),
+    ("eval-line {a} {b} --dataset badlab:wide --out {out}", "gives inputs of shape (12,) and 10 classes (output "
+     "width), but the network was made for (40,) and 10"),
     ("eval-line {a} {mlp} --out {out}", "different architectures"),
     ("eval-line {a} {b} --out {out} --points 1", "--points must be an integer >= 2"),
     ("eval-line {a} {missing} --out {out}", "does not exist"),
@@ -359,6 +412,7 @@ CASES = [
     ("plane --curve {ab} --grid 3 --out {plane_corrupt}", "plane.partial.npz is truncated or corrupt"),
     ("plane --curve {ab} --grid 3 --out {plane_other}", "was started with other settings"),
     ("eval-simplex {sx} --samples 3 --out {sxe_corrupt}", "simplex_eval.partial.npz is truncated or corrupt"),
+    ("eval-simplex {sx} --samples 3 --out {out} --dataset badlab:wide", "but the network was made for (40,)"),
     ("eval-simplex {sx} --samples 3 --out {sxe_other}", "was started with other settings"),
     ("curvature {a} --top 1 --steps 3 --out {curv_corrupt}", "curvature.partial.npz is truncated or corrupt"),
     ("curvature {a} --top 1 --steps 3 --out {curv_other}", "was started with other settings"),
