@@ -238,3 +238,48 @@ def test_curvature_points_are_dealt_to_ranks_and_equal_one_process(mnist1d_runs,
             assert r2["lanczos_steps"] == r1["lanczos_steps"]
             for key in ("eigenvalues", "trace", "trace_stderr", "train_loss"):
                 assert r2[key] == pytest.approx(r1[key], rel=1e-5), (path, key)
+
+
+STREAMLAB = '''
+from torch.utils.data import DataLoader, TensorDataset
+
+from modeconn.data import load_mnist1d
+
+
+def loaders():
+    """MNIST-1D behind DataLoaders: read batch by batch on every rank."""
+    d = load_mnist1d().subset(train=1000)
+    return {"train": DataLoader(TensorDataset(d.train_x, d.train_y), num_workers=1),
+            "test": TensorDataset(d.test_x, d.test_y), "num_classes": 10}
+'''
+
+
+def test_streamed_data_under_torchrun_equals_one_process(tmp_path, monkeypatch):
+    """A DataLoader source trains data-parallel and evaluates sharded as one process does: each rank reads the
+    global batch in the seeded order and keeps its share."""
+    from modeconn.commands import eval_line, train
+
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "streamlab.py").write_text(STREAMLAB)
+    monkeypatch.syspath_prepend(str(tmp_path / "lab"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "lab"),
+                                                                  os.environ.get("PYTHONPATH")])))
+    args = ["--dataset", "streamlab:loaders", "--epochs", "2", "--batch-size", "64", "--quiet"]
+    torchrun(["-m", "modeconn", "train", "--out", tmp_path / "a2", *args], tmp_path)
+    with one_thread():
+        train(tmp_path / "a1", "streamlab:loaders", epochs=2, batch_size=64, device="cpu", progress=False)
+        train(tmp_path / "b1", "streamlab:loaders", epochs=2, batch_size=64, seed=1, device="cpu", progress=False)
+    one = load_file(str(tmp_path / "a1" / "model.safetensors"))
+    two = load_file(str(tmp_path / "a2" / "model.safetensors"))
+    other = load_file(str(tmp_path / "b1" / "model.safetensors"))
+    flat = lambda s: torch.cat([v.flatten() for v in s.values()])  # noqa: E731
+    # only the reduction order differs, as for a curve (test_ddp_curve_matches_single_process); another seed is far
+    assert float((flat(two) - flat(one)).norm() / flat(one).norm()) < 0.01
+    assert float((flat(other) - flat(one)).norm() / flat(one).norm()) > 0.05
+    torchrun(["-m", "modeconn", "eval-line", tmp_path / "a1", tmp_path / "b1", "--points", 3, "--out",
+              tmp_path / "l2", "--quiet"], tmp_path)
+    with one_thread():
+        l1 = eval_line(tmp_path / "a1", tmp_path / "b1", tmp_path / "l1", points=3, device="cpu", progress=False)
+    l2 = json.loads((tmp_path / "l2" / "line_eval.json").read_text())
+    for metric, values in l1.line.items():
+        np.testing.assert_allclose(l2["line"][metric], values, rtol=1e-5, atol=1e-7, err_msg=metric)

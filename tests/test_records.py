@@ -78,11 +78,19 @@ def test_the_report_and_info_find_results_by_kind(tmp_path, capsys):
     root = tmp_path / "records"
     shutil.copytree(FIXTURES, root)
     page = render_report(root).read_text()
-    for heading in ("trained networks", "Curves against the straight line", "Simplexes", "Is the barrier a symmetry",
+    for heading in ("trained networks", "Curves trained between networks", "Curves against the straight line",
+                    "Ensembles along curves and simplexes", "Simplexes", "Is the barrier a symmetry",
                     "Loss surface in a plane", "Slices of the loss landscape", "Curvature along paths",
                     "instability analysis", "Fast Geometric Ensembling", "Equal-budget comparison"):
         assert heading in page, heading
     assert results_in(root / "ab") == ["curve_eval", "ensemble"]
+    ensemble = json.loads((root / "ab" / "ensemble.json").read_text())["ensemble"]
+    assert f"test error {100 * ensemble['err']:.2f}%" in page  # the ensemble's own numbers, as written
+    bare = tmp_path / "bare"  # a curve run nothing has measured yet: its midpoint from training is shown
+    bare.mkdir()
+    shutil.copy(root / "ab" / "run.json", bare / "run.json")
+    midpoint = json.loads((bare / "run.json").read_text())["midpoint_test_err"]
+    assert f"test error {100 * midpoint:.2f}%" in render_report(bare).read_text()
     assert main(["info", str(root / "ab")]) == 0
     out = capsys.readouterr().out
     assert "curve run of conv1d on mnist1d" in out and "curve_eval (curve_eval.json):" in out

@@ -101,6 +101,48 @@ def _networks(root: Path) -> str:
     return intro + _table(["run", "model", "seed", "train loss", "test loss", "other test metrics"], rows)
 
 
+def _curves(root: Path) -> str:
+    """The curve runs, each with its midpoint measured when it was trained (connect's own record): what a folder
+    shows before eval-curve has measured the curve point by point."""
+    def cells(i: dict) -> list:
+        lead = "test_err" if "midpoint_test_err" in i else "test_loss"  # a task without an error: the loss
+        return [html.escape(f"{i['curve']['kind']}, {i['curve']['bends']} bend(s)"),
+                html.escape(f"{i['start']} to {i['end']}" if "subspace" not in i
+                            else f"trained from scratch as one {i['subspace'].get('shape', 'subspace')}"),
+                f"{metric_label(lead)} {_show(lead, i['midpoint_' + lead])}", f"{i['midpoint_train_loss']:.4g}"]
+    rows = _runs(root, "curve", cells)
+    if not rows:
+        return ""
+    return ("<h2>Curves trained between networks</h2><p>Each curve was fitted between two trained networks, one "
+            "random point of it per minibatch (Garipov et al., 2018). Its midpoint (t = 0.5) was measured when it "
+            "was trained, BatchNorm recomputed; <code>eval-curve</code> measures it along its whole length.</p>"
+            + _table(["run", "curve", "between", "midpoint test", "midpoint train loss"], rows))
+
+
+def _ensembles(root: Path) -> str:
+    parts = []
+    for f, r in _found(root, "ensemble"):
+        with _reading(f):
+            where = "curve" if r.curve else "simplex" if r.simplex else "span"
+            source = r.curve or r.simplex
+            members = [m for m in r.members if isinstance(m, dict)]
+            own = [k for k in members[0] if k.startswith("test_")] if members else []
+            lead = "test_err" if "test_err" in own else "test_loss"
+            best = min(m[lead] for m in members) if members and lead in members[0] else None
+            values = ", ".join(f"test {metric_label(k)} {_show(k, v)}" for k, v in r.ensemble.items())
+            parts.append(
+                f"<h3>{_rel(f, root)}</h3><p>{len(r.members)} networks along the {where} "
+                + (f"<code>{html.escape(str(source))}</code> " if source else "")
+                + f"(BatchNorm recomputed for each), their predictions averaged: <b>{values}</b>"
+                + (f"; the best member alone: {metric_label(lead)} {_show(lead, best)}" if best is not None else "")
+                + ".</p>")
+    if not parts:
+        return ""
+    return ("<h2>Ensembles along curves and simplexes</h2><p>Networks taken from a low-loss curve or simplex differ "
+            "enough that averaging their predictions beats each of them (Garipov et al., 2018; Benton et al., "
+            "2021).</p>" + "".join(parts))
+
+
 def _simplexes(root: Path) -> str:
     def cells(i: dict) -> list:
         lead = headline(i["metrics"]["vertex0"])  # test_err, or test_loss for a task without an error
@@ -375,7 +417,8 @@ def render_report(root) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise ModeconnError(f"{root} is not a folder: pass a folder holding modeconn runs")
-    body = "".join([_networks(root), _along(root), _simplexes(root), _connectivity(root), _planes(root),
+    body = "".join([_networks(root), _curves(root), _along(root), _ensembles(root), _simplexes(root),
+                    _connectivity(root), _planes(root),
                     _section(root, "landscape", "Slices of the loss landscape", "landscape slice",
                              _landscape_text),
                     _section(root, "curvature", "Curvature along paths", "curvature", _curvature_text),
@@ -383,8 +426,8 @@ def render_report(root) -> Path:
                              "analysis)", "instability", _instability_text),
                     _fge(root)])
     if not body:
-        raise ModeconnError(f"{root} holds no modeconn results (run.json, curve_eval.json, paths.json, plane.json, "
-                            "landscape.json, curvature.json, instability.json, fge.json)")
+        raise ModeconnError(f"{root} holds no modeconn results (run.json, curve_eval.json, ensemble.json, paths.json, "
+                            "plane.json, landscape.json, curvature.json, instability.json, fge.json)")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>modeconn report: {html.escape(root.name)}</title>"
             f"<style>{CSS}</style></head><body><h1>modeconn report: {html.escape(root.name)}</h1>"
             "<p>Two networks trained from different random seeds end in different minima of the loss. The straight "
