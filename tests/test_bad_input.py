@@ -161,9 +161,10 @@ needs_vision = pytest.mark.skipif(importlib.util.find_spec("torchvision") is Non
 CASES = [
     # train
     ("train --out {out} --epochs 0", "--epochs must be a positive integer"),
-    pytest.param("train --out {out} --model torchvision:no_such_net", "torchvision has no model 'no_such_net'",
+    pytest.param("train --out {out} --model torchvision:no_such_net", "torchvision has no classifier 'no_such_net'",
                  marks=needs_vision),
-    pytest.param("train --out {out} --model timm:no_such_net", "timm has no model 'no_such_net'", marks=needs_vision),
+    pytest.param("train --out {out} --model timm:no_such_net", "timm has no classifier 'no_such_net'",
+                 marks=needs_vision),
     ("train --out {out} --dataset badlab:iterator", "an iterator, which can be read only once"),
     ("train --out {out} --dataset badlab:no_classes", "give num_classes for streamed classification data"),
     ("train --out {out} --dataset badlab:bare", "a batch must be a tuple or list (inputs, targets, ...) or a dict"),
@@ -229,7 +230,7 @@ CASES = [
     ("connect --start {a} --end {b} --out {a}", "already holds a finished run"),
     # eval-curve
     ("eval-curve {ab} --out {out} --points 1", "--points must be an integer >= 2"),
-    ("eval-curve {ab} --out {out} --dataset badlab:wide", "but the network was made for (40,) and 10"),
+    ("eval-curve {ab} --out {out} --dataset badlab:wide", "but the network was made for (40,) with num_classes 10"),
     ("eval-curve {ab} --out {out} --dataset no-such-data", "unknown dataset 'no-such-data'"),
     ("eval-curve {ab} --out {out} --points 0", "--points must be an integer >= 2"),
     ("eval-curve {ab} --out {out} --bn-samples -5", "--bn-samples must be a positive integer"),
@@ -246,8 +247,8 @@ CASES = [
     ("eval-curve {ab} --out {out} --device tpu9", "--device must be"),
     # eval-line
     ("eval-line {a} {fashion_b} --out {out}", "was trained on mnist1d but"),
-    ("eval-line {a} {b} --dataset badlab:wide --out {out}", "gives inputs of shape (12,) and 10 classes (output "
-     "width), but the network was made for (40,) and 10"),
+    ("eval-line {a} {b} --dataset badlab:wide --out {out}", "gives inputs of shape (12,) with num_classes 10 (the "
+     "output width), but the network was made for (40,) with num_classes 10"),
     ("eval-line {a} {mlp} --out {out}", "different architectures"),
     ("eval-line {a} {b} --out {out} --points 1", "--points must be an integer >= 2"),
     ("eval-line {a} {missing} --out {out}", "does not exist"),

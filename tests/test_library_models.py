@@ -38,12 +38,14 @@ def small_fashion(tmp_path, monkeypatch, fashion_mnist):
 
 
 @needs_vision
-@pytest.mark.parametrize("name", ["torchvision:resnet18", "timm:resnet18", "torchvision:mobilenet_v3_small"])
+@pytest.mark.parametrize("name", ["torchvision:resnet18", "timm:resnet18", "torchvision:mobilenet_v3_small",
+                                  "torchvision:googlenet"])
 def test_a_library_model_is_built_for_gray_images_and_a_random_permutation_keeps_its_function(name):
     torch.manual_seed(0)
     net = mc.create_model(name, (1, 32, 32), 10).eval()
     x = torch.randn(4, 1, 32, 32)
-    assert net(x).shape == (4, 10)
+    assert net(x).shape == (4, 10) and net.train()(x).shape == (4, 10)  # no auxiliary heads' outputs in training
+    net.eval()
     assert isinstance(net, GrayToRGB) == name.startswith("torchvision:")  # timm takes in_chans=1 itself
     spec = mc.permutation_spec(net, x[:2])
     assert spec.groups, spec.fixed  # some hidden units are found to permute
@@ -92,8 +94,10 @@ def test_library_model_names_are_refused_in_one_line(monkeypatch, capsys, tmp_pa
     if importlib.util.find_spec("torchvision") is None:
         refused("torchvision:resnet18", "needs torchvision")
     else:
-        refused("torchvision:no_such_net", "torchvision has no model 'no_such_net'")
+        refused("torchvision:no_such_net", "torchvision has no classifier 'no_such_net'")
+        # a detection model is not a classifier (and its builder would download a pretrained backbone)
+        refused("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", "has no classifier")
     if importlib.util.find_spec("timm") is not None:
-        refused("timm:no_such_net", "timm has no model 'no_such_net'")
+        refused("timm:no_such_net", "timm has no classifier 'no_such_net'")
     monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed
     refused("timm:resnet18", r"needs timm, which cannot be imported .*pip install 'modeconn\[vision\]'")

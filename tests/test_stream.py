@@ -200,8 +200,8 @@ def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(
                        progress=False, dataset="yourfolder:in_memory", data_dir=files)
     for key in streamed.line:
         close(streamed.line[key], memory.line[key])
-    with pytest.raises(ModeconnError, match=r"gives inputs of shape \(40,\) and 10 classes .* made for \(1, 8, 8\) "
-                                            r"and 3: pass data with the same inputs and targets") as refused:
+    other = r"gives inputs of shape \(40,\) with num_classes 10 .* made for \(1, 8, 8\) with num_classes 3: pass data"
+    with pytest.raises(ModeconnError, match=other) as refused:
         eval_line(runs[0], runs[1], image_files / "line-other", points=3, device="cpu", progress=False,
                   dataset="mnist1d")
     assert "\n" not in str(refused.value) and not (image_files / "line-other").exists()
@@ -212,6 +212,7 @@ def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(
                         device="cpu", progress=False, dataset="yourfolder:in_memory", data_dir=files)
     for key in streamed.curve:
         close(streamed.curve[key], memory.curve[key])
+    assert memory.settings["dataset"] == "yourfolder:in_memory" and "dataset" not in streamed.settings
 
 
 def test_resume_from_a_dataloader_with_worker_randomness_is_bit_exact(image_files, kill_after_checkpoints):
@@ -250,6 +251,17 @@ class EpochBatches(IterableDataset):
         return (len(self.x) + 99) // 100
 
 
+def test_a_dataloader_with_a_sampler_of_its_own_keeps_it(pair):
+    """A class-balancing or other custom sampler is the user's choice: the DataLoader is read as it is."""
+    data, _ = pair
+    only_class_3 = (data.train_y == 3).nonzero().flatten().tolist()
+    loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=32,
+                        sampler=torch.utils.data.SubsetRandomSampler(only_class_3))
+    streamed = StreamedData("sampled", loader, TensorDataset(data.test_x, data.test_y), 10)
+    labels = torch.cat([y for _, y in streamed.train_batches(100)])
+    assert len(labels) == len(only_class_3) and bool((labels == 3).all())
+
+
 def test_an_iterable_source_is_told_each_epoch_and_needs_a_length_to_train(pair):
     data, _ = pair
     source = EpochBatches(data.train_x, data.train_y)
@@ -282,6 +294,19 @@ def test_sources_the_task_cannot_read_are_refused_in_one_line(pair):
         with pytest.raises(ModeconnError, match=message) as caught:
             make()
         assert "\n" not in str(caught.value)
+    # what is wrong after the first batch is refused where the analysis meets it, in one line
+    late_label = TensorDataset(data.test_x, torch.cat([data.test_y[:-1], torch.tensor([10])]))
+    late_shape = [(data.test_x[:50], data.test_y[:50]), (data.test_x[:50, :30], data.test_y[:50])]
+    late_nan = [(data.test_x[:50], data.test_y[:50]), (data.test_x[:50] * float("nan"), data.test_y[:50])]
+    for test, message in ((late_label, r"the test batch's labels run from \d+ to 10, outside 0..9"),
+                          (late_shape, r"a test batch has inputs of shape \(30,\), the first one \(40,\)"),
+                          (late_nan, "a test batch holds NaN or infinite inputs")):
+        with pytest.raises(ModeconnError, match=message) as caught:
+            mc.evaluate(bn_mlp(0), StreamedData("s", pairs, test, 10).test_batches(100))
+        assert "\n" not in str(caught.value)
+    for bad in ("10", 10.0, True, 0):
+        with pytest.raises(ModeconnError, match="num_classes .* must be a positive integer"):
+            StreamedData("s", pairs, pairs, bad)
     dicts = [{"x": data.test_x[:50], "y": data.test_y[:50]}]
     read = StreamedData("dicts", dicts, dicts, 10, task=mc.classification(input_key="x", target_key="y"))
     assert read.input_shape == (40,)

@@ -81,6 +81,7 @@ def _builder(name: str):
 # weights: pretrained weights are never requested, so nothing is downloaded; a run's weights come from training.
 LIBRARIES = {"torchvision": "torchvision", "timm": "timm"}
 VISION_EXTRA = "pip install 'modeconn[vision]' (torchvision and timm)"
+AUXILIARY_HEADS = ("googlenet", "inception_v3")  # torchvision classifiers built without their auxiliary heads
 
 
 def _library_builder(library: str, arch: str):
@@ -90,19 +91,24 @@ def _library_builder(library: str, arch: str):
         raise ModeconnError(f"--model {library}:{arch} needs {library}, which cannot be imported ({one_line(exc)}): "
                             f"{VISION_EXTRA}") from None
     if library == "torchvision":
-        importlib.import_module("torchvision.models")  # the submodule holds the architectures
-        known = set(module.models.list_models())
+        importlib.import_module("torchvision.models")
+        # the classifiers only: detection and segmentation models are not (batch, classes) functions, and their
+        # builders fetch pretrained backbones even with weights=None
+        known = set(module.models.list_models(module=module.models))
     else:
         known = set(module.list_models())
     if arch not in known:
-        raise ModeconnError(f"{library} has no model {arch!r}: see {library}"
-                            f"{'.models' if library == 'torchvision' else ''}.list_models() for the names")
+        where = "torchvision.models.list_models(module=torchvision.models)" if library == "torchvision" else \
+            "timm.list_models()"
+        raise ModeconnError(f"{library} has no classifier {arch!r}: {where} gives the names")
 
     def build(shape, num_classes, **kwargs):
         channels = shape[0] if len(shape) == 3 else None
         if library == "timm":  # timm builds the stem for any number of input channels
             return module.create_model(arch, pretrained=False, num_classes=num_classes,
                                        **({"in_chans": channels} if channels is not None else {}), **kwargs)
+        if arch in AUXILIARY_HEADS:  # in train mode these return a tuple with the auxiliary heads' logits
+            kwargs = {"aux_logits": False, **kwargs}
         model = module.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
         return GrayToRGB(model) if channels == 1 else model
     return build

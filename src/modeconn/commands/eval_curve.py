@@ -44,5 +44,7 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
                            o.speed, repaired_points(settings.bn_batches(data), data.task) if o.repair else None)
         result.run = str(o.run)
+        if o.dataset is not None:  # measured on other data than the runs': say which
+            result.settings["dataset"] = o.dataset
         write_path_eval(out, result, f"{info.curve.kind} curve vs line, {o.dataset or info.dataset}")
     return result

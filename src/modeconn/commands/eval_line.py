@@ -51,5 +51,7 @@ def eval_line(o: EvalLineOptions) -> PathEval:
         result = eval_path(None, start_net, end_net, ends.data, points, settings, o.progress, o.speed,
                            repaired_points(settings.bn_batches(ends.data), ends.data.task) if o.repair else None)
         result.start, result.end = str(o.start), str(o.end)
+        if o.dataset is not None:  # measured on other data than the runs': say which
+            result.settings["dataset"] = o.dataset
         write_path_eval(out, result, f"line between {o.start} and {o.end}, {ends.dataset}")
     return result

@@ -51,6 +51,8 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
         result = measure_simplex(shape, data, settings, samples, seed, store=out, fingerprint=fingerprint,
                                  force=o.force, progress=o.progress, speed=o.speed)
         result.run = str(o.run)
+        if o.dataset is not None:  # measured on other data than the run's: say which
+            result.settings["dataset"] = o.dataset
         if shape.num_points == 3:  # a triangle: its heat map of the test error (the test loss without one)
             lead = headline(result.metrics)
             plot_triangle(np.array(result.weights), np.array(result.metrics[lead]), _vertex_values(info, lead),

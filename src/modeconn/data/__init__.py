@@ -71,7 +71,7 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
     try:
         source = resolve(reference, label)
     except ModeconnError as exc:
-        raise ModeconnError(f"{exc}{keep}") from None
+        raise ModeconnError(f"{exc.args[0]}{keep}") from None  # args[0]: its options still marked
     if not callable(source):
         raise ModeconnError(f"{label} {reference} is a {type(source).__name__}, not a callable that returns data")
     try:
@@ -87,7 +87,11 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
     given = task_from(task, _named("task", recorded_in)) if task is not None else None
     if isinstance(made, (Dataset, StreamedData)):
         return made if given is None else made.with_task(given)
-    if isinstance(made, Mapping) and {"train", "test"} <= set(made):
+    if isinstance(made, Mapping) and not {"train", "test"} <= set(made):
+        missing = " and ".join(k for k in ("train", "test") if k not in made)
+        raise ModeconnError(f"{label} {reference} returned a mapping without {missing}: it must hold train and test "
+                            "(and optionally task and num_classes)")
+    if isinstance(made, Mapping):
         extra = set(made) - {"train", "test", "task", "num_classes"}
         if extra:
             raise ModeconnError(f"{label} {reference} returned a mapping with {', '.join(map(str, extra))}: it "

@@ -26,7 +26,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, Sampler, default_collate
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    default_collate,
+)
 
 from ..errors import ModeconnError
 from ..tasks import CLASSIFICATION, Task, check_task
@@ -44,7 +52,14 @@ def to_device(item, device: torch.device):
 
 
 def _map_style(source) -> Any:
-    """The map-style dataset behind `source` (itself, or a DataLoader's), or None for an iterable source."""
+    """The map-style dataset behind `source` (itself, or a DataLoader's with the default samplers), or None for a
+    source read as it gives its batches: an iterable one, or a DataLoader with a sampler or batch sampler of its
+    own (a class-balancing sampler, say), which is kept."""
+    if isinstance(source, DataLoader):
+        default = (isinstance(source.sampler, (SequentialSampler, RandomSampler))
+                   and type(source.batch_sampler) is BatchSampler)
+        if not default:
+            return None
     dataset = source.dataset if isinstance(source, DataLoader) else source
     if isinstance(dataset, IterableDataset) or not isinstance(dataset, torch.utils.data.Dataset):
         return None
@@ -132,8 +147,8 @@ class StreamBatches:
     (`len()`, `set_epoch`). Map-style sources are read in `_Order`'s order; iterable ones as they give them,
     the first `limit` examples when a limit is given."""
 
-    def __init__(self, loader, device, limit: int | None = None, sampler: _Order | None = None):
-        self.loader, self.device, self.limit, self.sampler = loader, device, limit, sampler
+    def __init__(self, loader, device, check, limit: int | None = None, sampler: _Order | None = None):
+        self.loader, self.device, self.check, self.limit, self.sampler = loader, device, check, limit, sampler
 
     def __len__(self) -> int:
         if self.sampler is not None:
@@ -168,6 +183,7 @@ class StreamBatches:
             self.loader.generator.manual_seed(self.sampler.seed + 7_919 * (self.sampler.epoch + 1))
         if self.limit is None or self.sampler is not None:
             for item in self.loader:
+                self.check(item)
                 yield to_device(item, self.device)
             return
         left = self.limit
@@ -179,6 +195,7 @@ class StreamBatches:
                 item = _first(item, left)
                 n = left
             left -= n
+            self.check(item)
             yield to_device(item, self.device)
 
 
@@ -238,9 +255,12 @@ class StreamedData:
         self.input_shape: tuple[int, ...] = tuple(task.split(first_train)[0].shape[1:])
         if num_classes is None:
             num_classes = self._num_classes(train, task.split(first_train)[1])
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ModeconnError(f"num_classes (the model's output width) must be a positive integer, got "
+                                f"{num_classes!r}")
         self.num_classes = num_classes
-        for split, item in (("training", first_train), ("test", first_test)):
-            self.task.check_targets(torch.as_tensor(task.split(item)[1]), num_classes, split)
+        for item, split in ((first_train, "training"), (first_test, "test")):
+            self._check_batch(item, split)
 
     @staticmethod
     def _first_batch(source, split: str):
@@ -261,11 +281,12 @@ class StreamedData:
         targets = torch.as_tensor(targets)
         if targets.is_floating_point():
             return int(targets[0].numel())
-        classes = getattr(_map_style(train), "classes", None)
+        classes = getattr(train.dataset if isinstance(train, DataLoader) else train, "classes", None)
         if classes is not None:
             return len(classes)
-        raise ModeconnError("give num_classes for streamed classification data: a stream is not read in full to "
-                            "find its largest label")
+        raise ModeconnError("give num_classes for streamed classification data (StreamedData(..., num_classes=N); "
+                            "from a --dataset callable, a mapping with train, test and num_classes): a stream is "
+                            "not read in full to find its largest label")
 
     # The interface every analysis reads (the same as Dataset's).
 
@@ -302,13 +323,27 @@ class StreamedData:
         if batch_size < 1:
             raise ModeconnError(f"batch size must be >= 1, got {batch_size}")
         dataset = _map_style(source)
+        split = "training" if source is self.train else "test"
+        check = lambda item: self._check_batch(item, split)  # noqa: E731
         if dataset is None:
-            return StreamBatches(source, self.device, limit)
+            return StreamBatches(source, self.device, check, limit)
         n = len(dataset) if limit is None else min(len(dataset), limit)
         sampler = _Order(n, shuffle, seed, order)
         dataset, settings = _batch_readable(dataset, _loader_settings(source))
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(), **settings)
-        return StreamBatches(loader, self.device, sampler=sampler)
+        return StreamBatches(loader, self.device, check, sampler=sampler)
+
+    def _check_batch(self, item, split: str) -> None:
+        """Refuse, in one line, a batch no analysis could measure, as a Dataset refuses such data when it is made;
+        read on the CPU as it comes from the source (a stream is never read ahead of its use)."""
+        x, y = self.task.split(item)
+        if isinstance(x, torch.Tensor):
+            if tuple(x.shape[1:]) != self.input_shape:
+                raise ModeconnError(f"a {split} batch has inputs of shape {tuple(x.shape[1:])}, the first one "
+                                    f"{self.input_shape}: give every example of both splits the same shape")
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ModeconnError(f"a {split} batch holds NaN or infinite inputs; drop or fix those examples")
+        self.task.check_targets(torch.as_tensor(y), self.num_classes, f"{split} batch's")
 
     def train_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, limit: int | None = None):
         """Batches of the training split: shuffled with seed + epoch for training; in order for evaluation, of a

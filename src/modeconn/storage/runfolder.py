@@ -44,8 +44,9 @@ class ModelSpec:
         recorded = (self.input_shape, self.num_classes)
         if self.input_shape is not None and recorded != (tuple(data.input_shape), data.num_classes):
             raise ModeconnError(
-                f"{data.name} gives inputs of shape {tuple(data.input_shape)} and {data.num_classes} classes (output "
-                f"width), but the network was made for {self.input_shape} and {self.num_classes}: pass data with "
+                f"{data.name} gives inputs of shape {tuple(data.input_shape)} with num_classes {data.num_classes} "
+                f"(the output width), but the network was made for {self.input_shape} with num_classes "
+                f"{self.num_classes}: pass data with "
                 f"the same inputs and targets as the run's")
         try:
             return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
