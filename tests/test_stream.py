@@ -73,8 +73,8 @@ def test_training_and_curve_equal_in_memory(trained):
 
 
 def test_every_analysis_equal_in_memory(pair, trained):
-    """Evaluation along paths, planes, landscape slices, curvature, ensembles, FGE and alignment read the stream
-    as they read memory."""
+    """Evaluation along paths, planes, landscape slices, curvature, ensembles, FGE, alignment, simplexes and
+    subspaces read the stream as they read memory."""
     settings = mc.EvalSettings(batch_size=100, bn_samples=350, train_samples=400)
     found = {}
     for kind, data in zip(("memory", "stream"), pair):
@@ -100,6 +100,13 @@ def test_every_analysis_equal_in_memory(pair, trained):
         got["fge"] = [list(s.values()) for s in fge.snapshots]
         aligned, _ = mc.align(a, b, "activations", batches=data.bn_batches(100, limit=200), task=data.task)
         got["align"] = flat(aligned).tolist()
+        simplex = mc.Simplex([a, b, copy.deepcopy(b)], free=[False, False, True])
+        mc.train_simplex(simplex, data, mc.TrainConfig(epochs=1, batch_size=50), progress=False)
+        got["simplex"] = flat(simplex).tolist()
+        line = mc.Curve.through([bn_mlp(2), bn_mlp(3)])
+        mc.train_subspace(line, data, mc.TrainConfig(epochs=1, batch_size=50), progress=False)
+        measured = mc.subspace_metrics(line, data)[1]["metrics"]
+        got["subspace"] = flat(line).tolist() + [v for m in measured.values() for v in m.values()]
         found[kind] = got
     for key in found["memory"]:
         close(np.concatenate([np.ravel(v) for v in found["memory"][key]]),
