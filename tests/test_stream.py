@@ -267,6 +267,11 @@ def test_a_dataloader_with_a_sampler_of_its_own_keeps_it(pair):
     streamed = StreamedData("sampled", loader, TensorDataset(data.test_x, data.test_y), 10)
     labels = torch.cat([y for _, y in streamed.train_batches(100)])
     assert len(labels) == len(only_class_3) and bool((labels == 3).all())
+    # a DistributedSampler is replaced: under torchrun modeconn deals each global batch to the ranks itself
+    pairs = TensorDataset(data.train_x, data.train_y)
+    shared = DataLoader(pairs, sampler=torch.utils.data.DistributedSampler(pairs, num_replicas=2, rank=1))
+    streamed = StreamedData("distributed", shared, TensorDataset(data.test_x, data.test_y), 10)
+    assert streamed.train_size == 700 and sum(len(y) for _, y in streamed.train_batches(100)) == 700
 
 
 def test_an_iterable_source_is_told_each_epoch_and_needs_a_length_to_train(pair):

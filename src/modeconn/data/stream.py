@@ -17,6 +17,8 @@ tensors, so data larger than memory can be used. Two kinds of source:
 
 Under torchrun every rank reads the same global batch and keeps its share of it (`distributed.shard_batch`), as
 with data in memory: a sharded run then equals a single-process one, at the cost of each rank reading every batch.
+A DataLoader's `DistributedSampler` is therefore replaced like its other default samplers (with it each rank would
+keep a share of a share).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import torch
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
+    DistributedSampler,
     IterableDataset,
     RandomSampler,
     Sampler,
@@ -56,7 +59,8 @@ def _map_style(source) -> Any:
     source read as it gives its batches: an iterable one, or a DataLoader with a sampler or batch sampler of its
     own (a class-balancing sampler, say), which is kept."""
     if isinstance(source, DataLoader):
-        default = (isinstance(source.sampler, (SequentialSampler, RandomSampler))
+        # DistributedSampler counts as a default: modeconn deals each global batch to the ranks itself
+        default = (isinstance(source.sampler, (SequentialSampler, RandomSampler, DistributedSampler))
                    and type(source.batch_sampler) is BatchSampler)
         if not default:
             return None
