@@ -193,7 +193,7 @@ QUICK = dict(model="yourfolder:net", epochs=3, batch_size=16, device="cpu", prog
 def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(image_files):
     """Class-sorted files read by a DataLoader worker: training learns, and the BN-recomputed metrics along the line
     between two networks equal those of the same examples held in memory (eval-line's --dataset override)."""
-    from modeconn.commands import connect, eval_curve, eval_line, train
+    from modeconn.commands import connect, ensemble, eval_curve, eval_line, train
 
     files = str(image_files / "files")
     runs = {}
@@ -220,6 +220,11 @@ def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(
     for key in streamed.curve:
         close(streamed.curve[key], memory.curve[key])
     assert memory.settings["dataset"] == "yourfolder:in_memory" and "dataset" not in streamed.settings
+    streamed = ensemble(image_files / "curve", 3, out=image_files / "ens.json", device="cpu", progress=False)
+    memory = ensemble(image_files / "curve", 3, out=image_files / "ens-memory.json", device="cpu", progress=False,
+                      dataset="yourfolder:in_memory", data_dir=files)
+    close(list(streamed.ensemble.values()), list(memory.ensemble.values()))
+    assert memory.dataset == "yourfolder:in_memory" and streamed.dataset is None
 
 
 def test_resume_from_a_dataloader_with_worker_randomness_is_bit_exact(image_files, kill_after_checkpoints):

@@ -20,6 +20,7 @@ class EnsembleOptions(DataOptions):
     out: str | None = option(None, "JSON file (default: RUN/ensemble.json)")
     simplex: str | None = option(None, "a simplex run: members drawn uniformly from it")
     seed: int | None = option(None, "seed of a simplex's draws (default 0; not for --curve)")
+    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
     force: bool = option(False, "replace an existing ensemble file")
 
 
@@ -52,13 +53,13 @@ def ensemble(o: EnsembleOptions) -> SpanEnsemble:
     dev = folder.join(o.device)
     with folder.claim():
         if o.curve is not None:
-            path, _, data = load_curve(o.curve, dev, data_dir)
+            path, _, data = load_curve(o.curve, dev, data_dir, o.dataset)
             result = curve_ensemble(path, data, points, progress=o.progress, speed=o.speed)
             result.curve = str(o.curve)
         else:
-            shape, _, data = load_simplex(o.simplex, dev, data_dir)
+            shape, _, data = load_simplex(o.simplex, dev, data_dir, o.dataset)
             result = simplex_ensemble(shape, data, points, seed, progress=o.progress, speed=o.speed)
             result.simplex = str(o.simplex)
-        result.out = str(out)
+        result.out, result.dataset = str(out), o.dataset
         result.write(out.parent, out.name)
     return result

@@ -99,7 +99,8 @@ def member_record(own: dict[str, float], ensemble: EnsembleMetrics) -> dict[str,
 class SpanEnsemble(Record):
     """Networks at chosen points of a curve or simplex, ensembled: one record per member and the final metrics
     (ensemble.json). `curve` or `simplex` (with the draws' `seed`) names the run the members came from, `out`
-    where the command wrote the file; a notebook's ensemble leaves them None."""
+    where the command wrote the file, `dataset` the data measured on where it is not the run's; a notebook's
+    ensemble leaves them None."""
 
     members: list[dict]
     ensemble: EnsembleMetrics
@@ -107,6 +108,7 @@ class SpanEnsemble(Record):
     simplex: str | None = None
     seed: int | None = None
     out: str | None = None
+    dataset: str | None = None  # where measured on other data than the run's (ensemble --dataset)
 
     kind = "ensemble"
     file = "ensemble.json"
@@ -114,7 +116,7 @@ class SpanEnsemble(Record):
     made_by = "ensemble"
 
     def to_json(self) -> dict:
-        where = {k: getattr(self, k) for k in ("curve", "simplex", "seed") if getattr(self, k) is not None}
+        where = {k: getattr(self, k) for k in ("curve", "simplex", "seed", "dataset") if getattr(self, k) is not None}
         return {"members": self.members, "ensemble": self.ensemble.to_dict(), **where, "points": len(self.members),
                 **({"out": self.out} if self.out is not None else {})}
 
@@ -128,7 +130,7 @@ class SpanEnsemble(Record):
             members = obj["members"]
             if not isinstance(members, list):
                 raise TypeError("members is not a list")
-            return cls(members, metrics, **{k: obj.get(k) for k in ("curve", "simplex", "seed", "out")})
+            return cls(members, metrics, **{k: obj.get(k) for k in ("curve", "simplex", "seed", "out", "dataset")})
 
     def describe(self) -> str:
         where = "curve" if self.curve else "simplex" if self.simplex else "span"
