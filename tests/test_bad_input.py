@@ -255,6 +255,7 @@ CASES = [
     ("eval-line {a} {nan} --out {out}", "NaN or infinite"),
     # landscape
     ("landscape {a} --out {out} --dims 3", "--dims must be 1 or 2"),
+    ("landscape {a} --out {out} --dataset badlab:wide", "but the network was made for (40,) with num_classes 10"),
     ("landscape --out {out}", "give either a network run"),
     ("landscape {a} --curve {ab} --out {out}", "give either a network run"),
     ("landscape {a} --t 0.5 --out {out}", "--t chooses a point of a curve"),
@@ -317,6 +318,7 @@ CASES = [
     ("eval-simplex {a} --seed -1 --out {out}", "--seed must be an integer >= 0"),
     # curvature
     ("curvature {ab} --top 0 --out {out}", "--top must be a positive integer"),
+    ("curvature {ab} --out {out} --dataset badlab:wide", "but the network was made for (40,) with num_classes 10"),
     ("curvature {ab} --points 1 --out {out}", "--points must be an integer >= 2"),
     ("curvature {ab} --trace --probes 2 --out {out}", "--probes must be >= 3"),
     ("curvature {ab} --steps 0 --out {out}", "--steps must be a positive integer"),
@@ -329,6 +331,7 @@ CASES = [
     ("curvature {nan} --out {out}", "NaN or infinite"),
     # plane
     ("plane --curve {ab} --out {out} --grid 1", "--grid must be >= 2"),
+    ("plane --curve {ab} --out {out} --dataset badlab:wide", "but the network was made for (40,) with num_classes 10"),
     ("plane --curve {ab} --out {out} --grid 0", "--grid must be a positive integer"),
     ("plane --curve {ab} --out {out} --margin nan", "--margin must be a finite number"),
     ("plane --curve {ab} --out {out} --margin inf", "--margin must be a finite number"),

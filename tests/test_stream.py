@@ -2,6 +2,7 @@
 analysis gives the same numbers (1e-6), a resumed run from a DataLoader is bit-exact, and sources the task cannot
 read are refused in one line."""
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -193,7 +194,7 @@ QUICK = dict(model="yourfolder:net", epochs=3, batch_size=16, device="cpu", prog
 def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(image_files):
     """Class-sorted files read by a DataLoader worker: training learns, and the BN-recomputed metrics along the line
     between two networks equal those of the same examples held in memory (eval-line's --dataset override)."""
-    from modeconn.commands import connect, ensemble, eval_curve, eval_line, train
+    from modeconn.commands import connect, curvature, ensemble, eval_curve, eval_line, landscape, plane, train
 
     files = str(image_files / "files")
     runs = {}
@@ -225,6 +226,20 @@ def test_dataloader_over_image_files_through_the_cli_equals_the_files_in_memory(
                       dataset="yourfolder:in_memory", data_dir=files)
     close(list(streamed.ensemble.values()), list(memory.ensemble.values()))
     assert memory.dataset == "yourfolder:in_memory" and streamed.dataset is None
+    for command, out, kwargs in ((plane, "plane", dict(curve=image_files / "curve", grid=2)),
+                                 (landscape, "landscape", dict(run=runs[0], grid=3, dims=1)),
+                                 (curvature, "curvature", dict(run=image_files / "curve", points=2, top=1, steps=5))):
+        streamed = command(out=image_files / out, device="cpu", progress=False, **kwargs)
+        memory = command(out=image_files / f"{out}-memory", device="cpu", progress=False,
+                         dataset="yourfolder:in_memory", data_dir=files, **kwargs)
+        recorded = json.loads((image_files / f"{out}-memory" / f"{out}.json").read_text())
+        assert "yourfolder:in_memory" in json.dumps(recorded), out
+        if command is curvature:
+            for path in streamed.paths:
+                close([r["train_loss"] for r in streamed.paths[path]], [r["train_loss"] for r in memory.paths[path]])
+        else:
+            for key in streamed.metrics:
+                close(streamed.metrics[key], memory.metrics[key])
 
 
 def test_resume_from_a_dataloader_with_worker_randomness_is_bit_exact(image_files, kill_after_checkpoints):

@@ -30,6 +30,7 @@ class CurvatureOptions(EvalOptions):
     probes: int | None = option(None, "Hessian-vector products for --trace (default 100)")
     steps: int = option(100, "at most this many Lanczos steps per point")
     seed: int = option(0, "seed of the Lanczos start and the trace's probes")
+    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
 
 
 def _summary(result: CurvatureResult, o: CurvatureOptions) -> str:
@@ -74,23 +75,25 @@ def curvature(o: CurvatureOptions) -> CurvatureResult:
     dev = folder.join(o.device)
     paths: dict[str, nn.Module]  # a curve and its line, measured at each t; or the network itself
     if info.kind == "curve":
-        curve, _, data = load_curve(run, dev, data_dir)
+        curve, _, data = load_curve(run, dev, data_dir, o.dataset)
         paths = {"curve": curve, "line": line_between(curve.model_at(0.0), curve.model_at(1.0))}
         dim = curve.param_space.size
     else:
-        ends = load_endpoints(describe_endpoints([run]), data_dir, dev)
+        ends = load_endpoints(describe_endpoints([run], o.dataset), data_dir, dev)
         data, paths = ends.data, {"network": ends.nets[0]}
         dim = sum(p.numel() for p in ends.nets[0].parameters())
     if top > dim:
         raise ModeconnError(f"--top {top} is more eigenvalues than the network has parameters ({dim})")
     config = {"top": top, "trace": o.trace, "probes": probes if o.trace else None, "steps": steps, "seed": seed,
-              **settings.__dict__}
+              **settings.__dict__, **({"dataset": o.dataset} if o.dataset is not None else {})}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
     with folder.claim() as out_dir:  # measure_curvature refuses a partial store of other settings before it writes
         result = measure_curvature(paths, ts, data, settings, top=top, trace=o.trace, probes=probes, steps=steps,
                                    seed=seed, store=out_dir, fingerprint=fingerprint, force=o.force,
                                    progress=o.progress, speed=o.speed)
         result.run = str(run)
+        if o.dataset is not None:  # measured on other data than the run's: say which
+            result.settings["dataset"] = o.dataset
         plot_curvature(result.to_json(), out_dir / "curvature.png")
         result.write(out_dir)
     return result

@@ -58,12 +58,13 @@ def check_centre(run, curve, t) -> float | None:
     return t
 
 
-def load_centre(run, curve, t, data_dir, device) -> Centre:
-    """Load the checked centre on `device`, with its dataset and the weight decay it was trained with."""
+def load_centre(run, curve, t, data_dir, device, dataset: str | None = None) -> Centre:
+    """Load the checked centre on `device`, with its dataset (or `dataset` in its place) and the weight decay it was
+    trained with."""
     if curve is not None:
-        path, info, data = load_curve(curve, device, data_dir)
+        path, info, data = load_curve(curve, device, data_dir, dataset)
         return Centre(path.model_at(t), data, info.wd, {"curve": str(curve), "t": t})
-    ends = load_endpoints(describe_endpoints([run]), data_dir, device)
+    ends = load_endpoints(describe_endpoints([run], dataset), data_dir, device)
     return Centre(ends.nets[0], ends.data, ends.sources[0].wd, {"network": str(run)})
 
 
@@ -84,6 +85,7 @@ class LandscapeOptions(EvalOptions):
     bn_directions: bool = option(False, "move biases and BatchNorm parameters too (default: they stay, as in "
                                         "Li et al.)")
     chunk: int | None = option(None, "grid points evaluated at once with torch.func.vmap")
+    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
 
 
 def _summary(result: LandscapeResult, o: LandscapeOptions) -> str:
@@ -127,7 +129,7 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
     data_dir = validate.data_dir(data_dir)
     folder = RunFolder(out, "landscape.json", force=force)
     dev = folder.join(device)
-    centre = load_centre(run, curve, t, data_dir, dev)
+    centre = load_centre(run, curve, t, data_dir, dev, o.dataset)
     settings = eval_settings(centre.wd, batch_size, bn_samples, train_samples)
     weights = parameters_vector(centre.model)
     extra: dict = {}
@@ -148,9 +150,11 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                               "directions": directions, "trajectory": str(trajectory) if trajectory else None,
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
-                              "norms": [round(float(d.double().norm()), 6) for d in dirs]}, sort_keys=True)
+                              "norms": [round(float(d.double().norm()), 6) for d in dirs],
+                              **({"dataset": o.dataset} if o.dataset is not None else {})}, sort_keys=True)
     with folder.claim() as out_dir:  # measure_slice refuses a partial slice of other settings before it writes
         record = {"centre": centre.source, "dims": dims, "directions": directions,
+                  **({"dataset": o.dataset} if o.dataset is not None else {}),
                   **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {})}
         result = measure_slice(centre.model, centre.data, dirs, half, grid, settings, chunk=chunk, store=out_dir,
                                fingerprint=fingerprint, force=force, progress=progress, speed=speed, record=record,

@@ -1,6 +1,7 @@
 """`modeconn plane`: metrics over a grid in the plane through three networks or a curve's start, end and bend."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ class PlaneOptions(EvalOptions):
     bend: int | None = option(None, "which bend (1..bends) spans the plane; default the middle")
     grid: int = option(21, "grid points per side (paper: 21)")
     margin: float = option(0.2, "margin on each side, as a fraction of the span")
+    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
     chunk: int | None = option(None, "grid points evaluated at once with torch.func.vmap (default 1; measured "
                                      "slower on CPU, may pay for small nets on a GPU)")
     repair: bool = option(False, "REPAIR each point's unit statistics (networks without BatchNorm; "
@@ -76,7 +78,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
             raise ModeconnError(f"--bend must be between 1 and {info.curve.bends} for {o.curve}, got {bend}")
         settings = eval_settings(info.wd, o.batch_size, o.bn_samples, o.train_samples)
         dev = folder.join(o.device)
-        path, info, data = load_curve(o.curve, dev, data_dir)
+        path, info, data = load_curve(o.curve, dev, data_dir, o.dataset)
         cp = path.control_points().detach()
         anchors, template = (cp[0], cp[-1], cp[k]), path.model_at(0.0)
         sources: str | list[str] = str(o.curve)
@@ -85,7 +87,7 @@ def plane(o: PlaneOptions) -> PlaneResult:
         assert o.points is not None, "checked above: exactly one of --points and --curve"
         if bend is not None:
             raise ModeconnError("--bend chooses a curve's bend: use it with --curve, not --points")
-        described = describe_endpoints(o.points)
+        described = describe_endpoints(o.points, o.dataset)
         settings = eval_settings(described[0].wd, o.batch_size, o.bn_samples, o.train_samples)
         dev = folder.join(o.device)
         ends = load_endpoints(described, data_dir, dev)
@@ -100,6 +102,9 @@ def plane(o: PlaneOptions) -> PlaneResult:
     fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples,
                                     plane.basis, o.repair)
     record: dict = {"sources": sources if o.points is not None else {"curve": sources, "bend": k}}
+    if o.dataset is not None:  # measured on other data than the runs': say which, and never mix partial grids
+        fingerprint = json.dumps({"plane": fingerprint, "dataset": o.dataset}, sort_keys=True)
+        record["dataset"] = o.dataset
     if o.repair:
         outside = int((plane.basis.barycentric(plane.coords, plane.anchors_xy) < -1e-12).any(1).sum())
         record["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "
