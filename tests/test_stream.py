@@ -67,6 +67,22 @@ def test_streamed_shape_and_classes(pair):
     assert torch.equal(streamed.example_input(), data.test_x[:2])
 
 
+def test_every_order_is_the_in_memory_one(pair):
+    """Training shuffles (whole or of a fixed subset), evaluation subsets and the BatchNorm order: the same
+    examples in the same order, epoch after epoch."""
+    data, streamed = pair
+    for memory, stream in ((data.train_batches(64, seed=3), streamed.train_batches(64, seed=3)),
+                           (data.train_batches(64, seed=3, limit=300), streamed.train_batches(64, seed=3, limit=300)),
+                           (data.train_batches(64, False, 3, 300), streamed.train_batches(64, False, 3, 300)),
+                           (data.bn_batches(64, 3, 200), streamed.bn_batches(64, 3, 200))):
+        assert len(memory) == len(stream)
+        for epoch in (0, 1):
+            memory.set_epoch(epoch)
+            stream.set_epoch(epoch)
+            for (x1, y1), (x2, y2) in zip(memory, stream, strict=True):
+                assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
 def test_training_and_curve_equal_in_memory(trained):
     for (a, b) in zip(trained["memory"][0], trained["stream"][0]):
         assert torch.max(torch.abs(flat(a) - flat(b))) <= TOL

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import ModeconnError
 from ..tasks import CLASSIFICATION, Task, check_task
+from .order import epoch_generator, epoch_shuffle, fixed_order
 from .stream import StreamedData
 
 
@@ -93,8 +94,7 @@ class Dataset:
         """Batches of the training split for BatchNorm recomputation: unaugmented, in a seeded random order that
         is the same on every iteration and device (never the file order: class-sorted files would give
         one-class batches), of `limit` examples when given (the first `limit` of that order)."""
-        order = torch.randperm(len(self.train_x), generator=torch.Generator().manual_seed(seed + 10_007), device="cpu")
-        return Batches(self.train_x, self.train_y, batch_size, order=order[:limit])
+        return Batches(self.train_x, self.train_y, batch_size, order=fixed_order(len(self.train_x), seed)[:limit])
 
     def test_batches(self, batch_size: int = 1000):
         """Batches of the test split, in order."""
@@ -119,7 +119,7 @@ class Batches:
         if batch_size < 1:
             raise ModeconnError(f"batch size must be >= 1, got {batch_size}")
         if limit is not None and limit < len(x):
-            keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 10_007), device="cpu")[:limit]
+            keep = fixed_order(len(x), seed)[:limit]
             x, y = x[keep.to(x.device)], y[keep.to(y.device)]
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
         self.transform = transform
@@ -141,8 +141,8 @@ class Batches:
                 idx = self.order[i:i + self.batch_size]
                 yield self.x[idx], self.y[idx]
         elif self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=gen, device="cpu").to(self.x.device)  # the same order on any device
+            gen = epoch_generator(self.seed, self.epoch)
+            order = epoch_shuffle(n, gen).to(self.x.device)
             self.epoch += 1
             for i in range(0, n, self.batch_size):
                 idx = order[i:i + self.batch_size]

@@ -41,17 +41,23 @@ from torch.utils.data import (
 
 from ..errors import ModeconnError
 from ..tasks import CLASSIFICATION, Task, check_task
+from .order import epoch_generator, epoch_shuffle, fixed_order, worker_seed
+
+
+def _map_tensors(item, fn):
+    """A batch (tensor, tuple, list or dict of them) with `fn` applied to every tensor in it."""
+    if isinstance(item, torch.Tensor):
+        return fn(item)
+    if isinstance(item, Mapping):
+        return {k: _map_tensors(v, fn) for k, v in item.items()}
+    if isinstance(item, (tuple, list)):
+        return type(item)(_map_tensors(v, fn) for v in item)
+    return item
 
 
 def to_device(item, device: torch.device):
-    """A batch (tensor, tuple, list or dict of them) with every tensor on `device`."""
-    if isinstance(item, torch.Tensor):
-        return item.to(device, non_blocking=True)
-    if isinstance(item, Mapping):
-        return {k: to_device(v, device) for k, v in item.items()}
-    if isinstance(item, (tuple, list)):
-        return type(item)(to_device(v, device) for v in item)
-    return item
+    """A batch with every tensor on `device`."""
+    return _map_tensors(item, lambda t: t.to(device, non_blocking=True))
 
 
 def _map_style(source) -> Any:
@@ -122,8 +128,9 @@ def _batch_readable(dataset, settings: dict[str, Any]):
 
 
 class _Order(Sampler):
-    """The indices one pass visits: a seeded shuffle of range(n) per epoch (seed + epoch, as `Batches`), or a
-    fixed order. Lives inside one DataLoader for its lifetime, so persistent workers survive epochs."""
+    """The indices one pass visits, drawn as `Batches` draws them (modeconn.data.order): range(n) or a fixed
+    `order` (a subset), shuffled per epoch when `shuffle`. Lives inside one DataLoader for its lifetime, so
+    persistent workers survive epochs."""
 
     def __init__(self, n: int, shuffle: bool, seed: int, order: torch.Tensor | None):
         self.n, self.shuffle, self.seed, self.order, self.epoch = n, shuffle, seed, order, 0
@@ -132,13 +139,11 @@ class _Order(Sampler):
         return self.n if self.order is None else len(self.order)
 
     def __iter__(self):
-        if self.order is not None:
-            return iter(self.order.tolist())
         if not self.shuffle:
-            return iter(range(self.n))
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(range(self.n) if self.order is None else self.order.tolist())
+        perm = epoch_shuffle(len(self), epoch_generator(self.seed, self.epoch))
         self.epoch += 1
-        return iter(torch.randperm(self.n, generator=gen, device="cpu").tolist())
+        return iter((perm if self.order is None else self.order[perm]).tolist())
 
 
 class UnknownLength(ModeconnError, TypeError):
@@ -184,7 +189,7 @@ class StreamBatches:
             # The DataLoader draws its workers' base seed from its generator, or from the global random state
             # where it has none (which would shift dropout masks): a generator seeded by (seed, epoch) keeps the
             # global state untouched and a worker's randomness a function of the epoch, so a resume is exact.
-            self.loader.generator.manual_seed(self.sampler.seed + 7_919 * (self.sampler.epoch + 1))
+            self.loader.generator.manual_seed(worker_seed(self.sampler.seed, self.sampler.epoch))
         if self.limit is None or self.sampler is not None:
             for item in self.loader:
                 self.check(item)
@@ -216,13 +221,7 @@ def _examples_in(item) -> int:
 
 def _first(item, n: int):
     """The first n examples of a batch (every tensor in it cut to n rows)."""
-    if isinstance(item, torch.Tensor):
-        return item[:n]
-    if isinstance(item, Mapping):
-        return {k: _first(v, n) for k, v in item.items()}
-    if isinstance(item, (tuple, list)):
-        return type(item)(_first(v, n) for v in item)
-    return item
+    return _map_tensors(item, lambda t: t[:n])
 
 
 class StreamedData:
@@ -257,6 +256,7 @@ class StreamedData:
         first_train = self._first_batch(train, "training")
         first_test = self._first_batch(test, "test")
         self.input_shape: tuple[int, ...] = tuple(task.split(first_train)[0].shape[1:])
+        self._example = task.split(first_test)[0][:2]  # kept: tracing and shape checks ask for it again
         if num_classes is None:
             num_classes = self._num_classes(train, task.split(first_train)[1])
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -302,8 +302,9 @@ class StreamedData:
         return n if self.train_limit is None or n is None else min(n, self.train_limit)
 
     def example_input(self, n: int = 2) -> torch.Tensor:
-        """The inputs of the first `n` test examples, on the data's device (for shape checks and tracing)."""
-        return self.task.split(self._first_batch(self.test, "test"))[0][:n].to(self.device)
+        """The inputs of the first `n` (at most 2) test examples, on the data's device (for shape checks and
+        tracing): read when the data was made."""
+        return self._example[:n].to(self.device)
 
     def to(self, device) -> StreamedData:
         """The same sources, with every batch moved to `device` as it is read."""
@@ -322,12 +323,11 @@ class StreamedData:
         """The same sources, read by another task."""
         return StreamedData(self.name, self.train, self.test, self.num_classes, task)
 
-    def _batches(self, source, limit: int | None, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 order: torch.Tensor | None = None) -> StreamBatches:
+    def _batches(self, source, split: str, limit: int | None, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, order: torch.Tensor | None = None) -> StreamBatches:
         if batch_size < 1:
             raise ModeconnError(f"batch size must be >= 1, got {batch_size}")
         dataset = _map_style(source)
-        split = "training" if source is self.train else "test"
         check = lambda item: self._check_batch(item, split)  # noqa: E731
         if dataset is None:
             return StreamBatches(source, self.device, check, limit)
@@ -336,6 +336,11 @@ class StreamedData:
         dataset, settings = _batch_readable(dataset, _loader_settings(source))
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(), **settings)
         return StreamBatches(loader, self.device, check, sampler=sampler)
+
+    def _first_of_iterable(self, limit: int | None) -> int | None:
+        """How many training examples a pass over an iterable source reads: the first `limit` of those `subset`
+        kept (all when neither is given)."""
+        return min((k for k in (limit, self.train_limit) if k is not None), default=None)
 
     def _check_batch(self, item, split: str) -> None:
         """Refuse, in one line, a batch no analysis could measure, as a Dataset refuses such data when it is made;
@@ -350,26 +355,24 @@ class StreamedData:
         self.task.check_targets(torch.as_tensor(y), self.num_classes, f"{split} batch's")
 
     def train_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, limit: int | None = None):
-        """Batches of the training split: shuffled with seed + epoch for training; in order for evaluation, of a
+        """Batches of the training split: shuffled with seed + epoch for training, in order for evaluation; of a
         fixed random `limit` examples (drawn with `seed`) when given. The same examples in the same order as
-        `Dataset.train_batches` for a map-style source."""
+        `Dataset.train_batches` for a map-style source; an iterable one is read in its own order, its first
+        `limit` examples."""
         n = self.train_size
-        if limit is not None and n is not None and limit < n and not shuffle:
-            keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 10_007), device="cpu")[:limit]
-            return self._batches(self.train, self.train_limit, batch_size, order=keep)
-        cap = self.train_limit if limit is None else min(limit, self.train_limit or limit)
-        return self._batches(self.train, cap, batch_size, shuffle=shuffle, seed=seed)
+        if n is None:
+            return self._batches(self.train, "training", self._first_of_iterable(limit), batch_size)
+        keep = fixed_order(n, seed)[:limit] if limit is not None and limit < n else None
+        return self._batches(self.train, "training", self.train_limit, batch_size, shuffle, seed, keep)
 
     def bn_batches(self, batch_size: int, seed: int = 0, limit: int | None = None):
         """Batches of the training split for BatchNorm recomputation, in the seeded random order of
         `Dataset.bn_batches` (a map-style source; an iterable one is read in its own order), `limit` examples."""
         n = self.train_size
         if n is None:
-            cap = self.train_limit if limit is None else min(limit, self.train_limit or limit)
-            return self._batches(self.train, cap, batch_size)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 10_007), device="cpu")
-        return self._batches(self.train, self.train_limit, batch_size, order=order[:limit])
+            return self._batches(self.train, "training", self._first_of_iterable(limit), batch_size)
+        return self._batches(self.train, "training", self.train_limit, batch_size, order=fixed_order(n, seed)[:limit])
 
     def test_batches(self, batch_size: int = 1000):
         """Batches of the test split, in order."""
-        return self._batches(self.test, self.test_limit, batch_size)
+        return self._batches(self.test, "test", self.test_limit, batch_size)
