@@ -78,6 +78,15 @@ class Unsized(IterableDataset):
 
 def unsized():
     return {"train": Unsized(), "test": [(x, y)], "num_classes": 10}
+
+
+def nine():
+    return {"train": TensorDataset(torch.randn(9, 40), torch.randint(0, 10, (9,))), "test": TensorDataset(x, y),
+            "num_classes": 10}
+
+
+def bn(input_shape, num_classes):
+    return torch.nn.Sequential(torch.nn.Linear(40, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, num_classes))
 """
 
 
@@ -169,6 +178,8 @@ CASES = [
     ("train --out {out} --dataset badlab:no_classes", "give num_classes for streamed classification data"),
     ("train --out {out} --dataset badlab:bare", "a batch must be a tuple or list (inputs, targets, ...) or a dict"),
     ("train --out {out} --dataset badlab:unsized", "a data source without len() cannot be trained on"),
+    ("train --out {out} --dataset badlab:nine --model badlab:bn --batch-size 8", "9 training examples in batches of "
+     "8 leave a last batch of one example, which BatchNorm cannot normalise in training; choose another --batch-size"),
     ("train --out {out} --epochs -1", "--epochs must be a positive integer"),
     ("train --out {out} --epochs x", "invalid int value"),
     ("train --out {out} --lr 0", "--lr must be a positive number"),

@@ -303,6 +303,10 @@ def test_a_dataloader_with_a_sampler_of_its_own_keeps_it(pair):
     streamed = StreamedData("sampled", loader, TensorDataset(data.test_x, data.test_y), 10)
     labels = torch.cat([y for _, y in streamed.train_batches(100)])
     assert len(labels) == len(only_class_3) and bool((labels == 3).all())
+    # a DataLoader without batching (batch_size=None) is batched at the analysis's size
+    unbatched = StreamedData("unbatched", DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=None),
+                             TensorDataset(data.test_x, data.test_y), 10)
+    assert [len(y) for _, y in unbatched.train_batches(300, shuffle=False)] == [300, 300, 100]
     # a DistributedSampler is replaced: under torchrun modeconn deals each global batch to the ranks itself
     pairs = TensorDataset(data.train_x, data.train_y)
     shared = DataLoader(pairs, sampler=torch.utils.data.DistributedSampler(pairs, num_replicas=2, rank=1))

@@ -110,7 +110,7 @@ def _library_builder(library: str, arch: str):
         if arch in AUXILIARY_HEADS:  # in train mode these return a tuple with the auxiliary heads' logits
             kwargs = {"aux_logits": False, **kwargs}
         model = module.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
-        return GrayToRGB(model) if channels == 1 else model
+        return GrayToRGB(model) if _repeats_gray(f"{library}:{arch}", shape) else model
     return build
 
 
@@ -126,10 +126,15 @@ class GrayToRGB(nn.Module):
         return self.model(x.repeat(1, 3, 1, 1))
 
 
+def _repeats_gray(name: str, input_shape) -> bool:
+    """Whether the model `name` builds for these inputs is a torchvision model fed gray images through GrayToRGB."""
+    shape = tuple(input_shape)
+    return isinstance(name, str) and name.startswith("torchvision:") and len(shape) == 3 and shape[0] == 1
+
+
 def input_note(name: str, input_shape) -> str | None:
     """How a model's inputs are adapted before it sees them, for the run's record (None: they are not)."""
-    shape = tuple(input_shape)
-    if isinstance(name, str) and name.startswith("torchvision:") and len(shape) == 3 and shape[0] == 1:
+    if _repeats_gray(name, input_shape):
         return "gray images repeated to 3 channels, as torchvision's Grayscale(num_output_channels=3)"
     return None
 

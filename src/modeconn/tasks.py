@@ -164,7 +164,8 @@ class Classification(Task):
         _labels(targets)
         if len(targets) and not 0 <= int(targets.min()) <= int(targets.max()) < num_classes:
             raise ModeconnError(f"the {split} labels run from {int(targets.min())} to {int(targets.max())}, outside "
-                                f"0..{num_classes - 1} (num_classes={num_classes})")
+                                f"0..{num_classes - 1} (num_classes={num_classes}); labels must be 0..num_classes-1: "
+                                "fix the labels or give num_classes above the largest")
 
     # an ensemble averages the members' class probabilities; a member's prediction is kept as log-probabilities,
     # so its own NLL is exact (no log of an exponential)

@@ -43,6 +43,12 @@ def eval_settings(wd: float, batch_size, bn_samples, train_samples) -> EvalSetti
                         train_samples=validate.optional(validate.positive_int, "--train-samples", train_samples))
 
 
+def other_dataset(dataset: str | None) -> dict:
+    """What a result records, and its resume fingerprint must match, of a `--dataset` given in place of the run's:
+    {"dataset": NAME}, or nothing where the run's own data was measured (files as they always were)."""
+    return {"dataset": dataset} if dataset is not None else {}
+
+
 def fallback_model(dataset: str | None) -> str | None:
     """The architecture of a weights file without run.json (its --dataset given, --model not): the recipe's."""
     return recipe_for(dataset).model if dataset is not None else None

@@ -14,8 +14,8 @@ from ..evaluation.curvature import CurvatureResult, measure_curvature
 from ..reporting.plots import plot_curvature
 from ..storage.runfolder import describe_endpoints, load_curve, load_endpoints, read_run
 from . import validate
-from .common import RunFolder, eval_settings, path_points
-from .options import REQUIRED, EvalOptions, option
+from .common import RunFolder, eval_settings, other_dataset, path_points
+from .options import OTHER_DATASET_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
 
@@ -30,7 +30,7 @@ class CurvatureOptions(EvalOptions):
     probes: int | None = option(None, "Hessian-vector products for --trace (default 100)")
     steps: int = option(100, "at most this many Lanczos steps per point")
     seed: int = option(0, "seed of the Lanczos start and the trace's probes")
-    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
+    dataset: str | None = option(None, OTHER_DATASET_HELP)
 
 
 def _summary(result: CurvatureResult, o: CurvatureOptions) -> str:
@@ -85,15 +85,14 @@ def curvature(o: CurvatureOptions) -> CurvatureResult:
     if top > dim:
         raise ModeconnError(f"--top {top} is more eigenvalues than the network has parameters ({dim})")
     config = {"top": top, "trace": o.trace, "probes": probes if o.trace else None, "steps": steps, "seed": seed,
-              **settings.__dict__, **({"dataset": o.dataset} if o.dataset is not None else {})}
+              **settings.__dict__, **other_dataset(o.dataset)}
     fingerprint = json.dumps({"run": str(run), "t": ts, **config}, sort_keys=True)
     with folder.claim() as out_dir:  # measure_curvature refuses a partial store of other settings before it writes
         result = measure_curvature(paths, ts, data, settings, top=top, trace=o.trace, probes=probes, steps=steps,
                                    seed=seed, store=out_dir, fingerprint=fingerprint, force=o.force,
                                    progress=o.progress, speed=o.speed)
         result.run = str(run)
-        if o.dataset is not None:  # measured on other data than the run's: say which
-            result.settings["dataset"] = o.dataset
+        result.settings.update(other_dataset(o.dataset))
         plot_curvature(result.to_json(), out_dir / "curvature.png")
         result.write(out_dir)
     return result

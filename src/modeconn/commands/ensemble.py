@@ -9,7 +9,7 @@ from ..evaluation.ensemble import SpanEnsemble, curve_ensemble, simplex_ensemble
 from ..storage.runfolder import load_curve, load_simplex, read_curve_run, read_simplex_run
 from . import validate
 from .common import RunFolder
-from .options import DataOptions, option
+from .options import OTHER_DATASET_HELP, DataOptions, option
 from .registry import command
 
 
@@ -20,7 +20,7 @@ class EnsembleOptions(DataOptions):
     out: str | None = option(None, "JSON file (default: RUN/ensemble.json)")
     simplex: str | None = option(None, "a simplex run: members drawn uniformly from it")
     seed: int | None = option(None, "seed of a simplex's draws (default 0; not for --curve)")
-    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
+    dataset: str | None = option(None, OTHER_DATASET_HELP)
     force: bool = option(False, "replace an existing ensemble file")
 
 

@@ -7,8 +7,8 @@ from ..alignment.repair import repairable_layers, repaired_points
 from ..evaluation.along import PathEval, eval_path
 from ..storage.runfolder import load_curve, read_curve_run
 from . import validate
-from .common import RunFolder, eval_settings, path_points, write_path_eval
-from .options import REPAIR_HELP, REQUIRED, EvalOptions, option
+from .common import RunFolder, eval_settings, other_dataset, path_points, write_path_eval
+from .options import OTHER_DATASET_HELP, REPAIR_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
 
@@ -17,7 +17,7 @@ class EvalCurveOptions(EvalOptions):
     run: str = option(REQUIRED, "a curve run folder (from connect)", positional=True)
     points: int = option(61, "evenly spaced t in [0, 1] (paper: 61)")
     out: str | None = option(None, "the folder to write in (default: the run folder)")
-    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
+    dataset: str | None = option(None, OTHER_DATASET_HELP)
     repair: bool = option(False, REPAIR_HELP)
 
 
@@ -44,7 +44,6 @@ def eval_curve(o: EvalCurveOptions) -> PathEval:
         result = eval_path(curve, curve.model_at(0.0), curve.model_at(1.0), data, points, settings, o.progress,
                            o.speed, repaired_points(settings.bn_batches(data), data.task) if o.repair else None)
         result.run = str(o.run)
-        if o.dataset is not None:  # measured on other data than the runs': say which
-            result.settings["dataset"] = o.dataset
+        result.settings.update(other_dataset(o.dataset))
         write_path_eval(out, result, f"{info.curve.kind} curve vs line, {o.dataset or info.dataset}")
     return result

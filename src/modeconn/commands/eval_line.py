@@ -8,7 +8,7 @@ from ..alignment.repair import repairable_layers, repaired_points
 from ..evaluation.along import PathEval, eval_path
 from ..storage.runfolder import describe_endpoints, load_endpoints
 from . import validate
-from .common import RunFolder, eval_settings, fallback_model, path_points, write_path_eval
+from .common import RunFolder, eval_settings, fallback_model, other_dataset, path_points, write_path_eval
 from .options import REPAIR_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
@@ -51,7 +51,6 @@ def eval_line(o: EvalLineOptions) -> PathEval:
         result = eval_path(None, start_net, end_net, ends.data, points, settings, o.progress, o.speed,
                            repaired_points(settings.bn_batches(ends.data), ends.data.task) if o.repair else None)
         result.start, result.end = str(o.start), str(o.end)
-        if o.dataset is not None:  # measured on other data than the runs': say which
-            result.settings["dataset"] = o.dataset
+        result.settings.update(other_dataset(o.dataset))
         write_path_eval(out, result, f"line between {o.start} and {o.end}, {ends.dataset}")
     return result

@@ -12,8 +12,8 @@ from ..reporting.plots import plot_triangle
 from ..storage.runfolder import load_simplex, read_simplex_run
 from ..tasks import headline
 from . import validate
-from .common import RunFolder, eval_settings
-from .options import REQUIRED, EvalOptions, option
+from .common import RunFolder, eval_settings, other_dataset
+from .options import OTHER_DATASET_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
 
@@ -23,7 +23,7 @@ class EvalSimplexOptions(EvalOptions):
     samples: int = option(50, "points drawn uniformly (Dirichlet(1)) from the simplex")
     seed: int = option(0, "seed of the draws")
     out: str | None = option(None, "the folder to write in (default: the run folder)")
-    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
+    dataset: str | None = option(None, OTHER_DATASET_HELP)
 
 
 def _summary(result: SimplexEval, o: EvalSimplexOptions) -> str:
@@ -45,14 +45,13 @@ def eval_simplex(o: EvalSimplexOptions) -> SimplexEval:
     shape, info, data = load_simplex(o.run, dev, data_dir, o.dataset)
     fingerprint = json.dumps({"run": str(Path(o.run).resolve()), "samples": samples, "seed": seed,
                               "bn_samples": settings.bn_samples, "train_samples": settings.train_samples,
-                              **({"dataset": o.dataset} if o.dataset is not None else {})},
+                              **other_dataset(o.dataset)},
                              sort_keys=True)
     with folder.claim() as out:  # measure_simplex refuses a partial store of other settings before it writes
         result = measure_simplex(shape, data, settings, samples, seed, store=out, fingerprint=fingerprint,
                                  force=o.force, progress=o.progress, speed=o.speed)
         result.run = str(o.run)
-        if o.dataset is not None:  # measured on other data than the run's: say which
-            result.settings["dataset"] = o.dataset
+        result.settings.update(other_dataset(o.dataset))
         if shape.num_points == 3:  # a triangle: its heat map of the test error (the test loss without one)
             lead = headline(result.metrics)
             plot_triangle(np.array(result.weights), np.array(result.metrics[lead]), _vertex_values(info, lead),

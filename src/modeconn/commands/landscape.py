@@ -25,8 +25,8 @@ from ..storage.runfolder import (
     trajectory_states,
 )
 from . import validate
-from .common import RunFolder, eval_settings
-from .options import REQUIRED, EvalOptions, option
+from .common import RunFolder, eval_settings, other_dataset
+from .options import OTHER_DATASET_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
 DIRECTIONS = ("random", "pca")
@@ -85,7 +85,7 @@ class LandscapeOptions(EvalOptions):
     bn_directions: bool = option(False, "move biases and BatchNorm parameters too (default: they stay, as in "
                                         "Li et al.)")
     chunk: int | None = option(None, "grid points evaluated at once with torch.func.vmap")
-    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
+    dataset: str | None = option(None, OTHER_DATASET_HELP)
 
 
 def _summary(result: LandscapeResult, o: LandscapeOptions) -> str:
@@ -151,10 +151,10 @@ def landscape(o: LandscapeOptions) -> LandscapeResult:
                               "seed": seed, "bn_directions": bn_directions, "bn_samples": settings.bn_samples,
                               "train_samples": settings.train_samples,
                               "norms": [round(float(d.double().norm()), 6) for d in dirs],
-                              **({"dataset": o.dataset} if o.dataset is not None else {})}, sort_keys=True)
+                              **other_dataset(o.dataset)}, sort_keys=True)
     with folder.claim() as out_dir:  # measure_slice refuses a partial slice of other settings before it writes
         record = {"centre": centre.source, "dims": dims, "directions": directions,
-                  **({"dataset": o.dataset} if o.dataset is not None else {}),
+                  **other_dataset(o.dataset),
                   **({"trajectory": str(trajectory), "explained_variance": explained} if trajectory else {})}
         result = measure_slice(centre.model, centre.data, dirs, half, grid, settings, chunk=chunk, store=out_dir,
                                fingerprint=fingerprint, force=force, progress=progress, speed=speed, record=record,

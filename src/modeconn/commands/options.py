@@ -100,4 +100,6 @@ class EvalOptions(SamplingOptions):
     force: bool = option(False, "replace existing evaluation files")
 
 
+OTHER_DATASET_HELP = ("measure on this dataset instead of the run's (the same inputs and targets read another way, "
+                      "or a shifted test set)")
 REPAIR_HELP = "REPAIR each point's unit statistics (networks without BatchNorm; Jordan et al. 2023)"

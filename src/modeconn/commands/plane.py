@@ -1,7 +1,6 @@
 """`modeconn plane`: metrics over a grid in the plane through three networks or a curve's start, end and bend."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +23,8 @@ from ..storage.runfolder import (
     read_curve_run,
 )
 from . import validate
-from .common import RunFolder, eval_settings
-from .options import REQUIRED, EvalOptions, option
+from .common import RunFolder, eval_settings, other_dataset
+from .options import OTHER_DATASET_HELP, REQUIRED, EvalOptions, option
 from .registry import command
 
 
@@ -37,7 +36,7 @@ class PlaneOptions(EvalOptions):
     bend: int | None = option(None, "which bend (1..bends) spans the plane; default the middle")
     grid: int = option(21, "grid points per side (paper: 21)")
     margin: float = option(0.2, "margin on each side, as a fraction of the span")
-    dataset: str | None = option(None, "measure on this dataset instead of the run's (the same inputs and targets)")
+    dataset: str | None = option(None, OTHER_DATASET_HELP)
     chunk: int | None = option(None, "grid points evaluated at once with torch.func.vmap (default 1; measured "
                                      "slower on CPU, may pay for small nets on a GPU)")
     repair: bool = option(False, "REPAIR each point's unit statistics (networks without BatchNorm; "
@@ -100,11 +99,9 @@ def plane(o: PlaneOptions) -> PlaneResult:
         repairable_layers(template, data.example_input())
     plane = plane_grid(*anchors, grid=grid, margin=margin)
     fingerprint = plane_fingerprint(sources, k, grid, margin, settings.bn_samples, settings.train_samples,
-                                    plane.basis, o.repair)
-    record: dict = {"sources": sources if o.points is not None else {"curve": sources, "bend": k}}
-    if o.dataset is not None:  # measured on other data than the runs': say which, and never mix partial grids
-        fingerprint = json.dumps({"plane": fingerprint, "dataset": o.dataset}, sort_keys=True)
-        record["dataset"] = o.dataset
+                                    plane.basis, o.repair, other_dataset(o.dataset))
+    record: dict = {"sources": sources if o.points is not None else {"curve": sources, "bend": k},
+                    **other_dataset(o.dataset)}
     if o.repair:
         outside = int((plane.basis.barycentric(plane.coords, plane.anchors_xy) < -1e-12).any(1).sum())
         record["repair"] = {"points_outside_triangle": outside, "outside": "statistics extrapolated affinely "

@@ -82,6 +82,8 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
         raise ModeconnError(f"{label} {reference} takes no data_dir argument: leave out {param('data_dir')}")
     try:
         made = source(data_dir=data_dir) if takes_dir else source()
+    except ModeconnError as exc:  # data it built was refused (a StreamedData, a Dataset): that reason, as it is
+        raise ModeconnError(f"{label} {reference}: {exc.args[0]}{keep}") from None
     except Exception as exc:  # the user's code failed: say how, in one line
         raise ModeconnError(f"{label} {reference}: calling it failed: {one_line(exc)}{keep}") from None
     given = task_from(task, _named("task", recorded_in)) if task is not None else None

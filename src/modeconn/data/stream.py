@@ -66,8 +66,9 @@ def _map_style(source) -> Any:
     own (a class-balancing sampler, say), which is kept."""
     if isinstance(source, DataLoader):
         # DistributedSampler counts as a default: modeconn deals each global batch to the ranks itself
+        # batch_size=None (no batch sampler) is a default too: the rebuilt loader batches at the analysis's size
         default = (isinstance(source.sampler, (SequentialSampler, RandomSampler, DistributedSampler))
-                   and type(source.batch_sampler) is BatchSampler)
+                   and (source.batch_sampler is None or type(source.batch_sampler) is BatchSampler))
         if not default:
             return None
     dataset = source.dataset if isinstance(source, DataLoader) else source
@@ -78,12 +79,18 @@ def _map_style(source) -> Any:
     return dataset
 
 
+def _collate_of(source):
+    """The collate function a rebuilt loader batches `source`'s examples with: a DataLoader's own where it batches
+    (without batching, batch_size=None, its collate_fn only converts one example), else torch's default."""
+    return source.collate_fn if isinstance(source, DataLoader) and source.batch_sampler is not None else None
+
+
 def _loader_settings(source) -> dict[str, Any]:
     """The settings of a user's DataLoader that a rebuilt one keeps (everything but the order and batching)."""
     if not isinstance(source, DataLoader):
         return {}
     keep: dict[str, Any] = {
-            "num_workers": source.num_workers, "collate_fn": source.collate_fn, "pin_memory": source.pin_memory,
+            "num_workers": source.num_workers, "collate_fn": _collate_of(source), "pin_memory": source.pin_memory,
             "timeout": source.timeout, "worker_init_fn": source.worker_init_fn,
             "multiprocessing_context": source.multiprocessing_context,
             "persistent_workers": source.persistent_workers}
@@ -121,8 +128,7 @@ def _gathered(batch):
 
 def _batch_readable(dataset, settings: dict[str, Any]):
     """(dataset, settings) with a TensorDataset read by `_TensorBatches` where its collation is the default."""
-    if type(dataset) is torch.utils.data.TensorDataset and settings.get("collate_fn", default_collate) is \
-            default_collate:
+    if type(dataset) is torch.utils.data.TensorDataset and settings.get("collate_fn") in (None, default_collate):
         return _TensorBatches(dataset), {**settings, "collate_fn": _gathered}
     return dataset, settings
 
@@ -274,8 +280,7 @@ class StreamedData:
         if dataset is None:
             loader = source
         else:  # two examples, through the source's own collate function where it is a DataLoader
-            collate = source.collate_fn if isinstance(source, DataLoader) else None
-            loader = DataLoader(dataset, batch_size=2, collate_fn=collate)
+            loader = DataLoader(dataset, batch_size=2, collate_fn=_collate_of(source))
         for item in loader:
             return item
         raise ModeconnError(f"the {split} split holds no examples; give it at least one")

@@ -102,12 +102,13 @@ def project_curve(basis: PlaneBasis, curve) -> tuple[dict[str, np.ndarray], dict
 
 
 def plane_fingerprint(sources, bend, grid: int, margin: float, bn_samples, train_samples, basis: PlaneBasis,
-                      repair: bool = False) -> str:
-    """What a partial grid must match to be resumed: its sources, grid and measuring settings."""
+                      repair: bool = False, data: dict | None = None) -> str:
+    """What a partial grid must match to be resumed: its sources, grid and measuring settings, and `data` (the
+    dataset measured on, where it is not the sources')."""
     return json.dumps({"sources": sources, "bend": bend, "grid": grid, "margin": margin, "bn_samples": bn_samples,
                        "train_samples": train_samples, "u_norm": round(basis.u_norm, 6),
                        "v_norm": round(basis.v_norm, 6),
-                       **({"repair": True} if repair else {})}, sort_keys=True)
+                       **({"repair": True} if repair else {}), **(data or {})}, sort_keys=True)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def _curves(root: Path) -> str:
     """The curve runs, each with its midpoint measured when it was trained (connect's own record): what a folder
     shows before eval-curve has measured the curve point by point."""
     def cells(i: dict) -> list:
-        lead = "test_err" if "midpoint_test_err" in i else "test_loss"  # a task without an error: the loss
+        lead = headline(k.removeprefix("midpoint_") for k in i if k.startswith("midpoint_"))
         return [html.escape(f"{i['curve']['kind']}, {i['curve']['bends']} bend(s)"),
                 html.escape(f"{i['start']} to {i['end']}" if "subspace" not in i
                             else f"trained from scratch as one {i['subspace'].get('shape', 'subspace')}"),
@@ -126,8 +126,7 @@ def _ensembles(root: Path) -> str:
             where = "curve" if r.curve else "simplex" if r.simplex else "span"
             source = r.curve or r.simplex
             members = [m for m in r.members if isinstance(m, dict)]
-            own = [k for k in members[0] if k.startswith("test_")] if members else []
-            lead = "test_err" if "test_err" in own else "test_loss"
+            lead = headline(members[0]) if members else "test_loss"  # test_err, or test_loss without an error
             best = min(m[lead] for m in members) if members and lead in members[0] else None
             values = ", ".join(f"test {metric_label(k)} {_show(k, v)}" for k, v in r.ensemble.items())
             parts.append(

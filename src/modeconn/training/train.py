@@ -18,6 +18,7 @@ from ..core.simplex import Simplex
 from ..core.span import WeightSpan
 from ..data.datasets import DataSource
 from ..errors import ModeconnError, param
+from ..evaluation.batchnorm import has_batchnorm
 from ..runtime import distributed
 from ..runtime.speed import EAGER, Speed
 from ..storage.checkpoint import Checkpoint, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
@@ -105,6 +106,7 @@ def fit(module: nn.Module, params, step_loss, data: DataSource, cfg: TrainConfig
         start_epoch, history = saved.epoch, saved.history
         if extra_state is not None:
             extra_state.set_extra(saved.extra, saved.extra_meta)
+    _refuse_a_batch_of_one(module, data, cfg.batch_size)
     device = next(module.parameters()).device
     forward = _step_forward(module, speed)
     batches = data.train_batches(cfg.batch_size, shuffle=True, seed=cfg.seed)
@@ -153,6 +155,15 @@ def fit(module: nn.Module, params, step_loss, data: DataSource, cfg: TrainConfig
 
 
 CHECK_EVERY = 25  # steps between reads of the losses back to the host (NaN check, progress bar)
+
+
+def _refuse_a_batch_of_one(module: nn.Module, data: DataSource, batch_size: int) -> None:
+    """Refuse, before the first step, an epoch whose last batch would hold one example where the network has
+    BatchNorm: a training batch of one cannot be normalised by its own statistics (BatchNorm1d raises)."""
+    n = data.train_size
+    if n is not None and n % batch_size == 1 and has_batchnorm(module):
+        raise ModeconnError(f"{n} training examples in batches of {batch_size} leave a last batch of one example, "
+                            f"which BatchNorm cannot normalise in training; choose another {param('batch_size')}")
 
 
 class _LossWindow:
