@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml requirements-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-cpu.txt
-	$(PY) -m pip install --quiet -e '.[test,vision]'
+	$(PY) -m pip install --quiet -e '.[test,vision,hf]'
 	touch $@
 
 # What the tests need beyond Python: Fashion-MNIST (real-data tests) and chromium (the report

@@ -12,6 +12,7 @@ any size, or into shards across ranks, gives the same metric (up to float summat
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -31,6 +32,9 @@ class Task:
 
     name: str = "task"
     metrics: tuple[str, ...] = ("loss",)
+    # metrics computed from the means of `metrics` over a whole split, not summed batch by batch (perplexity is
+    # exp of the mean loss): their names, and `derive`, which gives them
+    derived_metrics: tuple[str, ...] = ()
 
     def __init__(self, input_key: str | None = None, target_key: str | None = None):
         if (input_key is None) != (target_key is None) or not all(isinstance(k, (str, type(None)))
@@ -41,10 +45,17 @@ class Task:
 
     def split(self, batch) -> tuple:
         """(inputs, targets) of one batch: a tuple or list (x, y, extras...) (extras, such as the indices some
-        datasets add, are ignored) or a dict read by `input_key` and `target_key`. Raises ModeconnError (one line)
-        for anything else: a bare tensor is never split into inputs and targets."""
+        datasets add, are ignored), a dict read by `input_key` and `target_key`, or a dict in Hugging Face's layout
+        (`input_ids`, optionally `attention_mask`, and `labels` or `label`; read by `token_inputs`). Raises
+        ModeconnError (one line) for anything else: a bare tensor is never split into inputs and targets."""
         if isinstance(batch, (tuple, list)) and len(batch) >= 2:
             return batch[0], batch[1]
+        if isinstance(batch, Mapping) and self.input_key is None and "input_ids" in batch:
+            labels = next((k for k in ("labels", "label") if k in batch), None)
+            if labels is None:
+                raise ModeconnError(f"a dict batch with input_ids (keys {', '.join(map(str, batch))}) has no labels "
+                                    f"or label entry for {type(self).__name__} to measure against; add one")
+            return token_inputs(batch), batch[labels]
         if isinstance(batch, Mapping):
             if self.input_key is None or self.target_key is None:
                 raise ModeconnError(f"a dict batch (keys {', '.join(map(str, batch))}) needs the task to name its "
@@ -89,18 +100,31 @@ class Task:
         return sums.double(), count.double()
 
     def reduce(self, sums: torch.Tensor, count: torch.Tensor) -> dict[str, float]:
-        """{metric: mean} from the sums and count of a whole split (one host read)."""
-        values = (sums / count).tolist()
-        return dict(zip(self.metrics, values))
+        """{metric: mean} from the sums and count of a whole split (one host read), then the derived metrics."""
+        values = dict(zip(self.metrics, (sums / count).tolist()))
+        return {**values, **self.derive(values)}
+
+    def derive(self, means: dict[str, float]) -> dict[str, float]:
+        """The `derived_metrics` of a split from the means of its `metrics`. Default: none."""
+        return {}
+
+    @property
+    def all_metrics(self) -> tuple[str, ...]:
+        """Every metric a split is measured by: `metrics`, then `derived_metrics`."""
+        return (*self.metrics, *self.derived_metrics)
 
     @property
     def point_metrics(self) -> tuple[str, ...]:
-        """The keys of one measured point in result files: train_<metric>, test_<metric> for each metric, and
-        train_objective (the train loss plus the decay term training minimised)."""
-        return (*(f"train_{m}" for m in self.metrics), *(f"test_{m}" for m in self.metrics), "train_objective")
+        """The keys of one measured point in result files: train_<metric>, test_<metric> for each metric (derived
+        ones included), and train_objective (the train loss plus the decay term training minimised)."""
+        return (*(f"train_{m}" for m in self.all_metrics), *(f"test_{m}" for m in self.all_metrics),
+                "train_objective")
 
-    def check_outputs(self, outputs, targets, num_classes: int) -> None:
-        """Refuse (ModeconnError, one line) model outputs this task cannot read for these targets."""
+    def output_shape(self, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, ...]:
+        """The shape of the model's output for one example of `input_shape` (read by `model_output`): checked when a
+        model is built, so a model that does not fit the task is refused before anything runs. Default:
+        (num_classes,), one logit per class or one value per target value."""
+        return (num_classes,)
 
     def check_targets(self, targets: torch.Tensor, num_classes: int, split: str) -> None:
         """Refuse (ModeconnError, one line) a dataset's targets this task cannot measure; run once when a Dataset is
@@ -123,7 +147,7 @@ class Task:
         """One member's prediction for a batch, (batch, *prediction_shape), float64. Default: the outputs, one row
         per example, in the targets' shape; raises ModeconnError (one line) for outputs that are not (override this
         and prediction_shape for other outputs)."""
-        return _like(outputs, targets, f"{type(self).__name__}'s ensemble (by default)",
+        return _like(model_output(outputs), targets, f"{type(self).__name__}'s ensemble (by default)",
                      "or override ensemble_prediction and prediction_shape").double()
 
     def member_measure(self, prediction: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
@@ -153,10 +177,10 @@ class Classification(Task):
     metrics = ("loss", "err")
 
     def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, _labels(targets))
+        return F.cross_entropy(model_output(outputs), _labels(targets))
 
     def sums(self, outputs, targets):
-        targets, logits = _labels(targets), outputs.float()
+        targets, logits = _labels(targets), model_output(outputs).float()
         return torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(),
                             (logits.argmax(-1) != targets).sum().double()])
 
@@ -175,7 +199,7 @@ class Classification(Task):
         return (num_classes,)
 
     def ensemble_prediction(self, outputs, targets):
-        return torch.log_softmax(outputs.double(), -1)
+        return torch.log_softmax(model_output(outputs).double(), -1)
 
     def member_measure(self, prediction, targets):
         nll = -prediction.gather(1, targets[:, None]).mean()
@@ -191,11 +215,6 @@ class Classification(Task):
         err = float((probs.argmax(1) != targets).double().mean())
         return {"err": err, "nll": nll, "ece": expected_calibration_error(probs, targets)}
 
-    def check_outputs(self, outputs, targets, num_classes):
-        if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[1] != num_classes:
-            got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-            raise ModeconnError(f"classification needs logits of shape (batch, {num_classes}), the model gives {got}")
-
 
 class Regression(Task):
     """Squared error on outputs of the targets' shape; metrics: mean squared error (`loss`) and mean absolute error
@@ -205,17 +224,17 @@ class Regression(Task):
     metrics = ("loss", "mae")
 
     def loss(self, outputs, targets):
-        return F.mse_loss(_like(outputs, targets), targets)
+        return F.mse_loss(_like(model_output(outputs), targets), targets)
 
     def sums(self, outputs, targets):
-        diff = _like(outputs, targets).double() - targets.double()
+        diff = _like(model_output(outputs), targets).double() - targets.double()
         return torch.stack([diff.square().sum(), diff.abs().sum()])
 
     def count(self, targets):
         return torch.tensor(float(targets.numel()), dtype=torch.float64, device=targets.device)
 
     def ensemble_prediction(self, outputs, targets):
-        return _like(outputs, targets).double()
+        return _like(model_output(outputs), targets).double()
 
     def check_targets(self, targets, num_classes, split):
         if not targets.is_floating_point():
@@ -229,11 +248,137 @@ class Regression(Task):
         if not bool(torch.isfinite(targets).all()):
             raise ModeconnError(f"the {split} targets hold NaN or infinite values; drop or fix those examples")
 
-    def check_outputs(self, outputs, targets, num_classes):
-        if not isinstance(outputs, torch.Tensor) or outputs.numel() != targets.numel():
-            got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-            raise ModeconnError(f"regression needs one output per target value ({tuple(targets.shape)}), the model "
-                                f"gives {got}")
+
+
+IGNORE_INDEX = -100  # a label no token is measured against (padding), as in PyTorch's and Hugging Face's losses
+
+
+class LanguageModeling(Task):
+    """Next-token prediction (Radford et al. 2019's objective): the logits at position i, shape (N, L, vocab), are
+    measured against the token at i + 1 of the labels (N, L), over the positions whose label is not IGNORE_INDEX
+    (-100, padding). Metrics, per predicted token: mean cross-entropy (`loss`, nats), token error (`err`, the
+    fraction whose most likely next token is wrong), and perplexity (`ppl`, exp of the mean loss over a whole
+    split, so a split's perplexity is never an average of batch perplexities).
+
+    Batches: a tensor of token ids (N, L) (its own labels), (ids, labels) pairs, or dicts of `input_ids`,
+    optionally `attention_mask` (masked positions are not measured) and `labels` (`token_inputs`). Ensembles
+    average the members' next-token probabilities."""
+
+    name = "lm"
+    metrics = ("loss", "err")
+    derived_metrics = ("ppl",)
+    ensemble_metrics = ("loss", "err", "ppl")  # type: ignore[assignment]
+
+    def split(self, batch):
+        if isinstance(batch, torch.Tensor):
+            return batch, batch
+        if isinstance(batch, Mapping) and self.input_key is None and "input_ids" in batch \
+                and not {"labels", "label"} & set(batch):
+            ids = batch["input_ids"]
+            mask = batch.get("attention_mask")
+            return token_inputs(batch), ids if mask is None else ids.masked_fill(mask == 0, IGNORE_INDEX)
+        return super().split(batch)
+
+    @staticmethod
+    def _next_tokens(outputs, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (..., L - 1, vocab), labels (..., L - 1)): each position's logits beside the token after it."""
+        logits = model_output(outputs)
+        return logits[..., :-1, :], _tokens(targets)[..., 1:]
+
+    def loss(self, outputs, targets):
+        logits, labels = self._next_tokens(outputs, targets)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+    def sums(self, outputs, targets):
+        logits, labels = self._next_tokens(outputs, targets)
+        logp = torch.log_softmax(logits.float(), -1)
+        valid = labels != IGNORE_INDEX
+        nll = -logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        wrong = (logp.argmax(-1) != labels) & valid
+        return torch.stack([(nll.double() * valid).sum(), wrong.sum().double()])
+
+    def count(self, targets):
+        return (_tokens(targets)[..., 1:] != IGNORE_INDEX).sum().double()
+
+    def derive(self, means):
+        return {"ppl": math.exp(min(means["loss"], 700.0))}  # exp overflows a float past 709
+
+    def output_shape(self, input_shape, num_classes):
+        return (input_shape[-1], num_classes)
+
+    def check_targets(self, targets, num_classes, split):
+        labels = _tokens(targets)
+        valid = labels[labels != IGNORE_INDEX]
+        if labels.dim() != 2 or labels.shape[1] < 2:
+            raise ModeconnError(f"the lm task needs token ids of shape (batch, length >= 2), the {split} labels have "
+                                f"shape {tuple(labels.shape)}")
+        if len(valid) and not 0 <= int(valid.min()) <= int(valid.max()) < num_classes:
+            raise ModeconnError(f"the {split} tokens run from {int(valid.min())} to {int(valid.max())}, outside the "
+                                f"vocabulary 0..{num_classes - 1} (num_classes is the vocabulary size); give "
+                                f"num_classes above the largest token id (padding labels are {IGNORE_INDEX})")
+
+    def prediction_shape(self, targets, num_classes):
+        return (targets.shape[1] - 1, num_classes)
+
+    def ensemble_prediction(self, outputs, targets):
+        logits, _ = self._next_tokens(outputs, targets)
+        return torch.log_softmax(logits.double(), -1)
+
+    def _measure_log_probs(self, logp: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        labels = _tokens(targets)[:, 1:]
+        valid = labels != IGNORE_INDEX
+        nll = -logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        tokens = valid.sum().double()
+        loss = float((nll * valid).sum() / tokens)
+        err = float(((logp.argmax(-1) != labels) & valid).sum() / tokens)
+        return {"loss": loss, "err": err, **self.derive({"loss": loss})}
+
+    def member_measure(self, prediction, targets):
+        return self._measure_log_probs(prediction, targets)
+
+    def ensemble_terms(self, prediction):
+        return prediction.exp()
+
+    def ensemble_measure(self, mean_terms, targets):
+        return self._measure_log_probs(torch.log(mean_terms.clamp_min(1e-300)), targets)
+
+
+def model_output(outputs) -> torch.Tensor:
+    """The tensor a task measures among a model's outputs: a tensor as it is; from a dict or a Hugging Face
+    `ModelOutput` (a dict), its `logits`; from a tuple, its first entry (Hugging Face's return_dict=False).
+    Raises ModeconnError (one line) for anything else."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping):
+        if "logits" not in outputs:
+            raise ModeconnError(f"the model returns a {type(outputs).__name__} without logits (it has "
+                                f"{', '.join(map(str, outputs))}); return a tensor or a dict with `logits`")
+        return outputs["logits"]
+    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], torch.Tensor):
+        return outputs[0]
+    raise ModeconnError(f"the model returns a {type(outputs).__name__}; a task reads a tensor, a dict with `logits` "
+                        "or a tuple whose first entry is the logits")
+
+
+def token_inputs(batch: Mapping) -> torch.Tensor:
+    """A Hugging Face dict batch's model inputs as one tensor, so every analysis batches, shards and moves it like
+    any input: its `input_ids` (N, L), or, with an `attention_mask`, both stacked as (N, 2, L) (ids, mask), which
+    `modeconn.models.huggingface.HuggingFaceModel` unstacks."""
+    ids, mask = batch["input_ids"], batch.get("attention_mask")
+    if mask is None:
+        return ids
+    if tuple(mask.shape) != tuple(ids.shape):
+        raise ModeconnError(f"a batch's attention_mask has shape {tuple(mask.shape)}, its input_ids "
+                            f"{tuple(ids.shape)}; give one mask entry per token")
+    return torch.stack([ids, mask.to(ids.dtype)], 1)
+
+
+def _tokens(targets: torch.Tensor) -> torch.Tensor:
+    """Token ids (integers), or a one-line refusal (read from the dtype: no host sync)."""
+    if targets.is_floating_point():
+        raise ModeconnError(f"the lm task needs integer token ids, got {str(targets.dtype).removeprefix('torch.')} "
+                            "labels")
+    return targets
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
@@ -283,22 +428,27 @@ def regression(input_key: str | None = None, target_key: str | None = None) -> R
 
 
 def headline(names) -> str:
-    """The metric a summary or figure leads with, among the metric names of a result (`err`, `test_err`, ...): the
-    error where the task has one (classification), else the loss. Read from the names, so a file read back needs
-    no task."""
+    """The metric a summary or figure leads with, among the metric names of a result (`err`, `test_err`, ...):
+    perplexity where the task has one (language modeling), else the error where it has one (classification), else
+    the loss. Read from the names, so a file read back needs no task."""
     names = list(names)
     prefix = next((p for p in ("test_", "", "train_") if p + "loss" in names), "")  # test metrics first
-    return prefix + "err" if prefix + "err" in names else prefix + "loss"
+    return next((prefix + m for m in ("ppl", "err") if prefix + m in names), prefix + "loss")
 
 
 def metric_label(name: str) -> str:
     """A metric's name in words: test_err is "test error", train_loss "train loss", mae "MAE"."""
-    words = {"err": "error", "mae": "MAE", "nll": "NLL", "ece": "ECE"}
+    words = {"err": "error", "mae": "MAE", "nll": "NLL", "ece": "ECE", "ppl": "perplexity"}
     return " ".join(words.get(w, w) for w in name.split("_"))
 
 
 CLASSIFICATION = Classification()
-BUILT_IN = {"classification": Classification, "regression": Regression}
+def language_modeling(input_key: str | None = None, target_key: str | None = None) -> LanguageModeling:
+    """The language-modeling task: next-token cross-entropy, token error, perplexity."""
+    return LanguageModeling(input_key, target_key)
+
+
+BUILT_IN = {"classification": Classification, "regression": Regression, "lm": LanguageModeling}
 
 
 def task_from(spec, option: str = param("task")) -> Task:
@@ -336,6 +486,12 @@ def check_task(task) -> Task:
             or any(m.startswith(("train_", "test_", "ensemble_")) for m in metrics):
         raise ModeconnError(f"{name}.metrics must be a tuple of distinct names starting with 'loss' (identifiers, "
                             f"none starting train_, test_ or ensemble_: files prefix them), got {metrics!r}")
+    derived = task.derived_metrics
+    if isinstance(derived, str) or not isinstance(derived, Sequence) \
+            or not all(isinstance(m, str) and m.isidentifier() for m in derived) \
+            or len(set(task.all_metrics)) != len(task.all_metrics):
+        raise ModeconnError(f"{name}.derived_metrics must be a tuple of names distinct from each other and from "
+                            f"metrics, got {derived!r}")
     if not any("name" in vars(c) for c in type(task).__mro__ if c is not Task) or not isinstance(task.name, str) \
             or not task.name:
         raise ModeconnError(f"{name} must define name, a non-empty string (result settings record it)")

@@ -13,7 +13,7 @@ from ..training.budget import BudgetResult, budget_markdown, check_budget, compa
 from ..training.train import SPRO_VOLUME_WEIGHT
 from . import validate
 from .common import RunFolder, task_field, training_config
-from .options import REQUIRED, DataOptions, option
+from .options import REQUIRED, TASK_HELP, DataOptions, option
 from .registry import command
 
 METHODS = ("fge", "espro")  # the comparison's ensemble methods: FGE always, ESPRO on request
@@ -24,8 +24,7 @@ class BudgetOptions(DataOptions):
     out: str = option(REQUIRED, "the folder to write budget.json and budget.md in")
     epochs: int = option(REQUIRED, "B: epochs of one network's training")
     dataset: str = option("fashion-mnist", "the dataset (or your own as package.module:callable)")
-    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
-                                    "dataset's own)")
+    task: str | None = option(None, TASK_HELP)
     model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "
                                      "dataset's default model)")
     seeds: list[int] = option([0, 1, 2], "the seeds compared", nargs="+")

@@ -20,7 +20,7 @@ from ..storage.runfolder import ModelSpec
 from ..training.instability import InstabilityResult, check_spawn, instability_analysis
 from . import validate
 from .common import RunFolder, eval_settings, network_info, path_points, save_network_run, task_field, training_config
-from .options import REQUIRED, TrainingOptions, option
+from .options import REQUIRED, TASK_HELP, TrainingOptions, option
 from .registry import command
 
 
@@ -28,8 +28,7 @@ from .registry import command
 class InstabilityOptions(TrainingOptions):
     out: str = option(REQUIRED, "the folder to write instability.json, .png and the copies in")
     dataset: str = option("mnist1d", "the dataset (or your own as package.module:callable)")
-    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
-                                    "dataset's own)")
+    task: str | None = option(None, TASK_HELP)
     spawn: list[int] = option([0, 1, 2, 5, 10, 20], "epochs at which two copies are spawned from the parent",
                               nargs="+")
     model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "

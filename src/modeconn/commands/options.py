@@ -102,4 +102,6 @@ class EvalOptions(SamplingOptions):
 
 OTHER_DATASET_HELP = ("measure on this dataset instead of the run's (the same inputs and targets read another way, "
                       "or a shifted test set)")
+TASK_HELP = ("classification, regression, lm (language modeling) or your Task's package.module:Name (default: the "
+             "dataset's own: lm for text, else classification unless it names another)")
 REPAIR_HELP = "REPAIR each point's unit statistics (networks without BatchNorm; Jordan et al. 2023)"

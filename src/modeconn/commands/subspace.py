@@ -24,7 +24,7 @@ from ..tasks import headline, metric_label
 from ..training.subspace import SPREAD, subspace_metrics, train_subspace
 from . import validate
 from .common import RunFolder, network_info, save_network_run, task_field, training_config
-from .options import REQUIRED, TrainingOptions, option
+from .options import REQUIRED, TASK_HELP, TrainingOptions, option
 from .registry import command
 from .simplex import MAX_VERTICES
 
@@ -47,8 +47,7 @@ def vertex_count(shape: str) -> int:
 class SubspaceOptions(TrainingOptions):
     out: str = option(REQUIRED, "the run folder to write")
     dataset: str = option("mnist1d", "the dataset (or your own as package.module:callable)")
-    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
-                                    "dataset's own)")
+    task: str | None = option(None, TASK_HELP)
     shape: str = option("line", "line, curve (one bend) or simplexK (K = 3..8 vertices)")
     spread: float | None = option(None, "weight of the vertices' mean squared cosine similarity in the loss "
                                         "(default 1, Wortsman et al.'s)")

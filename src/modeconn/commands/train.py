@@ -11,10 +11,11 @@ from ..data import load_dataset
 from ..errors import ModeconnError
 from ..recipes import recipe_for
 from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo
+from ..tasks import headline, metric_label
 from ..training.train import train_network
 from . import validate
 from .common import RunFolder, network_info, save_network_run, task_field, training_config
-from .options import REQUIRED, TrainingOptions, option
+from .options import REQUIRED, TASK_HELP, TrainingOptions, option
 from .registry import command
 
 
@@ -25,8 +26,7 @@ class TrainOptions(TrainingOptions):
                                      "your own as package.module:callable")
     model: str | None = option(None, "registry name or your builder's package.module:callable (default: the "
                                      "dataset's default model)")
-    task: str | None = option(None, "classification, regression or your Task's package.module:Name (default: the "
-                                    "dataset's own, classification unless it names another)")
+    task: str | None = option(None, TASK_HELP)
     keep_epochs: list[int] = option([], "also keep the state after these epochs as run folders OUT/epochN "
                                         "(e.g. FGE's start at 0.8B)", nargs="*")
     keep_every: int | None = option(None, "also keep every K-th epoch as OUT/epochN (a trajectory for "
@@ -34,8 +34,9 @@ class TrainOptions(TrainingOptions):
 
 
 def _summary(run: RunInfo, o: TrainOptions) -> str:
-    error = f"test error {run.raw['test_err']:.4f}, " if "test_err" in run.raw else ""  # a task without one
-    return f"{o.out}: {error}test loss {run.raw['test_loss']:.4f} ({run.raw['seconds']:.1f} s)"
+    lead = headline(run.raw)  # test perplexity (language modeling), test error (classification), else test loss
+    first = f"{metric_label(lead)} {run.raw[lead]:.4f}, " if lead != "test_loss" else ""
+    return f"{o.out}: {first}test loss {run.raw['test_loss']:.4f} ({run.raw['seconds']:.1f} s)"
 
 
 @command("train", TrainOptions, help="train one endpoint network", summary=_summary)

@@ -8,6 +8,7 @@ from ..object_ref import is_reference, one_line, resolve
 from ..tasks import CLASSIFICATION, task_from
 from .datasets import Batches, Dataset, DataSource, from_torch, tensors_from
 from .fashion import FASHION_MNIST_DIR, load_fashion_mnist, load_fashion_mnist_32
+from .fortunes import FORTUNES_DIR, load_fortunes
 from .mnist1d import load_mnist1d
 from .stream import StreamedData
 
@@ -22,13 +23,23 @@ def _cifar(name):
 
 LOADERS = {"mnist1d": lambda data_dir: load_mnist1d(), "fashion-mnist": load_fashion_mnist,
            "fashion-mnist-32": load_fashion_mnist_32,
-           "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100")}
+           "cifar10": _cifar("cifar10"), "cifar100": _cifar("cifar100"),
+           "fortunes": lambda data_dir: load_fortunes("fortunes", data_dir)}
 GENERATED = {"mnist1d"}  # made in memory: a --data-dir means nothing for these
+# datasets whose name takes settings after a slash (fortunes/only=science): the loader reads the whole name
+PARAMETERISED = {"fortunes": load_fortunes}
+
+
+def family(name: str) -> str:
+    """The dataset a name belongs to: `fortunes` for fortunes/only=science, the name itself otherwise."""
+    head = name.split("/", 1)[0] if isinstance(name, str) else name
+    return head if head in PARAMETERISED else name
 
 
 def load_dataset(name: str, data_dir: str | None = None, task: str | None = None, recorded_in=None) -> DataSource:
     """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files),
-    'cifar10'/'cifar100', or your own, named `package.module:callable` (see `user_dataset`).
+    'cifar10'/'cifar100', 'fortunes' (English text for language modeling; topics selected as in
+    `fortunes/only=science`, see modeconn.data.fortunes), or your own, named `package.module:callable` (see `user_dataset`).
 
     task: None (the data's own: classification, or what your callable names), "classification", "regression", or
     a Task's package.module:Name (`tasks.task_from`). recorded_in: the run.json that names `name` and `task`, for
@@ -37,12 +48,12 @@ def load_dataset(name: str, data_dir: str | None = None, task: str | None = None
     """
     if is_reference(name):
         return user_dataset(name, data_dir, task, recorded_in)
-    if name not in LOADERS:
+    if family(name) not in LOADERS:
         raise ModeconnError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}, or name your own as "
                             "package.module:callable")
     if data_dir is not None and name in GENERATED:
         raise ModeconnError(f"{name} is generated in memory and reads no files: leave out {param('data_dir')}")
-    data = LOADERS[name](data_dir)
+    data = PARAMETERISED[family(name)](name, data_dir) if family(name) in PARAMETERISED else LOADERS[name](data_dir)
     return data if task is None else data.with_task(task_from(task, _named("task", recorded_in)))
 
 
@@ -109,6 +120,6 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
                         "(train, test), or a mapping with train and test")
 
 
-__all__ = ["Batches", "DataSource", "Dataset", "StreamedData", "FASHION_MNIST_DIR", "GENERATED", "LOADERS",
-           "from_torch", "load_dataset",
+__all__ = ["Batches", "DataSource", "Dataset", "StreamedData", "FASHION_MNIST_DIR", "FORTUNES_DIR", "GENERATED", "LOADERS",
+           "family", "from_torch", "load_dataset", "load_fortunes",
            "load_fashion_mnist", "load_fashion_mnist_32", "load_mnist1d", "tensors_from"]

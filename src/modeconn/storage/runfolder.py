@@ -49,7 +49,8 @@ class ModelSpec:
                 f"{self.num_classes}: pass data with "
                 f"the same inputs and targets as the run's")
         try:
-            return create_model(self.name, data.input_shape, data.num_classes, **self.kwargs)
+            return create_model(self.name, data.input_shape, data.num_classes, data.task, data.example_input(),
+                                **self.kwargs)
         except TypeError as exc:  # constructor arguments from a run.json that this model does not take
             raise ModeconnError(f"model {self.name!r} cannot be built with kwargs {self.kwargs} ({exc}); "
                                 "fix model.kwargs in run.json or rerun the command that wrote it") from None

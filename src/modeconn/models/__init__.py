@@ -10,8 +10,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .errors import ModeconnError, param
-from .object_ref import is_reference, one_line, resolve
+from ..errors import ModeconnError, param
+from ..object_ref import is_reference, one_line, resolve
+from ..tasks import CLASSIFICATION, Task, model_output
+from . import huggingface
 
 MODELS: dict = {}  # name -> constructor(input_shape, num_classes, **kwargs)
 
@@ -24,24 +26,44 @@ def register(name: str, **fixed):
     return wrap
 
 
-def create_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module:
+def create_model(name: str, input_shape, num_classes: int, task: Task = CLASSIFICATION,
+                 example: torch.Tensor | None = None, **kwargs) -> nn.Module:
     """Build a model for inputs of `input_shape` (no batch dim) and `num_classes` outputs: a registered name;
     `torchvision:NAME` or `timm:NAME` (the library's architecture, randomly initialised: nothing is downloaded);
-    or your own builder named `package.module:callable` (imported from the Python path), which gets, of
-    `input_shape` (a tuple) and `num_classes`, those its signature takes, and `kwargs`.
+    `hf:PATH`, a Hugging Face transformers model from a local config or save_pretrained folder
+    (`models.huggingface`); or your own builder named `package.module:callable` (imported from the Python path),
+    which gets, of `input_shape` (a tuple) and `num_classes`, those its signature takes, and `kwargs`.
 
     Raises ModeconnError (one line) for an unknown name, a library that is not installed, a builder that cannot be
-    imported or returns no nn.Module, or a model whose outputs for one example are not (num_classes,)."""
+    imported or returns no nn.Module, or a model whose output for one example is not the `task`'s
+    (`Task.output_shape`: (num_classes,) for classification, (length, vocabulary) for language modeling), run on
+    `example` (two of the data's inputs, so token ids stay integers; zeros of `input_shape` when None)."""
     shape = tuple(input_shape)
+    if isinstance(name, str) and name.startswith(HF_PREFIX):
+        if kwargs:
+            raise ModeconnError(f"--model {name} takes no constructor arguments (got {kwargs}): its config holds them")
+        model = huggingface.build(name.removeprefix(HF_PREFIX), shape, num_classes)
+        probe = torch.zeros(2, *shape, dtype=torch.long) if example is None else example[:2].cpu()  # token ids
+        with torch.no_grad():
+            out = model.eval()(probe)
+        _check_output(name, out, shape, num_classes, task)
+        return model.train()
     builder = _builder(name)
-    _check_fits(name, builder, shape, num_classes, kwargs)
+    _check_fits(name, builder, shape, num_classes, task, example, kwargs)
     return builder(shape, num_classes, **kwargs)
+
+
+HF_PREFIX = "hf:"
 
 
 def check_model_name(name: str) -> None:
     """Refuse (ModeconnError, one line) a model name nothing can build: not registered, a library model of a library
-    that is not installed or has no such architecture, a reference that cannot be imported. Builds nothing."""
-    _builder(name)
+    that is not installed or has no such architecture, a reference that cannot be imported, an `hf:` path without
+    a config transformers knows. Builds nothing."""
+    if isinstance(name, str) and name.startswith(HF_PREFIX):
+        huggingface.architecture(name.removeprefix(HF_PREFIX))
+    else:
+        _builder(name)
 
 
 def _builder(name: str):
@@ -143,29 +165,47 @@ class BuildFailed(ModeconnError):
     """A user's builder raised while it was called (not a model unfit for the data)."""
 
 
-def _check_fits(name: str, builder, shape: tuple, num_classes: int, kwargs: dict) -> None:
+def _check_fits(name: str, builder, shape: tuple, num_classes: int, task: Task, example: torch.Tensor | None,
+                kwargs: dict) -> None:
     """Refuse a model that cannot take inputs of this shape (an image model on 1-D data, say): built
     and run once on the meta device, which costs no memory and no arithmetic. A forward that reads a value
     (an `if` on a tensor, `float(...)`, `nonzero`) cannot run there, so any failure on the meta device is
-    checked again with a real forward on a batch of two zeros on the CPU: only its error is reported."""
+    checked again with a real forward on the CPU: only its error is reported. The probe is `example` (the data's
+    own inputs), else a batch of two zeros."""
+    probe = torch.zeros(2, *shape) if example is None else example[:2].cpu()
     try:
         with torch.device("meta"):
-            out = builder(shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="meta"))
+            out = builder(shape, num_classes, **kwargs).eval()(probe.to("meta"))
     except (ValueError, RuntimeError, IndexError, NotImplementedError, AssertionError, BuildFailed):
         # meta execution also fails on data-dependent code, for reasons other than shape; a constructor's
         # TypeError (keyword arguments it does not take) is not caught: the caller names those
         try:
             with torch.no_grad():
-                out = builder(shape, num_classes, **kwargs).eval()(torch.zeros(2, *shape, device="cpu"))
+                out = builder(shape, num_classes, **kwargs).eval()(probe)
         except (ValueError, RuntimeError, IndexError, AssertionError) as exc:
             reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
             raise ModeconnError(f"model {name!r} cannot take inputs of shape {shape} ({reason}); choose a model "
                                 "for this dataset (see `modeconn train --help`)") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
-        got = tuple(out.shape)[1:] if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModeconnError(f"model {name!r} gives outputs of shape {got} for inputs of shape "
-                            f"{shape}, not ({num_classes},) (num_classes: classes, or target values per example); "
-                            "choose a model for this dataset")
+    _check_output(name, out, shape, num_classes, task)
+
+
+def _check_output(name: str, out, shape: tuple, num_classes: int, task: Task) -> None:
+    """Refuse (one line) a model whose output for a batch of two (read as the task reads it) is not the task's."""
+    try:
+        logits = model_output(out)
+    except ModeconnError as exc:
+        raise ModeconnError(f"model {name!r}: {exc.args[0]}") from None
+    want = tuple(task.output_shape(shape, num_classes))
+    if tuple(logits.shape) != (2, *want):
+        got = tuple(logits.shape)[1:]
+        raise ModeconnError(f"model {name!r} gives outputs of shape {got} for inputs of shape {shape}, but the "
+                            f"{task.name} task reads {want} (num_classes {num_classes}: "
+                            f"{NUM_CLASSES_MEANS.get(task.name, 'the output width')}); choose a model for this "
+                            "dataset and task")
+
+
+NUM_CLASSES_MEANS = {"classification": "the classes", "regression": "target values per example",
+                     "lm": "the vocabulary size"}
 
 
 @register("mlp")
