@@ -39,7 +39,8 @@ def family(name: str) -> str:
 def load_dataset(name: str, data_dir: str | None = None, task: str | None = None, recorded_in=None) -> DataSource:
     """Load a dataset by name: 'mnist1d' (generated), 'fashion-mnist'/'fashion-mnist-32' (IDX files),
     'cifar10'/'cifar100', 'fortunes' (English text for language modeling; topics selected as in
-    `fortunes/only=science`, see modeconn.data.fortunes), or your own, named `package.module:callable` (see `user_dataset`).
+    `fortunes/only=science`, see modeconn.data.fortunes), or your own, named `package.module:callable` (see
+    `user_dataset`).
 
     task: None (the data's own: classification, or what your callable names), "classification", "regression", or
     a Task's package.module:Name (`tasks.task_from`). recorded_in: the run.json that names `name` and `task`, for
@@ -120,6 +121,7 @@ def user_dataset(reference: str, data_dir: str | None = None, task: str | None =
                         "(train, test), or a mapping with train and test")
 
 
-__all__ = ["Batches", "DataSource", "Dataset", "StreamedData", "FASHION_MNIST_DIR", "FORTUNES_DIR", "GENERATED", "LOADERS",
+__all__ = ["Batches", "DataSource", "Dataset", "StreamedData", "FASHION_MNIST_DIR", "FORTUNES_DIR", "GENERATED",
+           "LOADERS",
            "family", "from_torch", "load_dataset", "load_fortunes",
            "load_fashion_mnist", "load_fashion_mnist_32", "load_mnist1d", "tensors_from"]
