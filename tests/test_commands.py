@@ -194,6 +194,16 @@ def test_help_shows_the_defaults_and_python_shows_the_options(capsys):
     assert "grid" in inspect.signature(commands.plane).parameters
 
 
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_prints_its_help(name, capsys):
+    # a literal percent sign in an option's help ("down to 1%") once broke argparse's formatting of every command
+    # with training options
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: modeconn {name}" in capsys.readouterr().out
+
+
 def test_written_files_get_the_mode_of_any_new_file(tmp_path):
     import os
 

@@ -36,7 +36,9 @@ def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint) -> No
     required = default is dataclasses.MISSING
     shown = (default not in (None, [], dataclasses.MISSING) and not isinstance(default, bool)  # a flag's help says it
              and "default" not in meta.get("help", ""))
-    kwargs: dict = {"help": (meta.get("help") or "") + (f" (default: {_spelled(default)})" if shown else "") or None}
+    # %% so argparse's help formatting (which expands %(default)s) keeps a literal percent sign ("down to 1%")
+    text = (meta.get("help") or "").replace("%", "%%")
+    kwargs: dict = {"help": text + (f" (default: {_spelled(default)})" if shown else "") or None}
     base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     kind = typing.get_origin(base[0]) or base[0]
     if kind is bool:
