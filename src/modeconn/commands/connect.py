@@ -13,7 +13,7 @@ from ..runtime import distributed
 from ..runtime.provenance import made_with
 from ..storage.files import save_tensors
 from ..storage.runfolder import CHECKPOINT, RunInfo, describe_endpoints, load_endpoints, write_run
-from ..tasks import metric_label
+from ..tasks import headline, metric_label
 from ..training.train import train_curve
 from . import validate
 from .common import RunFolder, fallback_model, task_field, training_config
@@ -34,7 +34,7 @@ class ConnectOptions(TrainingOptions):
 
 
 def _summary(run: RunInfo, o: ConnectOptions) -> str:
-    lead = "test_err" if "midpoint_test_err" in run.raw else "test_loss"  # no error: the loss
+    lead = headline(k.removeprefix("midpoint_") for k in run.raw if k.startswith("midpoint_"))
     return (f"{o.out}: curve midpoint {metric_label(lead)} {run.raw['midpoint_' + lead]:.4f}, "
             f"length {run.raw['length']:.3f} ({run.raw['seconds']:.1f} s)")
 

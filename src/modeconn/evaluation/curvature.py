@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from ..core.curve import Curve
@@ -62,8 +63,11 @@ class HessianOperator:
         """H v: the derivative of the gradient along v (forward mode over reverse mode)."""
         g = grad(self.loss_sum)
         total = torch.zeros_like(self.weights)
-        for x, y in self.batches:
-            total += jvp(lambda w, x=x, y=y: g(w, x, y), (self.weights,), (v.to(self.weights.dtype),))[1]
+        # attention's fused kernels (flash, memory-efficient) have no forward-mode derivative; the math kernel,
+        # built of matmuls and a softmax, does, and computes the same function
+        with sdpa_kernel(SDPBackend.MATH):
+            for x, y in self.batches:
+                total += jvp(lambda w, x=x, y=y: g(w, x, y), (self.weights,), (v.to(self.weights.dtype),))[1]
         self.products += 1
         return total / self.count
 

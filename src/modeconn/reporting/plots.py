@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..storage.files import atomic_write
 from ..tasks import headline, metric_label
+from ..training.instability import deciding_metric
 
 if TYPE_CHECKING:  # for annotations only: plotting needs no training code at run time
     from ..training.fge import FGEResult
@@ -186,9 +187,10 @@ def plot_instability(result: dict, path) -> None:
                         "(stable below, Frankle et al.)")
         axes[0].set_ylabel("test-error barrier (%)")
         axes[0].legend()
-    else:  # no error: the test loss's barrier (stable below a fraction of the copies' mean test loss)
-        axes[0].plot(k, [r["test_loss_barrier"] for r in rows], "o-", color="C0", lw=2)
-        axes[0].set_ylabel("test-loss barrier")
+    else:  # perplexity or loss: its barrier (stable below a fraction of the copies' mean)
+        lead = deciding_metric(rows)
+        axes[0].plot(k, [r[f"{lead}_barrier"] for r in rows], "o-", color="C0", lw=2)
+        axes[0].set_ylabel(f"{metric_label(lead).replace(' ', '-')} barrier")
     axes[1].plot(k, [r["train_loss_barrier"] for r in rows], "o-", color="C3", lw=2)
     axes[1].set_ylabel("train-loss barrier")
     for ax in axes:
@@ -206,10 +208,10 @@ def plot_fge(result: FGEResult, path) -> None:
     recs = result.snapshots
     k = [r["snapshot"] for r in recs]
     fig, axes = _subplots(1, 2, figsize=(11, 4), layout="constrained")
-    if "ensemble_test_err" in recs[0]:  # classification, drawn as it always was
+    if {"ensemble_test_err", "ensemble_test_nll"} <= set(recs[0]):  # classification, drawn as it always was
         panels = [("test_err", "ensemble_test_err", "test error (%)", 100), ("test_nll", "ensemble_test_nll",
                                                                            "test NLL", 1)]
-    else:  # the first two metrics a snapshot and the ensemble share (regression: loss and MAE)
+    else:  # the first two metrics a snapshot and the ensemble share (regression: loss and MAE; lm: loss and error)
         shared = [k.removeprefix("ensemble_") for k in recs[0] if k.startswith("ensemble_test_")]
         panels = [(k, "ensemble_" + k, metric_label(k), 1) for k in shared if k in recs[0]][:2]
     for ax, (own, ens, label, scale) in zip(axes, panels):

@@ -90,7 +90,7 @@ def _networks(root: Path) -> str:
         return ""
     intro = ("<h2>The trained networks (endpoints)</h2><p>Each network was trained independently from its own random "
              "initialisation. Their errors are the reference every curve and ensemble below is compared with.</p>")
-    if all("test_err" in info.raw for _, info in found):  # classification
+    if all("test_err" in info.raw and "test_ppl" not in info.raw for _, info in found):  # classification
         rows = _runs(root, "network", lambda i: [html.escape(i["model"]["name"]), i["seed"], _pct(i["train_err"]),
                                                  _pct(i["test_err"]), f"{i['test_loss']:.4f}"])
         return intro + _table(["run", "model", "seed", "train error", "test error", "test loss"], rows)
@@ -357,7 +357,7 @@ def _fge(root: Path) -> str:
 
 
 def _fge_text(r: FGEResult, f: Path) -> str:
-    if r.snapshots and "ensemble_test_err" not in r.snapshots[0]:
+    if r.snapshots and "ensemble_test_nll" not in r.snapshots[0]:  # classification's own, with err and ece
         return _fge_text_of_any_task(r, f)
     rows = [[x["snapshot"], x["epoch"], f"{x['lr']:.2g}", _pct(x["test_err"]), f"{x['test_nll']:.4f}",
              _pct(x["ensemble_test_err"]), f"{x['ensemble_test_nll']:.4f}", f"{x['ensemble_test_ece']:.4f}"]

@@ -93,7 +93,7 @@ class FGEResult(Record):
         if not self.snapshots:
             return "FGE: no snapshots"
         last = self.snapshots[-1]
-        if "ensemble_test_err" in last:  # classification, worded as it always was
+        if "ensemble_test_nll" in last:  # classification, worded as it always was
             return (f"FGE: {len(self.snapshots)} snapshots; ensemble test error {last['ensemble_test_err']:.4f}, "
                     f"NLL {last['ensemble_test_nll']:.4f} (start network: {self.start_test_err}, "
                     f"{self.start_test_loss})")

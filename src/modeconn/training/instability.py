@@ -34,9 +34,9 @@ COPY_SEED = 1000  # copy i trains with seed + COPY_SEED * (i + 1): its own data 
 class InstabilityResult(Record):
     """What instability.json holds: per spawn epoch (`per_spawn`, ascending) the test-error and train-loss
     barriers (against the chord and the endpoints' mean), the copies' test errors and whether the line counts as
-    stable (test-error barrier below `stable_below`); `first_stable_spawn` is the first such epoch, or None. For a
-    task without an error (regression) the test loss takes the error's place (`test_loss_barrier`, ...), and
-    stable means a test-loss barrier below `stable_below` times the copies' mean test loss.
+    stable (test-error barrier below `stable_below`); `first_stable_spawn` is the first such epoch, or None. For
+    language modeling the test perplexity takes the error's place (`test_ppl_barrier`, ...), for a task with
+    neither (regression) the test loss; stable then means a barrier below `stable_below` times the copies' mean.
     `config` is the parent's training config, `settings` the lines' evaluation settings."""
 
     dataset: str
@@ -76,9 +76,8 @@ class InstabilityResult(Record):
 
     @property
     def headline(self) -> str:
-        """The metric whose barrier decides stability: test_err for classification, test_loss for a task without
-        an error (stable below 2% of the copies' mean test loss)."""
-        return "test_loss" if any("test_loss_barrier" in r for r in self.per_spawn) else "test_err"
+        """The metric whose barrier decides stability (`deciding_metric`)."""
+        return deciding_metric(self.per_spawn)
 
     def describe(self) -> str:
         lead = self.headline
@@ -86,6 +85,12 @@ class InstabilityResult(Record):
                 f"train-loss barrier {r['train_loss_barrier']:.4f}{'  (stable)' if r['stable'] else ''}"
                 for r in self.per_spawn]
         return "\n".join(rows + [f"first stable spawn epoch: {self.first_stable_spawn}"])
+
+
+def deciding_metric(per_spawn: list[dict]) -> str:
+    """The metric whose barrier decides stability in an instability result's rows: test_err for classification,
+    test_ppl for language modeling, test_loss for a task with neither (stable below 2% of the copies' mean)."""
+    return next((m for m in ("test_ppl", "test_loss") if any(f"{m}_barrier" in r for r in per_spawn)), "test_err")
 
 
 def spawn_file(store: Path, k: int) -> Path:
@@ -229,10 +234,10 @@ def _measure(root: Path, k: int, make_model, data: DataSource, points: int, sett
         result.start, result.end = str(copy_folder(root, k, 0)), str(copy_folder(root, k, 1))
         if keep:
             result.write(folder)
-    lead = result.headline  # test_err for classification, test_loss for a task without an error
+    lead = result.headline  # test_err for classification, test_ppl for language modeling, else test_loss
     values = np.asarray(result.values("line", lead))
     barrier = result.stat("line", lead, "barrier")
-    # Frankle et al.'s criterion is 2% of test error; without an error, 2% of the copies' mean test loss
+    # Frankle et al.'s criterion is 2% of test error; for another metric, 2% of the copies' mean
     threshold = STABLE if lead == "test_err" else STABLE * float(values[[0, -1]].mean())
     return {"spawn": k, f"{lead}_barrier": barrier, "train_loss_barrier": result.stat("line", "train_loss", "barrier"),
             f"{lead}_mean_barrier": result.stat("line", lead, "mean_barrier"),
