@@ -10,7 +10,7 @@ import torch
 from ..data import load_dataset
 from ..errors import ModeconnError
 from ..recipes import recipe_for
-from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo
+from ..storage.runfolder import CHECKPOINT, ModelSpec, RunInfo, describe_network, load_network
 from ..tasks import headline, metric_label
 from ..training.train import train_network
 from . import validate
@@ -31,6 +31,9 @@ class TrainOptions(TrainingOptions):
                                         "(e.g. FGE's start at 0.8B)", nargs="*")
     keep_every: int | None = option(None, "also keep every K-th epoch as OUT/epochN (a trajectory for "
                                           "landscape --directions pca)")
+    init: str | None = option(None, "start from this network run's weights instead of a random initialisation "
+                                    "(fine-tuning; its model unless --model names the same one; the optimizer "
+                                    "starts fresh); recorded in run.json as init")
 
 
 def _summary(run: RunInfo, o: TrainOptions) -> str:
@@ -43,12 +46,20 @@ def _summary(run: RunInfo, o: TrainOptions) -> str:
 def train(o: TrainOptions) -> RunInfo:
     """Train one network into OUT: model.safetensors, optimizer.safetensors and run.json (its record is returned).
 
+    With `init`, training starts from that network run's weights (fine-tuning, e.g. pre-trained on some topics of
+    fortunes and fine-tuned on another), with a fresh optimizer and `seed` for the data order; run.json's `init`
+    names the weights file.
+
     Each epoch in `keep_epochs` is also kept as a run folder OUT/epochN (e.g. the 0.8B state FGE
     starts from in the paper); its run.json names the run that went on (`full_run`). `keep_every` k
     keeps epochs k, 2k, ... as well (a trajectory for `landscape --directions pca`).
     """
     recipe = recipe_for(o.dataset)
-    spec = ModelSpec(validate.model_name(o.model) or recipe.model, {})
+    start = describe_network(o.init, dataset=o.dataset) if o.init is not None else None
+    spec = ModelSpec(validate.model_name(o.model) or recipe.model, {}) if start is None else start.model
+    if start is not None and o.model is not None and validate.model_name(o.model) != start.model.name:
+        raise ModeconnError(f"--init {o.init} holds a {start.model.name} network, --model names {o.model}: leave out "
+                            "--model to fine-tune the run's own")
     task = validate.task(o.task)
     cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed, o.optimizer, o.schedule)
     keep = {validate.positive_int("--keep-epochs", k) for k in o.keep_epochs}
@@ -57,15 +68,16 @@ def train(o: TrainOptions) -> RunInfo:
     every = validate.optional(validate.positive_int, "--keep-every", o.keep_every)
     kept = sorted(keep | (set(range(every, cfg.epochs, every)) if every else set()))
     data_dir = validate.data_dir(o.data_dir)
+    init = {"init": str(start.weights.resolve())} if start is not None else {}
     settings = {"dataset": o.dataset, **task_field(task), "model": spec.name, "config": cfg.to_dict(),
-                "keep_epochs": kept}
+                "keep_epochs": kept, **init}
     folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
     out = folder.out
     dev = folder.join(o.device)
     data = load_dataset(o.dataset, data_dir, task).to(dev)
     torch.manual_seed(cfg.seed)
-    net = spec.build(data).to(dev)
-    base = network_info(o.dataset, data_dir, spec, data, cfg, o.speed, task)
+    net = spec.build(data).to(dev) if start is None else load_network(start, data, dev)
+    base = {**network_info(o.dataset, data_dir, spec, data, cfg, o.speed, task), **init}
 
     def save(folder: Path, optimizer, extra: dict) -> RunInfo:
         return save_network_run(folder, net, optimizer, {**base, **extra}, data, o.speed)
