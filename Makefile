@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml requirements-cpu.txt
 	$(PY) -m pip install --quiet -e '.[test,vision,hf]'
 	touch $@
 
-# What the tests need beyond Python: Fashion-MNIST (real-data tests) and chromium (the report
+# What the tests need beyond Python: Fashion-MNIST and the fortunes text (real-data tests) and chromium (the report
 # rendered in a real browser), from Debian's packages. Installed only where missing and only
 # as root with apt; elsewhere the tests that need them are skipped with a printed reason.
 system-deps:
@@ -28,7 +28,9 @@ test: setup system-deps
 	$(PY) -m mypy
 	$(PY) -m pytest -q -rs
 
+# the demo's optional --lm part reads the fortunes text: installed the same way
 demo: setup
+	@sh scripts/system_deps.sh fortunes
 	$(PY) -m modeconn demo --out runs/demo
 	@echo "Results: runs/demo (open runs/demo/report.html)"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modeconn.commands import connect, train
-from modeconn.data import FASHION_MNIST_DIR
+from modeconn.data import FASHION_MNIST_DIR, FORTUNES_DIR
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +22,16 @@ def fashion_mnist():
 
     return load_dataset("fashion-mnist")
 
+
+@pytest.fixture(scope="session")
+def fortunes_text():
+    """The fortunes corpus's folder, or a skip whose reason pytest prints (-rs) where it is not installed.
+
+    `make test` installs Debian's fortunes where it can (root with apt-get).
+    """
+    if not os.path.isfile(os.path.join(FORTUNES_DIR, "science")):
+        pytest.skip(f"the fortunes text is not at {FORTUNES_DIR}: apt-get install fortunes (make test does, as root)")
+    return FORTUNES_DIR
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,232 @@
+"""Language models: the lm task, the fortunes text, Hugging Face models by `--model hf:PATH` (GPT-2 and BERT built
+from the shipped configs), fine-tuning with `train --init`, and the analyses on them."""
+import importlib.util
+import json
+import math
+import sys
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import modeconn as mc
+from modeconn.cli import main
+from modeconn.data.fortunes import is_test, load_fortunes
+from modeconn.errors import ModeconnError
+from modeconn.tasks import IGNORE_INDEX, LanguageModeling, model_output
+
+needs_hf = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                              reason="transformers is not installed: pip install 'modeconn[hf]' (make test does)")
+QUICK = dict(device="cpu", progress=False)
+# four small topics (about 30 KB): a GPT trains on them in seconds
+SMALL = "fortunes/only=goedel,magic,paradoxum,pets"
+
+
+def test_the_lm_task_measures_next_tokens_over_the_unmasked_positions():
+    torch.manual_seed(0)
+    task = LanguageModeling()
+    logits = torch.randn(3, 6, 11)
+    labels = torch.randint(0, 11, (3, 6))
+    labels[1, 3:] = IGNORE_INDEX  # padding: not measured
+    sums, count = task.measure(logits, labels)
+    shifted_logits, shifted = logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1)
+    keep = shifted != IGNORE_INDEX
+    assert float(count) == int(keep.sum()) == 3 * 5 - 3
+    assert float(sums[0]) == pytest.approx(float(F.cross_entropy(shifted_logits[keep], shifted[keep],
+                                                                 reduction="sum")), rel=1e-6)
+    assert float(sums[1]) == int((shifted_logits[keep].argmax(1) != shifted[keep]).sum())
+    assert float(task.loss(logits, labels)) == pytest.approx(float(sums[0] / count), rel=1e-6)
+    means = task.reduce(sums, count)
+    assert list(means) == ["loss", "err", "ppl"] and means["ppl"] == pytest.approx(math.exp(means["loss"]))
+    assert task.point_metrics[:3] == ("train_loss", "train_err", "train_ppl")
+    # several networks at once, as PointEvaluator measures them
+    many = torch.func.vmap(task.sums, in_dims=(0, None))(torch.stack([logits, 2 * logits]), labels)
+    assert torch.allclose(many[0], sums.float().double())
+
+
+def test_the_lm_task_reads_token_tensors_and_hugging_face_dict_batches():
+    task = LanguageModeling()
+    ids = torch.arange(12).reshape(2, 6)
+    x, y = task.split(ids)
+    assert x is ids and y is ids
+    mask = torch.ones_like(ids)
+    mask[0, 4:] = 0
+    x, y = task.split({"input_ids": ids, "attention_mask": mask})
+    assert x.shape == (2, 2, 6) and torch.equal(x[:, 0], ids) and torch.equal(x[:, 1], mask)
+    assert y[0, 4:].eq(IGNORE_INDEX).all() and torch.equal(y[1], ids[1])
+    labels = ids.clone()
+    assert task.split({"input_ids": ids, "labels": labels})[1] is labels
+    # a classifier's dict batch in the same layout, with `label`
+    x, y = mc.classification().split({"input_ids": ids, "attention_mask": mask, "label": torch.tensor([0, 1])})
+    assert x.shape == (2, 2, 6) and y.tolist() == [0, 1]
+    with pytest.raises(ModeconnError, match="no labels or label entry"):
+        mc.classification().split({"input_ids": ids})
+
+
+def test_model_outputs_are_read_as_the_task_reads_them():
+    logits = torch.randn(2, 3)
+    assert model_output(logits) is logits
+    assert model_output({"logits": logits, "loss": None}) is logits
+    assert model_output((logits, torch.zeros(1))) is logits
+    with pytest.raises(ModeconnError, match="without logits"):
+        model_output({"hidden": logits})
+    with pytest.raises(ModeconnError, match="returns a str"):
+        model_output("no")
+    assert float(mc.classification().loss({"logits": logits}, torch.tensor([0, 1]))) == \
+        pytest.approx(float(F.cross_entropy(logits, torch.tensor([0, 1]))))
+
+
+@pytest.mark.parametrize("labels, message", [
+    (torch.zeros(2, 5), "integer token ids"),
+    (torch.full((2, 5), 300), r"outside the vocabulary 0\.\.255"),
+    (torch.zeros(4, dtype=torch.long), r"shape \(batch, length >= 2\)"),
+])
+def test_token_labels_the_lm_task_cannot_measure_are_refused(labels, message):
+    with pytest.raises(ModeconnError, match=message):
+        LanguageModeling().check_targets(labels, 256, "training")
+
+
+def _corpus(folder, topics):
+    folder.mkdir()
+    for topic, docs in topics.items():
+        (folder / topic).write_bytes(b"".join(d + b"\n%\n" for d in docs))
+        (folder / f"{topic}.dat").write_bytes(b"index, not text")
+    return folder
+
+
+def test_fortunes_is_split_by_document_the_same_whichever_topics_are_chosen(tmp_path):
+    docs = {t: [f"{t} document {i:03d} ".encode() * 3 for i in range(40)] for t in ("alpha", "beta", "gamma")}
+    folder = _corpus(tmp_path / "corpus", docs)
+
+    def text(data, split):
+        x = data.train_x if split == "train" else data.test_x
+        return bytes(x.flatten().tolist())
+
+    alone = load_fortunes("fortunes/only=beta/block=16", folder)
+    together = load_fortunes("fortunes/block=16", folder)
+    without = load_fortunes("fortunes/except=beta/block=16", folder)
+    assert alone.task.name == "lm" and alone.num_classes == 256 and alone.train_x.dtype == torch.int64
+    assert torch.equal(alone.train_x, alone.train_y) and alone.input_shape == (16,)
+    test_docs = [d for d, t in zip(docs["beta"], is_test("beta", 40)) if t]
+    assert len(test_docs) == 4  # 10% of each topic
+    for doc in test_docs:
+        assert doc[:20] in text(alone, "test") and doc[:20] in text(together, "test")
+        assert doc[:20] not in text(alone, "train") and doc[:20] not in text(together, "train")
+        assert doc[:20] not in text(without, "train") + text(without, "test")
+    assert b"alpha" not in text(alone, "train") + text(alone, "test")
+    assert b"%\n" in text(together, "train")  # the separators are kept between documents
+
+
+def test_the_real_fortunes_corpus(fortunes_text):
+    data = mc.load_dataset("fortunes")
+    assert data.input_shape == (128,) and data.num_classes == 256
+    # 2.6 MB of text, a tenth of it test (measured: 18,061 and 2,069 blocks of 128 bytes)
+    assert 17_000 < len(data.train_x) < 19_000 and 1_900 < len(data.test_x) < 2_300
+    assert int(data.train_x.max()) < 256 and int(data.train_x.min()) >= 0
+    science = mc.load_dataset("fortunes/only=science")
+    rest = mc.load_dataset("fortunes/except=science")
+    assert abs(len(science.train_x) + len(rest.train_x) - len(data.train_x)) <= 2  # a block's tail per split
+
+
+@pytest.mark.parametrize("name, message", [
+    ("fortunes/only=nope", "no topic 'nope'"),
+    ("fortunes/only=alpha/except=beta", "not both"),
+    ("fortunes/size=3", "is not only=TOPIC"),
+    ("fortunes/block=1", "block must be a whole number"),
+    ("fortunes/only=tiny", "shorter than one block"),
+])
+def test_fortunes_names_and_short_text_are_refused(tmp_path, name, message):
+    folder = _corpus(tmp_path / "corpus", {"alpha": [b"a" * 400] * 20, "tiny": [b"short"]})
+    with pytest.raises(ModeconnError, match=message):
+        load_fortunes(name, folder)
+
+
+def test_a_missing_corpus_says_how_to_install_it(tmp_path):
+    with pytest.raises(ModeconnError, match="apt-get install fortunes"):
+        load_fortunes("fortunes", tmp_path / "none")
+
+
+@needs_hf
+def test_gpt2_keeps_its_tied_embedding_at_every_point_of_a_curve():
+    data = load_fortunes_small()
+    a, b = (mc.create_model("hf:gpt2-tiny", data.input_shape, 256, data.task, data.example_input())
+            for _ in range(2))
+    gpt = a.model
+    assert gpt.lm_head.weight is gpt.transformer.wte.weight
+    once = sum(p.numel() for p in a.parameters())
+    twice = sum(p.numel() for _, p in a.named_parameters(remove_duplicate=False))
+    assert mc.parameters_vector(a).numel() == once == twice - 256 * 128  # the tied matrix counts once
+    curve = mc.Curve(a, b, bends=1)
+    x = data.test_x[:2]
+    for t in (0.0, 0.3, 0.5):
+        net = curve.model_at(t).eval()
+        assert net.model.lm_head.weight is net.model.transformer.wte.weight
+        assert torch.equal(curve.eval()(x, t).logits, net(x).logits)
+
+
+def load_fortunes_small():
+    """Two made-up topics in blocks of 32 tokens, from a folder written here (no corpus needed)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp())
+    for i, topic in enumerate(("one", "two")):
+        (folder / topic).write_bytes(b"".join(bytes([65 + (i + j) % 26]) * 60 + b"\n%\n" for j in range(30)))
+    return load_fortunes("fortunes/block=32", folder)
+
+
+@needs_hf
+def test_hf_models_load_a_save_pretrained_folder_and_refuse_what_is_unsafe(tmp_path, monkeypatch):
+    import transformers
+
+    data = load_fortunes_small()
+    made = mc.create_model("hf:gpt2-tiny", data.input_shape, 256, data.task)
+    made.model.save_pretrained(tmp_path / "saved")  # safetensors, with its config.json
+    loaded = mc.create_model(f"hf:{tmp_path / 'saved'}", data.input_shape, 256, data.task)
+    assert all(torch.equal(p, q) for p, q in zip(made.state_dict().values(), loaded.state_dict().values()))
+
+    def refused(name, message, task=data.task):
+        with pytest.raises(ModeconnError, match=message):
+            mc.create_model(name, data.input_shape, 256, task)
+
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    (tmp_path / "remote").mkdir()
+    (tmp_path / "remote" / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "x.Y"}}))
+    refused(f"hf:{tmp_path / 'remote'}", "never runs remote code")
+    (tmp_path / "alien.json").write_text(json.dumps({**config, "model_type": "alien"}))
+    refused(f"hf:{tmp_path / 'alien.json'}", "does not know model_type 'alien'")
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text(json.dumps(config))
+    torch.save({}, tmp_path / "pickled" / "pytorch_model.bin")
+    refused(f"hf:{tmp_path / 'pickled'}", "pickled weights")
+    refused(f"hf:{tmp_path / 'empty'}", "no config.json there")
+    refused("hf:bert-tiny", r"the lm task reads \(32, 256\)")  # a classifier's output for the lm task
+    refused("hf:gpt2-tiny", r"classification task reads \(256,\)", mc.classification())
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    refused("hf:gpt2-tiny", r"needs transformers.*pip install 'modeconn\[hf\]'")
+    assert isinstance(transformers.__version__, str)
+
+
+@needs_hf
+def test_a_gpt_is_trained_fine_tuned_and_measured_through_the_command_line(fortunes_text, tmp_path):
+    pre, a, b = tmp_path / "pre", tmp_path / "a", tmp_path / "b"
+    mc.commands.train(pre, SMALL, epochs=2, **QUICK)
+    run = json.loads((pre / "run.json").read_text())
+    assert run["model"]["name"] == "hf:gpt2-tiny" and run["config"]["optimizer"] == "adamw"
+    # a uniform guess over bytes has perplexity 256; two epochs on 30 KB reach about 30 (measured 29.9)
+    assert run["test_ppl"] < 60 and run["test_ppl"] == pytest.approx(math.exp(run["test_loss"]))
+    for out, seed in ((a, 1), (b, 2)):
+        mc.commands.train(out, "fortunes/only=science", init=pre, epochs=1, seed=seed, **QUICK)
+    tuned = json.loads((a / "run.json").read_text())
+    assert tuned["init"] == str((pre / "model.safetensors").resolve())
+    assert tuned["test_ppl"] < 40  # measured 21.4: the pre-trained start carries over to a new topic
+
+    line = mc.commands.eval_line(a, b, out=tmp_path / "line", points=3, **QUICK)
+    assert {"test_ppl", "test_err", "test_loss"} <= set(line.line)
+    mc.commands.connect(a, b, tmp_path / "curve", epochs=1, **QUICK)
+    curve = mc.commands.eval_curve(tmp_path / "curve", points=3, **QUICK)
+    assert curve.stat("curve", "test_ppl", "barrier") < curve.stat("line", "test_ppl", "barrier") + 1.0
+    curvature = mc.commands.curvature(a, out=tmp_path / "curv", top=1, steps=4, train_samples=32, **QUICK)
+    assert curvature.paths["network"][0]["eigenvalues"][0] > 0  # measured 20 after two epochs
+    assert main(["report", str(tmp_path)]) == 0
+    assert "perplexity" in (tmp_path / "report.html").read_text()
