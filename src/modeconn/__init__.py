@@ -24,7 +24,7 @@ from .evaluation.pointwise import EvalSettings
 from .evaluation.simplex_eval import measure_simplex
 from .models import create_model
 from .records import find_records, read_record
-from .tasks import Classification, Regression, Task, classification, regression
+from .tasks import Classification, LanguageModeling, Regression, Task, classification, language_modeling, regression
 from .training.budget import compare_budgets
 from .training.fge import FGEConfig, fast_geometric_ensemble
 from .training.instability import instability_analysis
@@ -33,11 +33,13 @@ from .training.subspace import subspace_metrics, train_subspace
 from .training.train import train_curve, train_network, train_simplex
 from .version import __version__
 
-__all__ = ["Classification", "Curve", "Dataset", "EvalSettings", "FGEConfig", "ModeconnError", "Regression",
+__all__ = ["Classification", "Curve", "Dataset", "EvalSettings", "FGEConfig", "LanguageModeling", "ModeconnError",
+           "Regression",
            "Simplex", "StreamedData", "Task", "TrainConfig", "__version__", "align", "classification",
            "compare_budgets", "compare_paths", "create_model", "curvature_at", "curve_ensemble", "eval_path",
            "evaluate", "fast_geometric_ensemble", "find_records", "first_stage", "grow_simplex",
-           "instability_analysis", "load_dataset", "measure_curvature", "measure_plane", "measure_simplex",
+           "instability_analysis", "language_modeling", "load_dataset", "measure_curvature", "measure_plane",
+           "measure_simplex",
            "measure_slice", "metrics_with_bn", "parameters_vector", "permutation_spec", "permute", "plane_grid",
            "read_record", "recompute_bn", "regression", "repair", "simplex_ensemble", "slice_directions",
            "subspace_metrics", "train_curve", "train_network", "train_simplex", "train_subspace"]

@@ -175,7 +175,14 @@ class WeightSpan(nn.Module):
     def _module_with(self, state: dict[str, torch.Tensor]) -> nn.Module:
         """A copy of the network on the span's device holding `state` (tied tensors kept tied)."""
         model = retie(copy.deepcopy(self.net).to_empty(device=self.fixed_points.device), self._ties)
-        model.load_state_dict({**state, **{alias: state[name] for alias, name in self._ties}})
+        # every tensor written, non-persistent buffers included (BERT's position_ids): load_state_dict would refuse
+        # those, and to_empty left them uninitialised
+        slots = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        if set(slots) != set(state):
+            raise RuntimeError(f"a span's state and its network differ in {sorted(set(slots) ^ set(state))[:4]}")
+        with torch.no_grad():
+            for name, tensor in slots.items():
+                tensor.copy_(state[name])
         return model.train(self.training)
 
     def train(self, mode: bool = True):
