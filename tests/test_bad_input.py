@@ -15,6 +15,8 @@ import torch
 
 from modeconn.cli import main
 from modeconn.commands import connect, simplex, train
+from modeconn.data import FORTUNES_DIR
+from modeconn.models.huggingface import SHIPPED
 from modeconn.storage.files import load_tensors, save_npz, save_tensors
 
 QUICK = dict(epochs=1, device="cpu", progress=False)
@@ -158,6 +160,12 @@ def bad(mnist1d_runs, tmp_path_factory):
     _idx_folder(root / "fashion_count", bytes([1, 2]))
     _idx_folder(root / "fashion_range", bytes([1, 2, 12]))
     p["fashion_count"], p["fashion_range"] = root / "fashion_count", root / "fashion_range"
+    gpt = json.loads((SHIPPED / "gpt2-tiny.json").read_text())
+    for name, change in (("alien", {"model_type": "alien", "architectures": ["AlienModel"]}),
+                         ("remote", {"auto_map": {"AutoModelForCausalLM": "alien.AlienModel"}})):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps({**gpt, **change}))
+        p[f"{name}_config"] = root / name
     return p
 
 
@@ -165,10 +173,26 @@ NO_GPU = not torch.cuda.is_available()
 needs_vision = pytest.mark.skipif(importlib.util.find_spec("torchvision") is None
                                   or importlib.util.find_spec("timm") is None,
                                   reason="torchvision and timm are not installed (make test installs them)")
+needs_hf = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                              reason="transformers is not installed (make test installs it)")
+needs_fortunes = pytest.mark.skipif(not os.path.isfile(os.path.join(FORTUNES_DIR, "science")),
+                                    reason=f"the fortunes text is not at {FORTUNES_DIR} (make test installs it)")
 # (command line with {placeholders}, a fragment the one-line message must hold). {out} is a fresh
 # path that must still not exist afterwards.
 CASES = [
     # train
+    pytest.param("train --out {out} --dataset fortunes --model hf:{missing}", "no config.json there",
+                 marks=[needs_hf, needs_fortunes]),
+    pytest.param("train --out {out} --dataset fortunes --model hf:{alien_config}", "does not know model_type 'alien'",
+                 marks=[needs_hf, needs_fortunes]),
+    pytest.param("train --out {out} --dataset fortunes --model hf:{remote_config}", "never runs remote code",
+                 marks=[needs_hf, needs_fortunes]),
+    pytest.param("train --out {out} --dataset fortunes --model hf:bert-tiny", "but the lm task reads (128, 256)",
+                 marks=[needs_hf, needs_fortunes]),
+    pytest.param("train --out {out} --dataset fortunes/only=pratchett", "shorter than one block",
+                 marks=needs_fortunes),
+    ("train --out {out} --init {ab}", "is a curve run, not a network"),
+    ("train --out {out} --init {a} --model mlp", "holds a conv1d network, --model names mlp"),
     ("train --out {out} --epochs 0", "--epochs must be a positive integer"),
     pytest.param("train --out {out} --model torchvision:no_such_net", "torchvision has no classifier 'no_such_net'",
                  marks=needs_vision),

@@ -290,3 +290,11 @@ def test_streamed_dict_batches_measure_what_the_same_tokens_in_memory_do():
     from_dicts = mc.evaluate(net, streamed.test_batches(5), task=streamed.task)
     for name in ("loss", "err", "ppl"):
         assert from_dicts[name] == pytest.approx(in_memory[name], rel=1e-5)
+
+
+def test_transformers_missing_is_refused_in_one_line_before_anything_is_written(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what `import transformers` does where it is missing
+    assert main(["train", "--out", str(tmp_path / "out"), "--model", "hf:gpt2-tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "needs transformers" in err and "pip install 'modeconn[hf]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
