@@ -8,6 +8,15 @@ together, each (tensor, dimension) it acts on. A flatten after a conv turns a ch
 block of features, and a concat lays groups side by side, so an axis holds a list of segments.
 Inputs and outputs never move; whatever the tracer cannot prove safe stays fixed and is named.
 
+A model torch.fx cannot trace (a Hugging Face transformer: keyword-heavy forwards, branches on which inputs
+were given) is captured with torch.export instead, as an ATen graph whose weights are read by the ops
+themselves (addmm, linear, embedding, layer_norm, scaled_dot_product_attention). There a group of units can be
+refined as the graph demands: split into consecutive groups where an activation is split (a fused query, key and
+value projection), or into heads of whole blocks where it is reshaped into (heads, head size). Restricting a group
+that way keeps the function, and attention needs it: the heads that attend together move together, with their
+query, key and value rows and the output projection's columns. The units inside a head stay in place, and are
+named in `fixed`.
+
 A tensor the forward reaches more than once (a module called twice, a weight tied to another
 module's, a module registered under two names) has each axis in exactly one group: every use
 records its layout of every axis, and the uses are merged after the walk. Groups the uses put on
@@ -128,6 +137,10 @@ class _Groups:
         self.fixed.add(self.find(g))
 
 
+def _product(values) -> int:
+    return math.prod(values) if values else 1
+
+
 @dataclass(frozen=True)
 class _Label:
     """Which dimension of an activation carries units, and how they are laid out."""
@@ -140,9 +153,16 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
     """The model as an fx graph with every node's shape, or a one-line error naming what cannot be traced."""
     try:
         gm = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises several types; the message names the construct
-        raise ModeconnError(f"torch.fx cannot trace {type(model).__name__} ({str(exc).splitlines()[0]}); "
-                            "remove data-dependent control flow from its forward, or align by hand") from None
+    except Exception as fx_error:  # fx raises several types; the message names the construct
+        # torch.export captures what plain fx cannot (keyword arguments, branches on which inputs were given, as in
+        # Hugging Face models) as an ATen graph; transformers' own fx tracer left with transformers 5
+        try:
+            with torch.no_grad():
+                gm = torch.export.export(model, (example_input,), strict=False).module()
+        except Exception as exc:
+            raise ModeconnError(f"neither torch.fx ({str(fx_error).splitlines()[0][:100]}) nor torch.export "
+                                f"({str(exc).splitlines()[0][:100]}) can trace {type(model).__name__}; remove "
+                                "data-dependent control flow from its forward, or align by hand") from None
     try:
         ShapeProp(gm).propagate(example_input)
     except Exception as exc:
@@ -165,6 +185,11 @@ class _Tracer:
         self.fixed: list[str] = []
         self.layers: list[tuple[str, str, int, str]] = []  # (module, node, units' dim, group) of Linear/Conv outputs
         self.merged: set[str] = set()  # groups made one because a tensor is reached more than once
+        # a group the graph split into consecutive groups or into heads: its root -> the segments it became
+        self.refined: dict[str, tuple[Segment, ...]] = {}
+        self.weights: dict[fx.Node, str] = {}  # get_attr nodes of tensors (an exported graph's weights) -> names
+        self.read: set[tuple[fx.Node, fx.Node]] = set()  # (weight, op) pairs a rule recorded axes for
+        self.pieces: dict[fx.Node, list[_Label | None]] = {}  # an ATen split's pieces, read by getitem
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -173,7 +198,46 @@ class _Tracer:
         return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
     def label(self, value) -> _Label | None:
-        return self.labels.get(value) if isinstance(value, fx.Node) else None
+        """The units an activation carries, their groups resolved (refined groups expanded)."""
+        lab = self.labels.get(value) if isinstance(value, fx.Node) else None
+        return None if lab is None else _Label(lab.dim, self.resolve(lab.segments))
+
+    def resolve(self, segments) -> tuple[Segment, ...]:
+        """Segments with each group named by its root, and a refined group expanded into what it became."""
+        out: list[Segment] = []
+        for s in segments:
+            root = self.groups.find(s.group) if s.group is not None else None
+            if root is not None and root in self.refined:
+                out += [Segment(x.group, x.size, x.repeat * s.repeat) for x in self.resolve(self.refined[root])]
+            else:
+                out.append(Segment(root, s.size, s.repeat))
+        return tuple(out)
+
+    def refine(self, group: str, parts: list[tuple[int, int]], names: list[str]) -> None:
+        """Restrict `group` to permutations that keep consecutive parts apart: (size, block) per part, each part a
+        new group (named by `names`) of `size` units moving as blocks of `block` (a split: blocks of 1; heads: one
+        part)."""
+        root = self.groups.find(group)
+        made = []
+        for (size, block), name in zip(parts, names):
+            part = self.groups.new(name, size)
+            made.append(Segment(part, size, block))
+            if root in self.groups.fixed:
+                self.groups.fix(part)
+        self.refined[root] = tuple(made)
+
+    def fix_all(self, segments) -> None:
+        for s in self.resolve(segments):
+            if s.group is not None:
+                self.groups.fix(s.group)
+
+    def weight(self, node, user: fx.Node) -> str | None:
+        """The name of the tensor a weight argument reads (an exported graph's get_attr), recorded as read by
+        `user`'s rule; None for an activation."""
+        if isinstance(node, fx.Node) and node in self.weights:
+            self.read.add((node, user))
+            return self.tied.get(self.weights[node], self.weights[node])  # a tied tensor by the name axes use
+        return None
 
     def new_group(self, name: str, size: int) -> tuple[Segment, ...]:
         return (Segment(self.groups.new(name, size), size),)
@@ -197,15 +261,14 @@ class _Tracer:
             lab = self.label(arg)
             if lab is not None:
                 touched = True
-                for s in lab.segments:
-                    if s.group is not None:
-                        self.groups.fix(s.group)
+                self.fix_all(lab.segments)
         if touched:
             self.fixed.append(f"{node.name}: {why}")
         self.labels[node] = None
 
     def join(self, node: fx.Node, a: _Label, b: _Label) -> bool:
         """Tie the units of two activations added or multiplied elementwise; False where they do not line up."""
+        a, b = _Label(a.dim, self.resolve(a.segments)), _Label(b.dim, self.resolve(b.segments))
         if a.dim != b.dim or len(a.segments) != len(b.segments):
             return False
         for x, y in zip(a.segments, b.segments):
@@ -222,10 +285,8 @@ class _Tracer:
                 self.labels[node] = None  # inputs never move
             elif node.op == "get_attr":
                 self.labels[node] = None
-                self.fixed.append(f"{node.target}: used directly in forward, not through a module")
-                value = operator.attrgetter(node.target)(self.gm)
-                if isinstance(value, torch.Tensor):
-                    self.still(node.target, value)
+                if isinstance(operator.attrgetter(node.target)(self.gm), torch.Tensor):
+                    self.weights[node] = node.target  # its axes are recorded by the ops that read it
             elif node.op == "call_module":
                 self.module(node, self.gm.get_submodule(node.target))
             elif node.op in ("call_function", "call_method"):
@@ -233,9 +294,15 @@ class _Tracer:
             elif node.op == "output":
                 for arg in node.all_input_nodes:  # outputs never move
                     lab = self.label(arg)
-                    for s in (lab.segments if lab else ()):
-                        if s.group is not None:
-                            self.groups.fix(s.group)
+                    self.fix_all(lab.segments if lab else ())
+        for weight, name in self.weights.items():  # read by an op no rule follows: it stays as it is
+            others = [user for user in weight.users if (weight, user) not in self.read]
+            tensor = operator.attrgetter(name)(self.gm)
+            if others:
+                self.still(name, tensor)
+                if tensor.is_floating_point():  # integer buffers (position ids) are indices: they never move anyway
+                    self.fixed.append(f"{name}: used directly in forward by {others[0].target}, which the spec "
+                                      "does not follow")
         reused = self.merge_uses()
         return self.spec(reused)
 
@@ -247,8 +314,10 @@ class _Tracer:
         the axis fix every group involved, and the tensor is named in `fixed`.
         """
         uses: dict[tuple[str, int], list[tuple[Segment, ...]]] = {}
-        for name, dim, segments in self.axes:
-            uses.setdefault((name, dim), []).append(segments)
+        for name, dim, segments in self.axes:  # a group fixed by now is no layout: it stays as it is anyway
+            resolved = tuple(Segment(None if s.group in self.groups.fixed else s.group, s.size, s.repeat)
+                             for s in self.resolve(segments))
+            uses.setdefault((name, dim), []).append(resolved)
         reached: dict[str, int] = {}
         for (name, dim), layouts in uses.items():
             reached[name] = max(reached.get(name, 0), len(layouts))
@@ -275,20 +344,25 @@ class _Tracer:
 
     def spec(self, reused: list[str]) -> PermutationSpec:
         g = self.groups
-        roots = {r for r in (g.find(x) for x in g.parent) if r not in g.fixed}
+        roots = {r for r in (g.find(x) for x in g.parent) if r not in g.fixed and r not in self.refined}
         axes, seen = [], set()
         for name, dim, segments in self.axes:
-            resolved = tuple(Segment(g.find(s.group) if s.group is not None and g.find(s.group) in roots else None,
-                                     s.size, s.repeat) for s in segments)
+            resolved = tuple(Segment(s.group if s.group in roots else None, s.size, s.repeat)
+                             for s in self.resolve(segments))
             if any(s.group is not None for s in resolved) and (name, dim) not in seen:
                 seen.add((name, dim))  # merged uses agree: one axis per (tensor, dimension)
                 axes.append(Axis(name, dim, resolved))
-        last, by_use = {}, {}  # the last activation that carries exactly one group: per group, and per name it had
-        for node, lab in self.labels.items():
-            if lab is not None and len(lab.segments) == 1 and lab.segments[0].repeat == 1 \
-                    and lab.segments[0].group is not None and g.find(lab.segments[0].group) in roots:
-                last[g.find(lab.segments[0].group)] = (node.name, lab.dim)
-                by_use[lab.segments[0].group] = (node.name, lab.dim)
+        # the last activation that carries exactly one group: per group, and per name it had
+        last: dict[str, tuple[str, int]] = {}
+        by_use: dict[str, tuple[str, int]] = {}
+        for node, raw in self.labels.items():
+            lab = self.label(node)
+            if lab is not None and raw is not None and len(lab.segments) == 1 and lab.segments[0].repeat == 1 \
+                    and lab.segments[0].group in roots:
+                last[lab.segments[0].group] = (node.name, lab.dim)
+                first = raw.segments[0].group
+                own = len(raw.segments) == 1 and first is not None and g.find(first) not in self.refined
+                by_use[first if own and first is not None else lab.segments[0].group] = (node.name, lab.dim)
         merged = {g.find(x) for x in self.merged}
         # a group merged from several uses shows its units in each of them: a unit dead in one still shows in another
         probes = {root: [p for name, p in by_use.items() if g.find(name) == root] if root in merged else [probe]
@@ -386,6 +460,12 @@ class _Tracer:
 
     def function(self, node: fx.Node) -> None:
         target, args = node.target, node.args
+        if isinstance(target, torch._ops.OpOverload):  # an exported graph's ATen op
+            return self.aten(node, target._opname)
+        if target is operator.getitem and args and args[0] in self.pieces:  # a piece of an ATen split
+            pieces = self.pieces[cast(fx.Node, args[0])]
+            self.labels[node] = pieces[cast(int, args[1])]
+            return None
         lab = self.label(args[0]) if args else None
         meta = node.meta.get("tensor_meta")  # one TensorMetadata (itself a NamedTuple), or a tuple of them
         if isinstance(meta, (tuple, list)) and not isinstance(meta, TensorMetadata) and any(
@@ -415,15 +495,30 @@ class _Tracer:
         a, b = node.args[0], node.args[1] if len(node.args) > 1 else None
         la, lb = self.label(a), self.label(b)
         tensors = [v for v in (a, b) if isinstance(v, fx.Node) and self.shape(v) is not None]
+        out = self.shape(node)
         if len(tensors) < 2:  # with a Python number: nothing to tie
             self.labels[node] = la or lb
-        elif la is not None and lb is not None and self.shape(a) == self.shape(b) and self.join(node, la, lb):
-            self.labels[node] = _Label(la.dim, tuple(Segment(self.groups.find(s.group) if s.group else None, s.size,
-                                                             s.repeat) for s in la.segments))
         elif la is None and lb is None:
             self.labels[node] = None
+        elif out is not None and la is not None and lb is not None \
+                and la.dim - len(self.shape(a) or ()) == lb.dim - len(self.shape(b) or ()) and self.join(node, la, lb):
+            # the units on the same dimension counted from the right, as broadcasting lines dimensions up
+            self.labels[node] = _Label(len(out) - len(self.shape(a) or ()) + la.dim, self.resolve(la.segments))
+        elif out is not None and (la is None) != (lb is None) and self._broadcast_over_units(
+                cast(fx.Node, a if la is not None else b), cast(fx.Node, b if la is not None else a)):
+            lab = cast(_Label, la or lb)  # one side is labelled: the other is the same for every unit
+            labelled = a if la is not None else b
+            self.labels[node] = _Label(len(out) - len(self.shape(labelled) or ()) + lab.dim, lab.segments)
         else:
             self.unknown(node, "an elementwise op between activations whose units do not line up")
+
+    def _broadcast_over_units(self, labelled: fx.Node, other: fx.Node) -> bool:
+        """Whether `other` is the same for every unit of `labelled` (size 1, or absent, on the units' dimension)."""
+        lab, shape, theirs = self.label(labelled), self.shape(labelled), self.shape(other)
+        if lab is None or shape is None or theirs is None:
+            return False
+        from_right = len(shape) - lab.dim
+        return from_right > len(theirs) or theirs[len(theirs) - from_right] == 1
 
     def reshaping(self, node: fx.Node, lab: _Label | None) -> None:
         shape, out = self.shape(node.args[0]), self.shape(node)
@@ -478,6 +573,217 @@ class _Tracer:
         if lab.dim in dims:
             return self.unknown(node, "a reduction over the units")
         self.labels[node] = _Label(lab.dim if keep else lab.dim - sum(d < lab.dim for d in dims), lab.segments)
+
+
+    # --- ATen ops (graphs torch.export captured) -------------------------------------------------
+    def aten(self, node: fx.Node, op: str) -> None:
+        args = node.args
+        lab = self.label(args[0]) if args else None
+        if op in ATEN_UNARY:
+            self.labels[node] = lab if self.shape(node) is not None else None
+        elif op in ATEN_JOINING:
+            self.joining(node)
+        elif op == "embedding":  # (weight (vocabulary, units), indices): a row per token, its units a new group
+            self.embedding(node)
+        elif op in ("addmm", "linear"):
+            self.aten_linear(node, op)
+        elif op == "layer_norm":
+            self.aten_layer_norm(node)
+        elif op in ("view", "reshape", "_unsafe_view"):
+            self.view(node, lab)
+        elif op == "transpose":
+            ndim = len(self.shape(node) or (0,))
+            one, two = cast(int, args[1]) % ndim, cast(int, args[2]) % ndim
+            self.move_dims(node, lab, lambda d: {one: two, two: one}.get(d, d))
+        elif op == "permute":
+            dims = cast(Sequence[int], args[1])
+            order = [d % len(dims) for d in dims]
+            self.move_dims(node, lab, order.index)
+        elif op == "unsqueeze":
+            at = cast(int, args[1]) % (len(self.shape(node) or ()) or 1)
+            self.move_dims(node, lab, lambda d: d + (d >= at))
+        elif op in ("select", "slice"):
+            self.select(node, lab, op)
+        elif op == "expand":
+            self.move_dims(node, lab, lambda d: d + len(self.shape(node) or ()) - len(self.shape(args[0]) or ()))
+        elif op in ("split", "split_with_sizes"):
+            self.split(node, lab)
+        elif op == "scaled_dot_product_attention":
+            self.attention(node)
+        elif op in ("mean", "sum", "amax"):
+            self.reduce(node, lab)
+        elif op == "cat":
+            self.concat(node)
+        elif self.shape(node) is None and not isinstance(node.meta.get("tensor_meta"), (tuple, list)):
+            self.labels[node] = None  # a check (_assert_tensor_metadata) or a number: nothing moves
+        elif not any(self.label(a) is not None for a in node.all_input_nodes):
+            self.labels[node] = None  # works on inputs, constants or weights only (a weight read here stays still)
+        else:
+            self.unknown(node, f"aten.{op} is not an op the spec knows")
+
+    def embedding(self, node: fx.Node) -> None:
+        name = self.weight(node.args[0], node)
+        shape = self.shape(node.args[0])
+        if name is None or shape is None or len(shape) != 2:
+            return self.unknown(node, "an embedding whose table is not a weight")
+        self.axis(name, 0, (Segment(None, shape[0]),))  # the vocabulary: token ids are inputs, they never move
+        segs = self.new_group(name.removesuffix(".weight"), shape[1])
+        self.axis(name, 1, segs)
+        self.labels[node] = _Label(len(self.shape(node) or ()) - 1, segs)
+
+    def aten_linear(self, node: fx.Node, op: str) -> None:
+        """addmm(bias, x, weight (in, out)), as transformers' Conv1D stores it, or linear(x, weight (out, in),
+        bias): the input columns follow the incoming units, the output rows make a new group."""
+        if op == "addmm":
+            bias, x, w = node.args[0], node.args[1], node.args[2]
+            w_in, w_out = 0, 1
+        else:
+            x, w = node.args[0], node.args[1]
+            bias = node.args[2] if len(node.args) > 2 else None
+            w_in, w_out = 1, 0
+        name, w_shape, x_shape = self.weight(w, node), self.shape(w), self.shape(x)
+        bias_name = self.weight(bias, node) if bias is not None else None
+        lab = self.label(x)
+        if name is None or w_shape is None or x_shape is None or (bias is not None and bias_name is None) \
+                or (lab is not None and lab.dim != len(x_shape) - 1) or len(node.kwargs):
+            return self.unknown(node, f"aten.{op} with an activation as its weight, or over other than the units")
+        self.axis(name, w_in, lab.segments if lab is not None else (Segment(None, w_shape[w_in]),))
+        segs = self.new_group(name.removesuffix(".weight"), w_shape[w_out])
+        self.axis(name, w_out, segs)
+        if bias_name is not None:
+            self.axis(bias_name, 0, segs)
+        self.labels[node] = _Label(len(x_shape) - 1, segs)
+
+    def aten_layer_norm(self, node: fx.Node) -> None:
+        x, normalized = node.args[0], cast(Sequence[int], node.args[1])
+        lab, shape = self.label(x), self.shape(x)
+        params = [self.weight(a, node) for a in node.args[2:4] if isinstance(a, fx.Node)]
+        if lab is None:
+            for name in params:
+                if name is not None:
+                    self.still(name, operator.attrgetter(name)(self.gm))
+            self.labels[node] = None
+        elif shape is not None and len(normalized) == 1 and lab.dim == len(shape) - 1 and None not in params:
+            for name in params:
+                assert name is not None  # checked just above
+                self.axis(name, 0, lab.segments)
+            self.labels[node] = lab
+        else:
+            self.unknown(node, "a layer_norm over more than the units' dimension")
+
+    def move_dims(self, node: fx.Node, lab: _Label | None, where) -> None:
+        """An op that only moves dimensions: the units' dimension goes where `where` sends it."""
+        self.labels[node] = None if lab is None else _Label(where(lab.dim), lab.segments)
+
+    def select(self, node: fx.Node, lab: _Label | None, op: str) -> None:
+        if lab is None:
+            self.labels[node] = None
+            return
+        shape = self.shape(node.args[0])
+        assert shape is not None  # a labelled activation is a tensor
+        dim = cast(int, node.args[1]) % len(shape)
+        if dim == lab.dim:
+            return self.unknown(node, f"aten.{op} of some of the units")
+        self.labels[node] = _Label(lab.dim - (op == "select" and dim < lab.dim), lab.segments)
+
+    def view(self, node: fx.Node, lab: _Label | None) -> None:
+        """A reshape: the units keep their own dimension, are split into (heads, head size), or merge with the
+        dimensions after them (as a flatten)."""
+        shape, out = self.shape(node.args[0]), self.shape(node)
+        if lab is None or shape == out:
+            self.labels[node] = lab
+            return
+        assert shape is not None and out is not None  # a labelled activation is a tensor
+        units, before, after = shape[lab.dim], _product(shape[:lab.dim]), _product(shape[lab.dim + 1:])
+        for i in range(len(out)):
+            if _product(out[:i]) != before:
+                continue
+            if out[i] == units and _product(out[i + 1:]) == after:  # the units keep a dimension of their own
+                self.labels[node] = _Label(i, lab.segments)
+                return
+            if i + 1 < len(out) and out[i] * out[i + 1] == units and _product(out[i + 2:]) == after and out[i] > 1:
+                return self.heads(node, lab, i, out[i + 1])
+            for end in range(lab.dim + 1, len(shape) + 1):  # the units and the dimensions after them merge
+                if out[i] == units * _product(shape[lab.dim + 1:end]) and _product(out[i + 1:]) == \
+                        _product(shape[end:]):
+                    self.flatten(node, lab, shape, out, lab.dim, end - 1)
+                    return
+        self.unknown(node, f"a reshape from {shape} to {out}")
+
+    def heads(self, node: fx.Node, lab: _Label, dim: int, size: int) -> None:
+        """The units split into (heads, `size`): every group moves in whole heads from here on; the units inside a
+        head stay in place (named in `fixed`)."""
+        segments = []
+        for s in lab.segments:
+            if s.repeat % size == 0:  # already in blocks of a head (or more)
+                segments.append(Segment(s.group, s.size, s.repeat // size))
+            elif s.repeat == 1 and s.size % size == 0 and s.group is not None:
+                self.refine(s.group, [(s.size // size, size)], [f"{s.group}.heads"])
+                self.fixed.append(f"{s.group}: the {size} units inside each of its {s.size // size} heads stay in "
+                                  "place (heads move as whole blocks)")
+                head = self.resolve((s,))[0]
+                segments.append(Segment(head.group, head.size, 1))
+            elif s.group is None and s.size * s.repeat % size == 0:
+                segments.append(Segment(None, s.size * s.repeat // size))
+            else:
+                return self.unknown(node, f"a reshape into heads of {size} across groups of other sizes")
+        self.labels[node] = _Label(dim, tuple(segments))
+
+    def split(self, node: fx.Node, lab: _Label | None) -> None:
+        """split(x, sizes, dim): each piece keeps the units it holds; a group cut by the split becomes one group per
+        piece (the query, key and value of a fused projection)."""
+        shape = self.shape(node.args[0])
+        pieces = node.meta.get("tensor_meta")
+        if lab is None or shape is None or not isinstance(pieces, (tuple, list)):
+            self.labels[node] = None
+            self.pieces[node] = [None] * (len(pieces) if isinstance(pieces, (tuple, list)) else 0)
+            return
+        dim = cast(int, node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)) % len(shape)
+        if dim != lab.dim:
+            self.labels[node] = None
+            self.pieces[node] = [lab] * len(pieces)
+            return
+        cuts = [int(p.shape[dim]) for p in pieces]
+        bounds = [sum(cuts[:i]) for i in range(len(cuts) + 1)]
+        segments, offset = lab.segments, 0
+        for s in segments:  # refine each fresh group a boundary falls inside
+            inner = [b - offset for b in bounds if offset < b < offset + s.size * s.repeat]
+            if inner and (s.repeat != 1 or s.group is None):
+                return self.unknown(node, "a split inside a block of units")
+            if inner and s.group is not None:
+                marks = [0, *inner, s.size]
+                self.refine(s.group, [(hi - lo, 1) for lo, hi in zip(marks, marks[1:])],
+                            [f"{s.group}[{lo}:{hi}]" for lo, hi in zip(marks, marks[1:])])
+            offset += s.size * s.repeat
+        resolved, offset, k = self.resolve(segments), 0, 0
+        out: list[_Label | None] = []
+        for hi in bounds[1:]:
+            part = []
+            while k < len(resolved) and offset < hi:
+                part.append(resolved[k])
+                offset += resolved[k].size * resolved[k].repeat
+                k += 1
+            out.append(_Label(dim, tuple(part)))
+        self.labels[node] = None
+        self.pieces[node] = out
+
+    def attention(self, node: fx.Node) -> None:
+        """scaled_dot_product_attention(q, k, v, mask, ...) on (batch, heads, length, head size): the heads of the
+        query, key and value move together, and the output's heads with them."""
+        q, k, v = (self.label(a) for a in node.args[:3])
+        labelled = [lab for lab in (q, k, v) if lab is not None]
+        if not labelled:
+            self.labels[node] = None
+        elif len(labelled) == 3 and all(lab.dim == 1 and len(lab.segments) == 1 for lab in labelled) \
+                and self.join(node, q, k) and self.join(node, q, v):  # type: ignore[arg-type]
+            self.labels[node] = self.label(node.args[0])
+        else:
+            self.unknown(node, "attention whose query, key and value are not split into the same heads")
+
+
+ATEN_UNARY = {"dropout", "gelu", "relu", "silu", "tanh", "sigmoid", "pow", "alias", "clone", "contiguous", "to",
+              "_to_copy", "neg", "detach", "native_dropout", "erf", "exp", "abs", "mish", "hardtanh", "leaky_relu"}
+ATEN_JOINING = {"add", "sub", "mul", "div"}
 
 
 def axis_index(axis: Axis, perms: dict[str, torch.Tensor], skip: int | None = None) -> torch.Tensor | None:

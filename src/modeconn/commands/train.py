@@ -55,11 +55,11 @@ def train(o: TrainOptions) -> RunInfo:
     keeps epochs k, 2k, ... as well (a trajectory for `landscape --directions pca`).
     """
     recipe = recipe_for(o.dataset)
-    start = describe_network(o.init, dataset=o.dataset) if o.init is not None else None
-    spec = ModelSpec(validate.model_name(o.model) or recipe.model, {}) if start is None else start.model
-    if start is not None and o.model is not None and validate.model_name(o.model) != start.model.name:
-        raise ModeconnError(f"--init {o.init} holds a {start.model.name} network, --model names {o.model}: leave out "
-                            "--model to fine-tune the run's own")
+    init_run = describe_network(o.init, dataset=o.dataset) if o.init is not None else None
+    spec = ModelSpec(validate.model_name(o.model) or recipe.model, {}) if init_run is None else init_run.model
+    if init_run is not None and o.model is not None and validate.model_name(o.model) != init_run.model.name:
+        raise ModeconnError(f"--init {o.init} holds a {init_run.model.name} network, --model names {o.model}: leave "
+                            "out --model to fine-tune the run's own")
     task = validate.task(o.task)
     cfg = training_config(recipe.train, o.epochs, o.lr, o.wd, o.batch_size, o.seed, o.optimizer, o.schedule)
     keep = {validate.positive_int("--keep-epochs", k) for k in o.keep_epochs}
@@ -68,7 +68,7 @@ def train(o: TrainOptions) -> RunInfo:
     every = validate.optional(validate.positive_int, "--keep-every", o.keep_every)
     kept = sorted(keep | (set(range(every, cfg.epochs, every)) if every else set()))
     data_dir = validate.data_dir(o.data_dir)
-    init = {"init": str(start.weights.resolve())} if start is not None else {}
+    init = {"init": str(init_run.weights.resolve())} if init_run is not None else {}
     settings = {"dataset": o.dataset, **task_field(task), "model": spec.name, "config": cfg.to_dict(),
                 "keep_epochs": kept, **init}
     folder = RunFolder(o.out, "run.json", resume=o.resume, settings=settings)
@@ -76,7 +76,7 @@ def train(o: TrainOptions) -> RunInfo:
     dev = folder.join(o.device)
     data = load_dataset(o.dataset, data_dir, task).to(dev)
     torch.manual_seed(cfg.seed)
-    net = spec.build(data).to(dev) if start is None else load_network(start, data, dev)
+    net = spec.build(data).to(dev) if init_run is None else load_network(init_run, data, dev)
     base = {**network_info(o.dataset, data_dir, spec, data, cfg, o.speed, task), **init}
 
     def save(folder: Path, optimizer, extra: dict) -> RunInfo:
