@@ -140,7 +140,7 @@ def test_an_untraceable_network_gets_one_line_naming_it():
         def forward(self, x):
             return self.fc(x) if x.sum() > 0 else x
 
-    with pytest.raises(ModeconnError, match="torch.fx cannot trace Branchy"):
+    with pytest.raises(ModeconnError, match="torch.fx and torch.export cannot trace Branchy"):
         permutation_spec(Branchy(), torch.randn(2, 4))
 
 

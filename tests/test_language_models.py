@@ -226,6 +226,8 @@ def test_a_gpt_is_trained_fine_tuned_and_measured_through_the_command_line(fortu
     mc.commands.connect(a, b, tmp_path / "curve", epochs=1, **QUICK)
     curve = mc.commands.eval_curve(tmp_path / "curve", points=3, **QUICK)
     assert curve.stat("curve", "test_ppl", "barrier") < curve.stat("line", "test_ppl", "barrier") + 1.0
+    aligned = mc.commands.align(a, b, tmp_path / "aligned", **QUICK)
+    assert aligned.objective_after >= aligned.objective_before and len(aligned.groups) == 5
     curvature = mc.commands.curvature(a, out=tmp_path / "curv", top=1, steps=4, train_samples=32, **QUICK)
     assert curvature.paths["network"][0]["eigenvalues"][0] > 0  # measured 20 after two epochs
     assert main(["report", str(tmp_path)]) == 0
@@ -298,3 +300,59 @@ def test_transformers_missing_is_refused_in_one_line_before_anything_is_written(
     err = capsys.readouterr().err
     assert "needs transformers" in err and "pip install 'modeconn[hf]'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def _transformer(name: str):
+    """A GPT-2 (token ids) or BERT classifier (ids and attention mask) from the shipped configs, with an input."""
+    torch.manual_seed(0)
+    x = torch.randint(1, 256, (3, 16))
+    if name == "gpt2-tiny":
+        return mc.create_model("hf:gpt2-tiny", (16,), 256, mc.language_modeling()).eval(), x
+    mask = torch.ones_like(x)
+    mask[0, 10:] = 0  # padding: the mask reaches attention
+    return mc.create_model("hf:bert-tiny", (2, 16), 2).eval(), torch.stack([x * mask, mask], 1)
+
+
+@needs_hf
+@pytest.mark.parametrize("name", ["gpt2-tiny", "bert-tiny"])
+def test_a_transformer_spec_moves_whole_heads_and_keeps_the_function(name):
+    from modeconn.alignment.spec import permute, random_permutation
+
+    model, x = _transformer(name)
+    spec = mc.permutation_spec(model, x)
+    sizes = sorted(spec.groups.values())
+    # per block: 4 heads and 512 MLP units; the residual stream (128) once; BERT's pooler (128)
+    assert sizes == ([4, 4, 128, 512, 512] if name == "gpt2-tiny" else [4, 4, 128, 128, 512, 512])
+    assert sum("units inside each of its 4 heads stay in place" in f for f in spec.fixed) == 6  # q, k, v; 2 blocks
+    axes = {(a.name, a.dim): a.segments for a in spec.axes}
+    if name == "gpt2-tiny":  # Conv1D stores (in, out): q, k and v are thirds of c_attn's columns, one head group
+        qkv = axes[("model.transformer.h.0.attn.c_attn.weight", 1)]
+        assert len(qkv) == 3 and len({s.group for s in qkv}) == 1 and all((s.size, s.repeat) == (4, 32) for s in qkv)
+        assert axes[("model.transformer.h.0.attn.c_proj.weight", 0)] == (qkv[0],)  # its input rows, head by head
+        stream = axes[("model.transformer.wte.weight", 1)]  # the tied embedding and head: one tensor, once
+        assert "model.lm_head.weight" not in {a.name for a in spec.axes} and stream[0].size == 128
+        assert axes[("model.transformer.h.1.ln_2.weight", 0)] == stream
+    else:
+        heads = {axes[(f"model.bert.encoder.layer.0.attention.self.{p}.weight", 0)] for p in ("query", "key", "value")}
+        assert len(heads) == 1 and next(iter(heads))[0].repeat == 32
+    for seed in (1, 2):
+        permuted = permute(model, spec, random_permutation(spec, seed))
+        moved = sum(not torch.equal(p, q) for p, q in zip(model.state_dict().values(), permuted.state_dict().values()))
+        assert moved > 10
+        with torch.no_grad():
+            assert torch.allclose(model(x).logits, permuted(x).logits, atol=1e-5, rtol=0)
+
+
+@needs_hf
+@pytest.mark.parametrize("name", ["gpt2-tiny", "bert-tiny"])
+@pytest.mark.parametrize("method", ["weights", "activations"])
+def test_matching_recovers_a_permuted_transformer_exactly(name, method):
+    from modeconn.alignment.spec import permute, random_permutation
+
+    model, x = _transformer(name)
+    spec = mc.permutation_spec(model, x)
+    permuted = permute(model, spec, random_permutation(spec, 3))
+    batches = [(torch.cat([x] * 4), None)] * 2
+    aligned, info = mc.align(model, permuted, method, batches=batches, example_input=x)
+    for (key, p), q in zip(model.state_dict().items(), aligned.state_dict().values()):
+        assert torch.equal(p, q), key

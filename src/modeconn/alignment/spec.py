@@ -158,11 +158,13 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
         # Hugging Face models) as an ATen graph; transformers' own fx tracer left with transformers 5
         try:
             with torch.no_grad():
-                gm = torch.export.export(model, (example_input,), strict=False).module()
+                # the batch dimension left dynamic: activation matching runs the graph on whole batches
+                gm = torch.export.export(model, (example_input,), dynamic_shapes=({0: torch.export.Dim.AUTO},),
+                                         strict=False).module()
         except Exception as exc:
-            raise ModeconnError(f"neither torch.fx ({str(fx_error).splitlines()[0][:100]}) nor torch.export "
-                                f"({str(exc).splitlines()[0][:100]}) can trace {type(model).__name__}; remove "
-                                "data-dependent control flow from its forward, or align by hand") from None
+            raise ModeconnError(f"torch.fx and torch.export cannot trace {type(model).__name__} (fx: "
+                                f"{str(fx_error).splitlines()[0][:100]}; export: {str(exc).splitlines()[0][:100]}); "
+                                "remove data-dependent control flow from its forward, or align by hand") from None
     try:
         ShapeProp(gm).propagate(example_input)
     except Exception as exc:
