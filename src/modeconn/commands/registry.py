@@ -1,4 +1,4 @@
-"""The command registry: each command registers itself here, as models register in models.py.
+"""The command registry: each command registers itself here, as models register in models/__init__.py.
 
 A command is one module: an options dataclass (commands/options.py says how to write one), one
 function that takes those options and returns a result, and the line the CLI prints about that
