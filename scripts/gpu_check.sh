@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one command: the GPU tests, the curve-step and eval-point benchmarks
-# (the small default models; VGG16 and PreResNet164 at batch 128 on CIFAR-shaped data), the data pipeline, and a 2-process NCCL
+# (the small default models; VGG16 and PreResNet164 at batch 128 on CIFAR-shaped data), the data pipeline, the tiny
+# GPT's curve step, peak memory and alignment (benchmarks/lm.py), and a 2-process NCCL
 # plane when two GPUs are present. Prints each benchmark's own table, then one summary table.
 # The time limits sum to 10 minutes at most (one device call). Usage: scripts/gpu_check.sh [PYTHON]   (default: python3)
 set -uo pipefail
@@ -23,7 +24,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 
 $PY -c "import torch; assert torch.cuda.is_available(), 'no GPU visible'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 step gpu-tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
-step curve-step-fp32 150 $PY benchmarks/curve_step.py --device cuda --models conv1d convbn mlp vgg16 preresnet164 \
+step curve-step-fp32 120 $PY benchmarks/curve_step.py --device cuda --models conv1d convbn mlp vgg16 preresnet164 \
     --repeats 5 --simplex --complex --floor
 step curve-step-bf16-nhwc 90 $PY benchmarks/curve_step.py --device cuda --models vgg16 preresnet164 --repeats 5 \
     --amp bf16 --channels-last
@@ -31,6 +32,7 @@ step eval-point-vgg16 60 $PY benchmarks/eval_point.py --dataset cifar-shaped --m
 step eval-point-preresnet164 90 $PY benchmarks/eval_point.py --dataset cifar-shaped --model preresnet164 \
     --device cuda --repeats 2
 step data-pipeline 60 $PY benchmarks/data_pipeline.py --device cuda
+step lm-gpt2-tiny 30 $PY benchmarks/lm.py --device cuda --repeats 5
 if [ "$($PY -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
     work=$(mktemp -d)
     for seed in 1 2; do $PY -m modeconn train --out "$work/n$seed" --seed "$seed" --epochs 5 --quiet --device cuda; done

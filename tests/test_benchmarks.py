@@ -50,3 +50,15 @@ def test_bn_recompute_prints_both_passes_and_their_ratio(fashion_mnist):
     lines = _run("benchmarks/bn_recompute.py", "--train-images", 2000, "--repeats", 1)
     ours = _numbers(lines[-1])  # update_bn s, recompute_bn s, ratio
     assert lines[-1].startswith("| convbn |") and len(ours) == 3 and ours[2] > 0
+
+
+def test_the_language_model_benchmark_prints_its_three_tables():
+    pytest.importorskip("transformers")
+    lines = _run("benchmarks/lm.py", "--repeats", 1, "--iters", 1, "--batch", 2)
+    step = next(i for i, line in enumerate(lines) if "plain ms" in line)
+    params, plain, curve, ratio = _numbers(lines[step + 1])
+    assert params == 462_336 and ratio == pytest.approx(curve / plain, rel=0.05)
+    memory = [line for line in lines if line.strip().startswith(("plain", "curve"))]
+    assert len(memory) == 2 and all(len(_numbers(line)) == 2 for line in memory)
+    assert any(line.startswith("ratio curve / plain") for line in lines)
+    assert sum(line.strip().startswith(("weights:", "activations:")) for line in lines) == 2

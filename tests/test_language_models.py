@@ -356,3 +356,20 @@ def test_matching_recovers_a_permuted_transformer_exactly(name, method):
     aligned, info = mc.align(model, permuted, method, batches=batches, example_input=x)
     for (key, p), q in zip(model.state_dict().items(), aligned.state_dict().values()):
         assert torch.equal(p, q), key
+
+
+@needs_hf
+def test_the_demos_language_model_part_on_small_topics(fortunes_text, tmp_path, monkeypatch):
+    import importlib
+
+    demo = importlib.import_module("modeconn.commands.demo")  # the module (the package exports the command)
+    monkeypatch.setattr(demo, "LM_PRETRAIN", SMALL)
+    monkeypatch.setattr(demo, "LM_TARGET", "fortunes/only=science")
+    monkeypatch.setattr(demo, "LM_PRETRAIN_EPOCHS", 1)
+    monkeypatch.setattr(demo, "LM_EPOCHS", 1)
+    demo._language_models(tmp_path / "lm", QUICK)
+    for pair in ("tuned", "scratch"):
+        paths = json.loads((tmp_path / "lm" / f"{pair}-paths" / "paths.json").read_text())
+        assert {"line", "weights_line", "activations_line"} <= set(paths["summary"])
+    assert json.loads((tmp_path / "lm" / "tuned1" / "run.json").read_text())["init"].endswith("pre/model.safetensors")
+    assert "perplexity" in mc.commands.report(tmp_path).read_text()

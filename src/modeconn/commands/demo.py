@@ -5,8 +5,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import load_dataset
 from ..reporting.report import render_report
 from ..storage.runfolder import CHECKPOINT
+from . import validate
 from .common import RunFolder
 from .connect import connect
 from .connectivity import connectivity
@@ -28,9 +30,22 @@ POINTS = 41  # along each curve and line
 GRID = 15  # the plane's grid, GRID x GRID
 
 
+# The optional language-model part (--lm): a tiny GPT pre-trained on every fortunes topic but one, two copies
+# fine-tuned from it on the held-out topic, two trained there from scratch, and the lines between each pair, with
+# the scratch pair's aligned (docs/results.md runs the same with longer schedules and three seeds).
+LM_TOPIC = "computers"
+LM_PRETRAIN = f"fortunes/except={LM_TOPIC}"
+LM_TARGET = f"fortunes/only={LM_TOPIC}"
+LM_PRETRAIN_EPOCHS = 1  # about 520 steps
+LM_EPOCHS = 3  # fine-tuning and from scratch: about 160 steps
+
+
 @dataclass
 class DemoOptions(DeviceOptions):
     out: str = option("runs/demo", "the folder the runs and report.html go in")
+    lm: bool = option(False, "also pre-train a tiny GPT on fortunes, fine-tune two copies on a held-out topic, train "
+                             "two there from scratch and compare the lines between the pairs (about 4 more minutes; "
+                             "needs transformers and the fortunes text)")
 
 
 def _step(n: int, total: int, text: str) -> None:
@@ -48,10 +63,13 @@ def demo(o: DemoOptions) -> Path:
     Finished steps are skipped, so an interrupted demo continues where it stopped.
     """
     began = time.time()
+    if o.lm:  # refused at the door, not after the MNIST-1D part: transformers missing, or the text
+        validate.model_name("hf:gpt2-tiny")
+        load_dataset(LM_TARGET)
     folder = RunFolder(o.out, None)
     folder.join(o.device)  # its steps join as well: joining is done once
     common = o.device_options()
-    total = 9
+    total = 10 if o.lm else 9
     with folder.claim() as out:  # a workspace: finished steps are skipped
         for i, seed in enumerate((1, 2)):
             run = out / "ab"[i]
@@ -84,7 +102,26 @@ def demo(o: DemoOptions) -> Path:
         _step(8, total, "ensembling 5 networks along the Bezier curve")
         if not (out / "bezier" / "ensemble.json").exists():
             ensemble(out / "bezier", points=5, **common)
-        _step(9, total, "writing the report")
+        if o.lm:
+            _step(9, total, f"language models: a GPT pre-trained on fortunes but {LM_TOPIC}, two copies fine-tuned on "
+                            f"{LM_TOPIC} and two trained on it from scratch; the lines between each pair")
+            _language_models(out / "lm", common)
+        _step(total, total, "writing the report")
         report = render_report(out)
     print(f"demo finished in {time.time() - began:.0f} s", flush=True)
     return report
+
+
+def _language_models(out: Path, common: dict) -> None:
+    """The --lm part, each step skipped where its result is there."""
+    def trained(run: Path, dataset: str, **settings) -> None:
+        if not (run / "run.json").exists():
+            train(run, dataset, resume=(run / CHECKPOINT).exists(), **settings, **common)
+    trained(out / "pre", LM_PRETRAIN, epochs=LM_PRETRAIN_EPOCHS)
+    for i in (1, 2):
+        trained(out / f"tuned{i}", LM_TARGET, init=out / "pre", epochs=LM_EPOCHS, lr=1e-3, seed=i)
+        trained(out / f"scratch{i}", LM_TARGET, epochs=LM_EPOCHS, seed=i)
+    if not (out / "tuned-paths" / "paths.json").exists():
+        connectivity(out / "tuned1", out / "tuned2", out / "tuned-paths", points=11, **common)
+    if not (out / "scratch-paths" / "paths.json").exists():
+        connectivity(out / "scratch1", out / "scratch2", out / "scratch-paths", points=11, **common)
