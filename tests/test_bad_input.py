@@ -162,10 +162,13 @@ def bad(mnist1d_runs, tmp_path_factory):
     p["fashion_count"], p["fashion_range"] = root / "fashion_count", root / "fashion_range"
     gpt = json.loads((SHIPPED / "gpt2-tiny.json").read_text())
     for name, change in (("alien", {"model_type": "alien", "architectures": ["AlienModel"]}),
-                         ("remote", {"auto_map": {"AutoModelForCausalLM": "alien.AlienModel"}})):
+                         ("remote", {"auto_map": {"AutoModelForCausalLM": "alien.AlienModel"}}),
+                         ("short_vocab", {"vocab_size": 100}), ("short_positions", {"n_positions": 64}),
+                         ("corrupt", {})):
         (root / name).mkdir()
         (root / name / "config.json").write_text(json.dumps({**gpt, **change}))
         p[f"{name}_config"] = root / name
+    (root / "corrupt" / "model.safetensors").write_bytes(os.urandom(64))
     return p
 
 
@@ -191,6 +194,14 @@ CASES = [
                  marks=[needs_hf, needs_fortunes]),
     pytest.param("train --out {out} --dataset fortunes/only=pratchett", "shorter than one block",
                  marks=needs_fortunes),
+    pytest.param("train --out {out} --dataset fortunes/block=64/block=32", "gives block= twice", marks=needs_fortunes),
+    pytest.param("train --out {out} --model hf:gpt2-tiny", "cannot take this data's inputs", marks=needs_hf),
+    pytest.param("train --out {out} --dataset fortunes --model hf:{short_vocab_config}",
+                 "cannot take this data's inputs", marks=[needs_hf, needs_fortunes]),
+    pytest.param("train --out {out} --dataset fortunes --model hf:{short_positions_config}",
+                 "cannot take this data's inputs", marks=[needs_hf, needs_fortunes]),
+    pytest.param("train --out {out} --dataset fortunes --model hf:{corrupt_config}", "could not build",
+                 marks=[needs_hf, needs_fortunes]),
     ("train --out {out} --init {ab}", "is a curve run, not a network"),
     ("train --out {out} --init {a} --model mlp", "holds a conv1d network, --model names mlp"),
     ("train --out {out} --epochs 0", "--epochs must be a positive integer"),

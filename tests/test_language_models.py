@@ -56,6 +56,10 @@ def test_the_lm_task_reads_token_tensors_and_hugging_face_dict_batches():
     assert y[0, 4:].eq(IGNORE_INDEX).all() and torch.equal(y[1], ids[1])
     labels = ids.clone()
     assert task.split({"input_ids": ids, "labels": labels})[1] is labels
+    # labels given with a mask: the masked positions are still not measured
+    assert task.split({"input_ids": ids, "attention_mask": mask, "labels": labels})[1][0, 4:].eq(IGNORE_INDEX).all()
+    with pytest.raises(ModeconnError, match="nothing to measure"):  # every label padding: no perplexity of 0/0
+        task.reduce(*task.measure(torch.randn(2, 6, 20), torch.full((2, 6), IGNORE_INDEX)))
     # a classifier's dict batch in the same layout, with `label`
     x, y = mc.classification().split({"input_ids": ids, "attention_mask": mask, "label": torch.tensor([0, 1])})
     assert x.shape == (2, 2, 6) and y.tolist() == [0, 1]
@@ -184,6 +188,11 @@ def test_hf_models_load_a_save_pretrained_folder_and_refuse_what_is_unsafe(tmp_p
     made.model.save_pretrained(tmp_path / "saved")  # safetensors, with its config.json
     loaded = mc.create_model(f"hf:{tmp_path / 'saved'}", data.input_shape, 256, data.task)
     assert all(torch.equal(p, q) for p, q in zip(made.state_dict().values(), loaded.state_dict().values()))
+
+    monkeypatch.chdir(tmp_path)  # a relative path is recorded absolute: the run is read back from anywhere
+    from modeconn.commands import validate
+    assert validate.model_name("hf:saved") == f"hf:{tmp_path / 'saved'}"
+    assert validate.model_name("hf:gpt2-tiny") == "hf:gpt2-tiny"
 
     def refused(name, message, task=data.task):
         with pytest.raises(ModeconnError, match=message):
@@ -373,3 +382,29 @@ def test_the_demos_language_model_part_on_small_topics(fortunes_text, tmp_path, 
         assert {"line", "weights_line", "activations_line"} <= set(paths["summary"])
     assert json.loads((tmp_path / "lm" / "tuned1" / "run.json").read_text())["init"].endswith("pre/model.safetensors")
     assert "perplexity" in mc.commands.report(tmp_path).read_text()
+
+
+@needs_hf
+def test_every_other_analysis_runs_on_a_gpt(fortunes_text, tmp_path):
+    """plane, landscape, ensemble, fge, simplex, subspace and instability on GPTs (train, eval-line, connect,
+    eval-curve, align, connectivity and curvature run in the tests above), each measured in perplexity."""
+    tiny = f"{SMALL}/block=32"  # about 900 blocks: each analysis in seconds
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, seed in ((a, 1), (b, 2)):
+        mc.commands.train(out, tiny, epochs=1, seed=seed, **QUICK)
+    mc.commands.connect(a, b, tmp_path / "ab", epochs=1, **QUICK)
+    plane = mc.commands.plane(tmp_path / "plane", curve=tmp_path / "ab", grid=3, **QUICK)
+    assert plane.metrics["test_ppl"].shape == (3, 3)
+    slice_ = mc.commands.landscape(tmp_path / "land", run=a, grid=3, **QUICK)
+    assert slice_.metrics["test_ppl"].min() > 1
+    ensemble = mc.commands.ensemble(curve=tmp_path / "ab", points=3, **QUICK)
+    assert set(ensemble.ensemble) == {"loss", "err", "ppl"}
+    assert ensemble.ensemble["ppl"] == pytest.approx(math.exp(ensemble.ensemble["loss"]))
+    fge = mc.commands.fge(a, tmp_path / "fge", epochs=2, cycle=2, **QUICK)
+    assert "ensemble_test_ppl" in fge.snapshots[-1]
+    simplex = mc.commands.simplex(start=[a], out=tmp_path / "simplex", vertices=1, epochs=1, **QUICK)
+    assert any(k.endswith("test_ppl") for k in simplex.raw), simplex.raw
+    subspace = mc.commands.subspace(tmp_path / "sub", tiny, epochs=1, **QUICK)
+    assert any(k.endswith("test_ppl") for k in subspace.raw), subspace.raw
+    unstable = mc.commands.instability(tmp_path / "inst", tiny, epochs=1, spawn=[0], points=3, **QUICK)
+    assert unstable.headline == "test_ppl" and "test_ppl_barrier" in unstable.per_spawn[0]

@@ -100,8 +100,13 @@ class Task:
         return sums.double(), count.double()
 
     def reduce(self, sums: torch.Tensor, count: torch.Tensor) -> dict[str, float]:
-        """{metric: mean} from the sums and count of a whole split (one host read), then the derived metrics."""
+        """{metric: mean} from the sums and count of a whole split (one host read), then the derived metrics. Raises
+        ModeconnError (one line) where the split held nothing to measure (every token's label -100, say)."""
         values = dict(zip(self.metrics, (sums / count).tolist()))
+        if float(count) == 0:
+            raise ModeconnError(f"there is nothing to measure: the batches hold no examples, tokens or values the "
+                                f"{self.name} task counts (for language modeling: every label is {IGNORE_INDEX} or "
+                                "the sequences are one token long)")
         return {**values, **self.derive(values)}
 
     def derive(self, means: dict[str, float]) -> dict[str, float]:
@@ -272,11 +277,11 @@ class LanguageModeling(Task):
     def split(self, batch):
         if isinstance(batch, torch.Tensor):
             return batch, batch
-        if isinstance(batch, Mapping) and self.input_key is None and "input_ids" in batch \
-                and not {"labels", "label"} & set(batch):
-            ids = batch["input_ids"]
-            mask = batch.get("attention_mask")
-            return token_inputs(batch), ids if mask is None else ids.masked_fill(mask == 0, IGNORE_INDEX)
+        if isinstance(batch, Mapping) and self.input_key is None and "input_ids" in batch:
+            labels, mask = batch.get("labels", batch["input_ids"]), batch.get("attention_mask")
+            if mask is not None and isinstance(labels, torch.Tensor) and labels.shape == mask.shape:
+                labels = labels.masked_fill(mask == 0, IGNORE_INDEX)  # masked positions are never measured
+            return token_inputs(batch), labels
         return super().split(batch)
 
     @staticmethod

@@ -32,7 +32,8 @@ GRID = 15  # the plane's grid, GRID x GRID
 
 # The optional language-model part (--lm): a tiny GPT pre-trained on every fortunes topic but one, two copies
 # fine-tuned from it on the held-out topic, two trained there from scratch, and the lines between each pair, with
-# the scratch pair's aligned (docs/results.md runs the same with longer schedules and three seeds).
+# the scratch pair's aligned and joined by a Bezier curve (docs/results.md runs the same with longer schedules and
+# three seeds).
 LM_TOPIC = "computers"
 LM_PRETRAIN = f"fortunes/except={LM_TOPIC}"
 LM_TARGET = f"fortunes/only={LM_TOPIC}"
@@ -124,4 +125,5 @@ def _language_models(out: Path, common: dict) -> None:
     if not (out / "tuned-paths" / "paths.json").exists():
         connectivity(out / "tuned1", out / "tuned2", out / "tuned-paths", points=11, **common)
     if not (out / "scratch-paths" / "paths.json").exists():
-        connectivity(out / "scratch1", out / "scratch2", out / "scratch-paths", points=11, **common)
+        connectivity(out / "scratch1", out / "scratch2", out / "scratch-paths", points=11, curve="bezier",
+                     epochs=LM_EPOCHS, **common)

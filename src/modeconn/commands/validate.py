@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModeconnError, param
-from ..models import check_model_name
+from ..models import HF_PREFIX, check_model_name, huggingface
 from ..runtime import distributed
 from ..tasks import task_from
 
@@ -79,10 +79,12 @@ def task(spec: str | None) -> str | None:
 
 
 def model_name(name: str | None) -> str | None:
-    """A registered model name, torchvision:NAME or timm:NAME of an installed library, or a builder's
-    package.module:callable, importable now (None: the dataset's default)."""
+    """A registered model name, torchvision:NAME or timm:NAME of an installed library, hf:PATH (returned with the
+    path made absolute), or a builder's package.module:callable, importable now (None: the dataset's default)."""
     if name is not None:
         check_model_name(name)
+        if name.startswith(HF_PREFIX):  # a path recorded absolute, so the run is read back from anywhere
+            return HF_PREFIX + huggingface.normalise(name.removeprefix(HF_PREFIX))
     return name
 
 

@@ -39,10 +39,14 @@ def parse_name(name: str) -> dict:
         raise ModeconnError(f"{name!r} is not a fortunes dataset name (fortunes, fortunes/only=TOPIC,..., "
                             "fortunes/except=TOPIC,..., fortunes/block=N)")
     spec: dict = {"only": None, "except": [], "block": BLOCK}
+    given: set[str] = set()
     for part in parts:
         key, eq, value = part.partition("=")
         if not eq or key not in spec or not value:
             raise ModeconnError(f"dataset {name!r}: {part!r} is not only=TOPIC,..., except=TOPIC,... or block=N")
+        if key in given:
+            raise ModeconnError(f"dataset {name!r} gives {key}= twice; give it once")
+        given.add(key)
         if key == "block":
             if not value.isdigit() or not 2 <= int(value) <= 1 << 20:
                 raise ModeconnError(f"dataset {name!r}: block must be a whole number of tokens >= 2, got {value!r}")

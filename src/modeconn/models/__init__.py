@@ -44,8 +44,15 @@ def create_model(name: str, input_shape, num_classes: int, task: Task = CLASSIFI
             raise ModeconnError(f"--model {name} takes no constructor arguments (got {kwargs}): its config holds them")
         model = huggingface.build(name.removeprefix(HF_PREFIX), shape, num_classes)
         probe = torch.zeros(2, *shape, dtype=torch.long) if example is None else example[:2].cpu()  # token ids
-        with torch.no_grad():
-            out = model.eval()(probe)
+        try:
+            with torch.no_grad():
+                out = model.eval()(probe)
+        except (ValueError, RuntimeError, IndexError, AttributeError, TypeError, AssertionError) as exc:
+            # token ids past the vocabulary or blocks past the positions (IndexError), images (RuntimeError), a
+            # classifier without a padding token (ValueError)
+            raise ModeconnError(f"model {name!r} cannot take this data's inputs of shape {shape} "
+                                f"({one_line(exc)[:160]}); check its vocab_size and positions against the data, "
+                                "or choose a model for this dataset") from None
         _check_output(name, out, shape, num_classes, task)
         return model.train()
     builder = _builder(name)

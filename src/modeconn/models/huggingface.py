@@ -19,6 +19,14 @@ HF_EXTRA = "pip install 'modeconn[hf]' (transformers)"
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"
 
 
+def normalise(spec: str) -> str:
+    """`hf:SPEC` as a run records it: a shipped config's name as it is, a path made absolute (a run is read back
+    from any folder)."""
+    if not Path(spec).expanduser().exists() and (SHIPPED / f"{spec}.json").is_file() and "/" not in spec:
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 def config_path(spec: str) -> Path:
     """The config.json `hf:SPEC` names: a file, a folder holding config.json, or a shipped config's name
     (`gpt2-tiny`, `bert-tiny`). Raises ModeconnError (one line) where there is none."""
@@ -58,6 +66,7 @@ def _transformers():
         raise ModeconnError(f"--model hf:... needs transformers, which cannot be imported ({one_line(exc)}): "
                             f"{HF_EXTRA}") from None
     transformers.logging.set_verbosity_error()  # its warnings (e.g. an untied head) are not modeconn's to print
+    transformers.logging.disable_progress_bar()  # loading weights: --quiet means quiet
     return transformers
 
 
@@ -106,9 +115,9 @@ def build(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Modul
             if hasattr(config, "num_labels") and not _is_language_model(cls):
                 config.num_labels = num_classes
             model = cls(config)
-    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+    except Exception as exc:  # a config of another architecture, corrupt or mismatched safetensors: how, in one line
         raise ModeconnError(f"--model hf:{spec}: transformers could not build {cls.__name__} "
-                            f"({one_line(exc)})") from None
+                            f"({one_line(exc)[:200]})") from None
     return HuggingFaceModel(model)
 
 

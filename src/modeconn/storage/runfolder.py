@@ -93,7 +93,8 @@ class RunInfo:
         own (classification unless the data names another)."""
         return self.raw.get("task")
 
-    HEADLINE = ("midpoint_test_err", "midpoint_test_loss", "centroid_test_err", "test_err", "test_loss")
+    HEADLINE = ("midpoint_test_ppl", "midpoint_test_err", "midpoint_test_loss", "centroid_test_ppl",
+                "centroid_test_err", "test_ppl", "test_err", "test_loss")
 
     def metrics(self) -> dict[str, float]:
         """The headline test metrics it records (a curve's midpoint, a simplex's centroid, a network's own)."""
