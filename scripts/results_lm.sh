@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the language-model table of docs/results.md (Neyshabur et al. 2020's question on a byte-level GPT):
-# per seed, one 2-layer GPT pre-trained on every fortunes topic but one (3 epochs, about 1,500 steps), two copies
-# fine-tuned from it on the held-out topic with different data orders (6 epochs, about 300 steps), and two GPTs
+# per seed, one 2-layer GPT pre-trained on every fortunes topic but one (3 epochs, 1,536 steps), two copies
+# fine-tuned from it on the held-out topic with different data orders (6 epochs, 318 steps), and two GPTs
 # trained from scratch on the held-out topic for the same steps; then `modeconn connectivity` on each pair (plain,
 # weight-matched and activation-matched lines, and for the scratch pair a Bezier curve), 11 points per path.
 # Usage: scripts/results_lm.sh OUT [TOPIC]   e.g. scripts/results_lm.sh runs/lm computers
