@@ -382,10 +382,11 @@ def test_fine_tuned_gpts_share_a_basin_and_scratch_ones_do_not(fortunes_text, tm
                       for pair in ("tuned", "scratch"))
     barrier = {f"{pair} {path}": summary[path]["test_ppl"]["barrier"] for pair, summary in
                (("tuned", tuned), ("scratch", scratch)) for path in summary if "test_ppl" in summary[path]}
-    print(barrier)
+    # measured (2 threads): fine-tuned 0.0 against scratch 8.2 in perplexity; the curve 0.91 (11% of the line's);
+    # weight matching 6.8 (83%), activation matching 5.7 (69%)
     assert barrier["tuned line"] < 0.1 * barrier["scratch line"]
-    assert barrier["scratch curve"] < 0.5 * barrier["scratch line"]
-    assert barrier["scratch weights_line"] < barrier["scratch line"]
+    assert barrier["scratch curve"] < 0.4 * barrier["scratch line"]
+    assert min(barrier["scratch weights_line"], barrier["scratch activations_line"]) < 0.9 * barrier["scratch line"]
     assert "perplexity" in mc.commands.report(tmp_path).read_text()
 
 

@@ -362,3 +362,19 @@ def test_sources_the_task_cannot_read_are_refused_in_one_line(pair):
     dicts = [{"x": data.test_x[:50], "y": data.test_y[:50]}]
     read = StreamedData("dicts", dicts, dicts, 10, task=mc.classification(input_key="x", target_key="y"))
     assert read.input_shape == (40,)
+
+
+def test_a_dataloader_over_a_list_of_examples_is_read_in_the_in_memory_order():
+    # a list is a DataLoader's dataset as much as a torch Dataset: indexed in modeconn's seeded order, at the
+    # analysis's batch size, not read as the loader's own shuffled batches of 16
+    import torch
+    from torch.utils.data import DataLoader
+
+    import modeconn as mc
+
+    x, y = torch.randn(40, 3), torch.arange(40) % 4
+    listed = mc.StreamedData("listed", DataLoader(list(zip(x, y)), batch_size=16, shuffle=True),
+                             DataLoader(list(zip(x, y)), batch_size=16), num_classes=4)
+    memory = mc.Dataset("memory", x, y, x, y, 4)
+    for (xa, ya), (xb, yb) in zip(listed.train_batches(8, seed=3), memory.train_batches(8, seed=3)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -39,6 +39,7 @@ LM_PRETRAIN = f"fortunes/except={LM_TOPIC}"
 LM_TARGET = f"fortunes/only={LM_TOPIC}"
 LM_PRETRAIN_EPOCHS = 1  # about 520 steps
 LM_EPOCHS = 3  # fine-tuning and from scratch: about 160 steps
+LM_TRAIN_SAMPLES = 256  # blocks the lines' train metrics are measured on (test metrics: every test block)
 
 
 @dataclass
@@ -123,7 +124,8 @@ def _language_models(out: Path, common: dict) -> None:
         trained(out / f"tuned{i}", LM_TARGET, init=out / "pre", epochs=LM_EPOCHS, lr=1e-3, seed=i)
         trained(out / f"scratch{i}", LM_TARGET, epochs=LM_EPOCHS, seed=i)
     if not (out / "tuned-paths" / "paths.json").exists():
-        connectivity(out / "tuned1", out / "tuned2", out / "tuned-paths", points=11, **common)
+        connectivity(out / "tuned1", out / "tuned2", out / "tuned-paths", points=11, train_samples=LM_TRAIN_SAMPLES,
+                     **common)
     if not (out / "scratch-paths" / "paths.json").exists():
         connectivity(out / "scratch1", out / "scratch2", out / "scratch-paths", points=11, curve="bezier",
-                     epochs=LM_EPOCHS, **common)
+                     epochs=LM_EPOCHS, train_samples=LM_TRAIN_SAMPLES, **common)

@@ -4,7 +4,8 @@
 BatchNorm batches, test batches, the input shape, the number of classes, the task) without stacking the data into
 tensors, so data larger than memory can be used. Two kinds of source:
 
-- **map-style** (a `torch.utils.data.Dataset` with `__len__` and `__getitem__`, or a `DataLoader` over one): the
+- **map-style** (a `torch.utils.data.Dataset` with `__len__` and `__getitem__`, or a `DataLoader` over one or over
+  a list of examples): the
   examples are visited in exactly the order an in-memory `Dataset` of the same examples would use (the same seeded
   permutations, the same batch size), so a streamed analysis equals the in-memory one and a resumed run is
   bit-exact. A DataLoader keeps its workers, collate function and pinning; only its sampler and batch size are
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -72,6 +73,8 @@ def _map_style(source) -> Any:
         if not default:
             return None
     dataset = source.dataset if isinstance(source, DataLoader) else source
+    if isinstance(source, DataLoader) and isinstance(dataset, Sequence) and not isinstance(dataset, (str, bytes)):
+        return dataset  # a DataLoader over a list of examples (dicts of tensors, say) indexes it as a map-style one
     if isinstance(dataset, IterableDataset) or not isinstance(dataset, torch.utils.data.Dataset):
         return None
     if not hasattr(dataset, "__len__"):
