@@ -43,7 +43,7 @@ def create_model(name: str, input_shape, num_classes: int, task: Task = CLASSIFI
         if kwargs:
             raise ModeconnError(f"--model {name} takes no constructor arguments (got {kwargs}): its config holds them")
         model = huggingface.build(name.removeprefix(HF_PREFIX), shape, num_classes)
-        probe = torch.zeros(2, *shape, dtype=torch.long) if example is None else example[:2].cpu()  # token ids
+        probe = torch.zeros(2, *shape, dtype=torch.long, device="cpu") if example is None else example[:2].cpu()
         try:
             with torch.no_grad():
                 out = model.eval()(probe)
@@ -179,7 +179,7 @@ def _check_fits(name: str, builder, shape: tuple, num_classes: int, task: Task, 
     (an `if` on a tensor, `float(...)`, `nonzero`) cannot run there, so any failure on the meta device is
     checked again with a real forward on the CPU: only its error is reported. The probe is `example` (the data's
     own inputs), else a batch of two zeros."""
-    probe = torch.zeros(2, *shape) if example is None else example[:2].cpu()
+    probe = torch.zeros(2, *shape, device="cpu") if example is None else example[:2].cpu()
     try:
         with torch.device("meta"):
             out = builder(shape, num_classes, **kwargs).eval()(probe.to("meta"))
